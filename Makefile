@@ -1,0 +1,49 @@
+# vecphi: PGXS build.  The extension version comes from vecphi.control only.
+
+EXTENSION = vecphi
+EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" vecphi.control)
+
+MODULE_big = vecphi
+OBJS = \
+	src/vecphi.o \
+	src/crypto.o \
+	src/keys.o \
+	src/claims.o \
+	src/envelope.o \
+	src/evector.o \
+	src/etext.o \
+	src/distance.o
+
+DATA = sql/vecphi--$(EXTVERSION).sql
+
+# pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
+# server started with shared_preload_libraries = 'vecphi' and test keys, so
+# test/run_tests.sh runs them against a temporary instance; see README.md.
+REGRESS = setup evector_input etext claims keys distance exact_search
+REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
+
+SHLIB_LINK = -lcrypto
+
+# Warnings are errors: every warning the server headers allow us to enable.
+PG_CFLAGS = -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wno-sign-compare -Wno-missing-field-initializers -Wshadow=compatible-local \
+	-Wformat=2 -Wno-format-nonliteral -Wstrict-prototypes -Wold-style-definition \
+	-Wnull-dereference -Wduplicated-cond -Wlogical-op
+PG_CPPFLAGS = -I$(srcdir)/src
+
+# No LLVM bitcode: JIT inlining buys nothing for the crypto-bound paths, and
+# it would make clang a build dependency.
+override with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The distance kernels are compiled for several instruction sets and picked
+# at load time (see src/distance.c), so keep the generic build portable.
+src/distance.o: override CFLAGS += -O3 -ftree-vectorize -fno-math-errno \
+	-fassociative-math -fno-signed-zeros -fno-trapping-math
+
+.PHONY: bench
+bench:
+	$(MAKE) -C test/bench

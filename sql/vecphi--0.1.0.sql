@@ -1,0 +1,303 @@
+-- vecphi 0.1.0: encrypted vectors and text, envelope keys, signed claims,
+-- distance operators.
+--
+-- Types, operators and distance functions live in the extension's schema
+-- (normally public) so they work without touching search_path, as
+-- pgvector's do; everything internal lives in schema vecphi.
+
+\echo Use "CREATE EXTENSION vecphi" to load this file. \quit
+
+CREATE SCHEMA vecphi;
+COMMENT ON SCHEMA vecphi IS 'vecphi internals: keyring, claims, decryption';
+
+-- Roles.  Created here when missing; they are cluster-wide, so a second
+-- database reuses them.
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'vecphi_key_admin') THEN
+		CREATE ROLE vecphi_key_admin NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'vecphi_security_officer') THEN
+		CREATE ROLE vecphi_security_officer NOLOGIN;
+	END IF;
+END
+$roles$;
+
+GRANT USAGE ON SCHEMA vecphi TO PUBLIC;
+
+---------------------------------------------------------------------------
+-- Keyring.  The C code reads these tables directly (no SQL, no permission
+-- check) when it needs a data key; SQL access is for key administrators.
+---------------------------------------------------------------------------
+
+CREATE TABLE vecphi.tenants (
+	tenant_id	integer PRIMARY KEY CHECK (tenant_id > 0),
+	tenant		text NOT NULL UNIQUE
+		CHECK (tenant ~ '^[A-Za-z0-9_-]{1,63}$'),
+	kek_version	integer NOT NULL DEFAULT 1 CHECK (kek_version > 0),
+	current_dek	integer NOT NULL DEFAULT 1 CHECK (current_dek > 0),
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE vecphi.tenants IS
+	'one row per tenant: its KEK version at the key provider and its current data key';
+
+CREATE TABLE vecphi.keyring (
+	tenant_id	integer NOT NULL REFERENCES vecphi.tenants (tenant_id),
+	dek_version	integer NOT NULL CHECK (dek_version > 0),
+	kek_version	integer NOT NULL CHECK (kek_version > 0),
+	wrapped_dek	bytea NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, dek_version)
+);
+COMMENT ON TABLE vecphi.keyring IS
+	'data keys (DEKs), stored only wrapped (AES-256 key wrap with padding, RFC 5649) by the tenant''s KEK';
+
+-- pg_dump must carry the keyring so that a restore into a fresh cluster can
+-- decrypt with the same KEKs.  The wrapped keys are useless without them.
+SELECT pg_catalog.pg_extension_config_dump('vecphi.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('vecphi.keyring', '');
+
+REVOKE ALL ON vecphi.tenants, vecphi.keyring FROM PUBLIC;
+GRANT SELECT ON vecphi.tenants TO vecphi_key_admin;
+GRANT SELECT (tenant_id, dek_version, kek_version, created_at) ON vecphi.keyring TO vecphi_key_admin;
+
+CREATE FUNCTION vecphi.create_tenant(tenant text) RETURNS integer
+	AS 'MODULE_PATHNAME', 'vecphi_create_tenant'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.create_tenant(text) IS
+	'register a tenant: obtain its KEK from the key provider (the embedded provider generates one) and create its first data key; returns the tenant id';
+
+CREATE FUNCTION vecphi.rotate_kek(tenant text) RETURNS integer
+	AS 'MODULE_PATHNAME', 'vecphi_rotate_kek'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.rotate_kek(text) IS
+	're-wrap every data key of the tenant under a new KEK version; no data is rewritten; returns the new KEK version';
+
+CREATE FUNCTION vecphi.rotate_dek(tenant text) RETURNS integer
+	AS 'MODULE_PATHNAME', 'vecphi_rotate_dek'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.rotate_dek(text) IS
+	'create a new data key for the tenant''s new writes; older data keys still decrypt; returns the new data key version';
+
+REVOKE ALL ON FUNCTION vecphi.create_tenant(text), vecphi.rotate_kek(text),
+	vecphi.rotate_dek(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.create_tenant(text), vecphi.rotate_kek(text),
+	vecphi.rotate_dek(text) TO vecphi_key_admin;
+
+---------------------------------------------------------------------------
+-- Claims (minimal form: HS256 tokens, transaction scope)
+---------------------------------------------------------------------------
+
+CREATE FUNCTION vecphi.set_claims(token text) RETURNS void
+	AS 'MODULE_PATHNAME', 'vecphi_set_claims'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.set_claims(text) IS
+	'verify a signed JWT (HS256, vecphi.jwt_secret_file) and hold its claims until the end of the current transaction';
+
+CREATE FUNCTION vecphi.clear_claims() RETURNS void
+	AS 'MODULE_PATHNAME', 'vecphi_clear_claims'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.clear_claims() IS
+	'drop the verified claims before the end of the transaction';
+
+CREATE FUNCTION vecphi.tenant() RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_claim_tenant'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.tenant() IS 'verified tenant claim, or NULL';
+
+CREATE FUNCTION vecphi.app_role() RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_claim_role'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.app_role() IS 'verified application role claim, or NULL';
+
+CREATE FUNCTION vecphi.subject() RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_claim_subject'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.subject() IS 'verified subject (sub) claim, or NULL';
+
+CREATE FUNCTION vecphi.purpose() RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_claim_purpose'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.purpose() IS 'verified purpose claim, or NULL';
+
+CREATE FUNCTION vecphi.break_glass() RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_claim_break_glass'
+	LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.break_glass() IS 'verified break-glass reason, or NULL';
+
+---------------------------------------------------------------------------
+-- evector: encrypted vector
+---------------------------------------------------------------------------
+
+CREATE TYPE evector;
+
+CREATE FUNCTION evector_in(cstring, oid, integer) RETURNS evector
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION evector_in(cstring, oid, integer) IS
+	'''[1,2,3]'' encrypts under the claimant tenant''s current data key; an envelope is checked and kept';
+
+CREATE FUNCTION evector_out(evector) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_out(evector) IS 'ciphertext envelope as text (never plaintext)';
+
+CREATE FUNCTION evector_typmod_in(cstring[]) RETURNS integer
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_typmod_in(cstring[]) IS 'evector(n) dimension modifier';
+
+CREATE FUNCTION evector_typmod_out(integer) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_typmod_out(integer) IS 'evector(n) dimension modifier';
+
+CREATE FUNCTION evector_recv(internal, oid, integer) RETURNS evector
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_recv(internal, oid, integer) IS 'binary input: the raw envelope, checked';
+
+CREATE FUNCTION evector_send(evector) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_send(evector) IS 'binary output: the raw envelope';
+
+-- Ciphertext does not compress: store out of line without trying.
+CREATE TYPE evector (
+	INPUT = evector_in,
+	OUTPUT = evector_out,
+	TYPMOD_IN = evector_typmod_in,
+	TYPMOD_OUT = evector_typmod_out,
+	RECEIVE = evector_recv,
+	SEND = evector_send,
+	STORAGE = external,
+	ALIGNMENT = int4
+);
+COMMENT ON TYPE evector IS 'vector encrypted with AES-256-GCM under its tenant''s data key';
+
+CREATE FUNCTION evector(evector, integer, boolean) RETURNS evector
+	AS 'MODULE_PATHNAME', 'evector_typmod_cast'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector(evector, integer, boolean) IS 'check an evector against evector(n)';
+
+CREATE CAST (evector AS evector) WITH FUNCTION evector(evector, integer, boolean) AS IMPLICIT;
+
+CREATE FUNCTION vecphi.encrypt(real[]) RETURNS evector
+	AS 'MODULE_PATHNAME', 'vecphi_encrypt_vector'
+	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.encrypt(real[]) IS
+	'encrypt a vector under the claimant tenant''s current data key';
+
+CREATE CAST (real[] AS evector) WITH FUNCTION vecphi.encrypt(real[]) AS ASSIGNMENT;
+
+CREATE FUNCTION vecphi.decrypt(evector) RETURNS real[]
+	AS 'MODULE_PATHNAME', 'vecphi_decrypt_vector'
+	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.decrypt(evector) IS
+	'decrypt a vector; needs the claims of the tenant that owns it';
+
+CREATE FUNCTION vector_dims(evector) RETURNS integer
+	AS 'MODULE_PATHNAME', 'evector_dims'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vector_dims(evector) IS
+	'number of dimensions (stored in the clear, authenticated, in the envelope header)';
+
+CREATE FUNCTION vecphi.key_id(evector) RETURNS text
+	AS 'MODULE_PATHNAME', 'evector_key_id'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.key_id(evector) IS
+	'tenant and data key version the value is encrypted under, as tenant/version';
+
+---------------------------------------------------------------------------
+-- etext: encrypted text (the chunk beside the vector)
+---------------------------------------------------------------------------
+
+CREATE TYPE etext;
+
+CREATE FUNCTION etext_in(cstring) RETURNS etext
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION etext_in(cstring) IS
+	'text encrypts under the claimant tenant''s current data key; text starting with vecphi: is read as an envelope';
+
+CREATE FUNCTION etext_out(etext) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION etext_out(etext) IS 'ciphertext envelope as text (never plaintext)';
+
+CREATE FUNCTION etext_recv(internal) RETURNS etext
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION etext_recv(internal) IS 'binary input: the raw envelope, checked';
+
+CREATE FUNCTION etext_send(etext) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION etext_send(etext) IS 'binary output: the raw envelope';
+
+CREATE TYPE etext (
+	INPUT = etext_in,
+	OUTPUT = etext_out,
+	RECEIVE = etext_recv,
+	SEND = etext_send,
+	STORAGE = external,
+	ALIGNMENT = int4
+);
+COMMENT ON TYPE etext IS 'text encrypted with AES-256-GCM under its tenant''s data key';
+
+CREATE FUNCTION vecphi.encrypt(text) RETURNS etext
+	AS 'MODULE_PATHNAME', 'vecphi_encrypt_text'
+	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.encrypt(text) IS
+	'encrypt text under the claimant tenant''s current data key (never read as an envelope)';
+
+CREATE FUNCTION vecphi.decrypt(etext) RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_decrypt_text'
+	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.decrypt(etext) IS
+	'decrypt text; needs the claims of the tenant that owns it';
+
+CREATE FUNCTION vecphi.key_id(etext) RETURNS text
+	AS 'MODULE_PATHNAME', 'etext_key_id'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.key_id(etext) IS
+	'tenant and data key version the value is encrypted under, as tenant/version';
+
+---------------------------------------------------------------------------
+-- Distances.  Both operands are decrypted in backend memory; each needs the
+-- claims of its tenant.  Not LEAKPROOF: an error can reveal that a value
+-- belongs to another tenant.
+---------------------------------------------------------------------------
+
+CREATE FUNCTION l2_distance(evector, evector) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_l2_distance'
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION l2_distance(evector, evector) IS 'Euclidean distance';
+
+CREATE FUNCTION cosine_distance(evector, evector) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_cosine_distance'
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION cosine_distance(evector, evector) IS
+	'1 - cosine similarity; NaN when either vector is zero, as pgvector';
+
+CREATE FUNCTION inner_product(evector, evector) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_inner_product'
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION inner_product(evector, evector) IS 'inner product';
+
+CREATE FUNCTION vecphi.negative_inner_product(evector, evector) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_negative_inner_product'
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.negative_inner_product(evector, evector) IS
+	'negative inner product, the <#> operator';
+
+CREATE OPERATOR <-> (
+	LEFTARG = evector, RIGHTARG = evector, FUNCTION = l2_distance,
+	COMMUTATOR = '<->'
+);
+COMMENT ON OPERATOR <-> (evector, evector) IS 'Euclidean distance';
+
+CREATE OPERATOR <=> (
+	LEFTARG = evector, RIGHTARG = evector, FUNCTION = cosine_distance,
+	COMMUTATOR = '<=>'
+);
+COMMENT ON OPERATOR <=> (evector, evector) IS 'cosine distance';
+
+CREATE OPERATOR <#> (
+	LEFTARG = evector, RIGHTARG = evector, FUNCTION = vecphi.negative_inner_product,
+	COMMUTATOR = '<#>'
+);
+COMMENT ON OPERATOR <#> (evector, evector) IS 'negative inner product';

@@ -1,0 +1,461 @@
+/*-------------------------------------------------------------------------
+ *
+ * claims.c
+ *	  Signed claims: vecphi.set_claims() verifies a JWT inside the server
+ *	  and holds its claims until the end of the transaction.
+ *
+ * The claims live in this backend's private memory, not in a setting, so
+ * nothing a client can SET, RESET or set_config() changes them.  They are
+ * dropped when the top-level transaction ends (so a transaction-mode
+ * pooler hands the next client a connection without them), when the
+ * subtransaction that set them aborts, and when a token fails to verify.
+ *
+ * Tokens: HS256 only in this version, keyed by the contents of
+ * vecphi.jwt_secret_file (surrounding white space trimmed, at least 32
+ * bytes).  "tenant", "role" and "sub" are required strings; "purpose" is
+ * one of treatment, payment, operations; "break_glass" is a reason;
+ * "exp" and "nbf" are enforced with a small allowance for clock skew.
+ *
+ * Claims are not passed to parallel workers, so every function that
+ * needs them is PARALLEL RESTRICTED.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "common/base64.h"
+#include "common/jsonapi.h"
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "storage/fd.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "claims.h"
+#include "crypto.h"
+#include "keys.h"
+#include "vecphi.h"
+
+/* Allowance for clocks of token issuer and server that disagree. */
+#define CLAIMS_CLOCK_SKEW_SECS	30
+/* Longer tokens are refused before any parsing. */
+#define CLAIMS_TOKEN_MAX_LEN	8192
+/* Longest role, subject or break-glass reason kept. */
+#define CLAIMS_VALUE_MAX_LEN	256
+/* Shortest accepted HMAC secret (RFC 7518 asks for the hash size). */
+#define JWT_SECRET_MIN_LEN		32
+#define JWT_SECRET_MAX_LEN		4096
+
+static MemoryContext ClaimsContext = NULL;
+static VecphiClaims *current_claims = NULL;
+static SubTransactionId claims_subxact = InvalidSubTransactionId;
+
+/* Forget the claims. */
+static void
+claims_clear(void)
+{
+	current_claims = NULL;
+	claims_subxact = InvalidSubTransactionId;
+	if (ClaimsContext != NULL)
+		MemoryContextReset(ClaimsContext);
+}
+
+/* Refuse a token; never returns. */
+static void
+token_reject(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("invalid claims token"),
+			 errdetail("%s", detail)));
+}
+
+/* Decode base64url without padding; false on any other character. */
+static bool
+base64url_decode(const char *src, int len, char **out, int *outlen)
+{
+	char	   *std;
+	int			padded = len + (4 - len % 4) % 4;
+	int			i;
+
+	if (len == 0 || len % 4 == 1)
+		return false;
+	std = palloc(padded + 1);
+	for (i = 0; i < len; i++)
+	{
+		char		c = src[i];
+
+		if (c == '-')
+			c = '+';
+		else if (c == '_')
+			c = '/';
+		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+				   (c >= '0' && c <= '9')))
+			return false;
+		std[i] = c;
+	}
+	for (; i < padded; i++)
+		std[i] = '=';
+	std[padded] = '\0';
+	*out = palloc(pg_b64_dec_len(padded) + 1);
+	*outlen = pg_b64_decode(std, padded, *out, pg_b64_dec_len(padded) + 1);
+	if (*outlen < 0)
+		return false;
+	(*out)[*outlen] = '\0';
+	return true;
+}
+
+/* Parse one JSON object segment of a token into jsonb. */
+static Jsonb *
+token_json_object(const char *seg, int seglen, const char *what)
+{
+	char	   *raw;
+	int			rawlen;
+	JsonLexContext *lex;
+	Jsonb	   *jb;
+
+	if (!base64url_decode(seg, seglen, &raw, &rawlen))
+		token_reject(psprintf("The token %s is not valid base64url.", what));
+	if (memchr(raw, '\0', rawlen) != NULL ||
+		!pg_verifymbstr(raw, rawlen, true))
+		token_reject(psprintf("The token %s is not valid text.", what));
+	lex = makeJsonLexContextCstringLen(raw, rawlen, GetDatabaseEncoding(), true);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+		token_reject(psprintf("The token %s is not valid JSON.", what));
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(raw)));
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		token_reject(psprintf("The token %s is not a JSON object.", what));
+	return jb;
+}
+
+/*
+ * String member of a JSON object, or NULL when absent.  Present but not a
+ * non-empty string of sane length is an error.
+ */
+static char *
+json_string_member(Jsonb *jb, const char *key)
+{
+	JsonbValue	v;
+
+	if (getKeyJsonValueFromContainer(&jb->root, key, strlen(key), &v) == NULL)
+		return NULL;
+	if (v.type != jbvString || v.val.string.len == 0 ||
+		v.val.string.len > CLAIMS_VALUE_MAX_LEN)
+		token_reject(psprintf("Claim \"%s\" must be a non-empty string of at most %d bytes.",
+							  key, CLAIMS_VALUE_MAX_LEN));
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+/* NumericDate member (seconds since 1970), or false when absent. */
+static bool
+json_time_member(Jsonb *jb, const char *key, int64 *value)
+{
+	JsonbValue	v;
+	float8		secs;
+
+	if (getKeyJsonValueFromContainer(&jb->root, key, strlen(key), &v) == NULL)
+		return false;
+	if (v.type != jbvNumeric)
+		token_reject(psprintf("Claim \"%s\" must be a number of seconds since 1970.", key));
+	secs = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+											  NumericGetDatum(v.val.numeric)));
+	if (isnan(secs) || secs < 0 || secs > 1.0e12)
+		token_reject(psprintf("Claim \"%s\" is out of range.", key));
+	*value = (int64) secs;
+	return true;
+}
+
+/* Current time as Unix seconds. */
+static int64
+unix_now(TimestampTz ts)
+{
+	return ts / USECS_PER_SEC +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
+
+/* Read the HMAC secret; palloc'd, the caller wipes it. */
+static char *
+jwt_secret_read(int *len)
+{
+	int			fd;
+	struct stat st;
+	char	   *buf;
+	ssize_t		nread;
+	int			start = 0;
+	int			end;
+
+	if (vecphi_jwt_secret_file == NULL || vecphi_jwt_secret_file[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("vecphi.jwt_secret_file is not set"),
+				 errhint("Point it at the file holding the HS256 secret in postgresql.conf.")));
+	fd = OpenTransientFile(vecphi_jwt_secret_file, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open token secret file \"%s\": %m",
+						vecphi_jwt_secret_file)));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("token secret file \"%s\" has unsafe permissions",
+						vecphi_jwt_secret_file),
+				 errdetail("It must be a regular file readable only by the server's user (mode 0600).")));
+	}
+	buf = palloc(JWT_SECRET_MAX_LEN + 1);
+	nread = read(fd, buf, JWT_SECRET_MAX_LEN + 1);
+	CloseTransientFile(fd);
+	if (nread < 0 || nread > JWT_SECRET_MAX_LEN)
+	{
+		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not read token secret file \"%s\"", vecphi_jwt_secret_file),
+				 errdetail("The file must hold 32 to %d bytes.", JWT_SECRET_MAX_LEN)));
+	}
+	end = (int) nread;
+	while (start < end && isspace((unsigned char) buf[start]))
+		start++;
+	while (end > start && isspace((unsigned char) buf[end - 1]))
+		end--;
+	if (end - start < JWT_SECRET_MIN_LEN)
+	{
+		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("token secret in \"%s\" is too short", vecphi_jwt_secret_file),
+				 errdetail("HS256 secrets must be at least %d bytes.", JWT_SECRET_MIN_LEN)));
+	}
+	memmove(buf, buf + start, end - start);
+	*len = end - start;
+	return buf;
+}
+
+/* Verify a compact-serialised JWT and return its claims. */
+static VecphiClaims *
+jwt_verify(const char *token)
+{
+	size_t		toklen = strlen(token);
+	const char *dot1;
+	const char *dot2;
+	Jsonb	   *header;
+	Jsonb	   *payload;
+	char	   *alg;
+	char	   *typ;
+	char	   *sig;
+	int			siglen;
+	char	   *secret;
+	int			secretlen;
+	uint8		mac[VECPHI_HMAC_LEN];
+	bool		valid;
+	VecphiClaims *claims;
+	int64		now = unix_now(GetCurrentTimestamp());
+	int64		nbf;
+	JsonbValue	v;
+
+	if (toklen == 0 || toklen > CLAIMS_TOKEN_MAX_LEN)
+		token_reject("The token is empty or longer than 8192 bytes.");
+	dot1 = strchr(token, '.');
+	dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL)
+		token_reject("A token has three dot-separated parts.");
+
+	/* The header decides how to verify: only HS256 is accepted. */
+	header = token_json_object(token, dot1 - token, "header");
+	alg = json_string_member(header, "alg");
+	if (alg == NULL || strcmp(alg, "HS256") != 0)
+		token_reject("Only tokens signed with HS256 are accepted.");
+	typ = json_string_member(header, "typ");
+	if (typ != NULL && pg_strcasecmp(typ, "JWT") != 0)
+		token_reject("The token type is not JWT.");
+	if (getKeyJsonValueFromContainer(&header->root, "crit", 4, &v) != NULL)
+		token_reject("The token requires extensions this server does not implement.");
+
+	if (!base64url_decode(dot2 + 1, strlen(dot2 + 1), &sig, &siglen) ||
+		siglen != VECPHI_HMAC_LEN)
+		token_reject("The token signature is malformed.");
+	secret = jwt_secret_read(&secretlen);
+	crypto_hmac_sha256((uint8 *) secret, secretlen, (const uint8 *) token,
+					   dot2 - token, mac);
+	crypto_wipe(secret, secretlen);
+	valid = crypto_equal(mac, sig, VECPHI_HMAC_LEN);
+	crypto_wipe(mac, sizeof(mac));
+	if (!valid)
+		token_reject("The token signature does not verify.");
+
+	payload = token_json_object(dot1 + 1, dot2 - dot1 - 1, "payload");
+	claims = palloc0(sizeof(VecphiClaims));
+	if (json_time_member(payload, "exp", &claims->expires) &&
+		now > claims->expires + CLAIMS_CLOCK_SKEW_SECS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("claims token has expired")));
+	if (json_time_member(payload, "nbf", &nbf) &&
+		now + CLAIMS_CLOCK_SKEW_SECS < nbf)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("claims token is not valid yet")));
+
+	claims->tenant = json_string_member(payload, "tenant");
+	claims->role = json_string_member(payload, "role");
+	claims->subject = json_string_member(payload, "sub");
+	if (claims->tenant == NULL || claims->role == NULL || claims->subject == NULL)
+		token_reject("Claims \"tenant\", \"role\" and \"sub\" are required.");
+	if (!vecphi_tenant_name_is_valid(claims->tenant))
+		token_reject("Claim \"tenant\" is not a valid tenant name.");
+	claims->purpose = json_string_member(payload, "purpose");
+	if (claims->purpose != NULL &&
+		strcmp(claims->purpose, "treatment") != 0 &&
+		strcmp(claims->purpose, "payment") != 0 &&
+		strcmp(claims->purpose, "operations") != 0)
+		token_reject("Claim \"purpose\" must be treatment, payment or operations.");
+	claims->break_glass = json_string_member(payload, "break_glass");
+	return claims;
+}
+
+/* Copy a string into the claims context. */
+static char *
+claims_strdup(const char *s)
+{
+	return s ? MemoryContextStrdup(ClaimsContext, s) : NULL;
+}
+
+/*
+ * The claims of this transaction, or NULL.  Claims whose token expired
+ * since they were set are refused, judged at the statement's start.
+ */
+const VecphiClaims *
+claims_current(void)
+{
+	if (current_claims != NULL && current_claims->expires != 0 &&
+		unix_now(GetCurrentStatementStartTimestamp()) >
+		current_claims->expires + CLAIMS_CLOCK_SKEW_SECS)
+	{
+		claims_clear();
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("claims token has expired")));
+	}
+	return current_claims;
+}
+
+/* Tenant id of the claimant; 42501 without claims. */
+uint32
+claims_require_tenant_id(void)
+{
+	const VecphiClaims *claims = claims_current();
+
+	if (claims == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("no verified claims in this transaction"),
+				 errhint("Call vecphi.set_claims() with a signed token inside the transaction.")));
+	if (claims->tenant_id == 0)
+		current_claims->tenant_id = keys_tenant_id(claims->tenant, false);
+	return current_claims->tenant_id;
+}
+
+static void
+claims_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			claims_clear();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+claims_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && current_claims != NULL &&
+		claims_subxact == mySubid)
+		claims_clear();
+	else if (event == SUBXACT_EVENT_COMMIT_SUB && current_claims != NULL &&
+			 claims_subxact == mySubid)
+		claims_subxact = parentSubid;
+}
+
+/* Register the callbacks; called once from _PG_init. */
+void
+claims_init(void)
+{
+	ClaimsContext = AllocSetContextCreate(TopMemoryContext, "vecphi claims",
+										  ALLOCSET_SMALL_SIZES);
+	RegisterXactCallback(claims_xact_callback, NULL);
+	RegisterSubXactCallback(claims_subxact_callback, NULL);
+}
+
+PG_FUNCTION_INFO_V1(vecphi_set_claims);
+Datum
+vecphi_set_claims(PG_FUNCTION_ARGS)
+{
+	char	   *token = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	VecphiClaims *verified;
+
+	/* A failed attempt leaves no claims at all, not the previous ones. */
+	claims_clear();
+	verified = jwt_verify(token);
+	if (!IsTransactionBlock())
+		ereport(WARNING,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("vecphi.set_claims() outside a transaction block lasts only for this statement"),
+				 errhint("Claims end with the transaction; call it after BEGIN.")));
+
+	current_claims = MemoryContextAllocZero(ClaimsContext, sizeof(VecphiClaims));
+	current_claims->tenant = claims_strdup(verified->tenant);
+	current_claims->role = claims_strdup(verified->role);
+	current_claims->subject = claims_strdup(verified->subject);
+	current_claims->purpose = claims_strdup(verified->purpose);
+	current_claims->break_glass = claims_strdup(verified->break_glass);
+	current_claims->expires = verified->expires;
+	claims_subxact = GetCurrentSubTransactionId();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(vecphi_clear_claims);
+Datum
+vecphi_clear_claims(PG_FUNCTION_ARGS)
+{
+	claims_clear();
+	PG_RETURN_VOID();
+}
+
+/* Return one claim as text, or NULL. */
+#define CLAIM_ACCESSOR(fname, field) \
+PG_FUNCTION_INFO_V1(fname); \
+Datum \
+fname(PG_FUNCTION_ARGS) \
+{ \
+	const VecphiClaims *claims = claims_current(); \
+	if (claims == NULL || claims->field == NULL) \
+		PG_RETURN_NULL(); \
+	PG_RETURN_TEXT_P(cstring_to_text(claims->field)); \
+}
+
+CLAIM_ACCESSOR(vecphi_claim_tenant, tenant)
+CLAIM_ACCESSOR(vecphi_claim_role, role)
+CLAIM_ACCESSOR(vecphi_claim_subject, subject)
+CLAIM_ACCESSOR(vecphi_claim_purpose, purpose)
+CLAIM_ACCESSOR(vecphi_claim_break_glass, break_glass)

@@ -1,0 +1,26 @@
+/*-------------------------------------------------------------------------
+ *
+ * claims.h
+ *	  Verified claims of the current transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef VECPHI_CLAIMS_H
+#define VECPHI_CLAIMS_H
+
+typedef struct VecphiClaims
+{
+	char	   *tenant;
+	char	   *role;
+	char	   *subject;
+	char	   *purpose;		/* NULL when absent */
+	char	   *break_glass;	/* reason, NULL when absent */
+	int64		expires;		/* Unix seconds, 0 when the token has none */
+	uint32		tenant_id;		/* resolved lazily, 0 until then */
+} VecphiClaims;
+
+extern const VecphiClaims *claims_current(void);
+extern uint32 claims_require_tenant_id(void);
+extern void claims_init(void);
+
+#endif							/* VECPHI_CLAIMS_H */

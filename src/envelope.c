@@ -1,0 +1,262 @@
+/*-------------------------------------------------------------------------
+ *
+ * envelope.c
+ *	  Sealing and opening the ciphertext envelope of evector and etext,
+ *	  and its text and binary forms.  The layout is in envelope.h.
+ *
+ * Structural checks (size, format, kind) need no key and run wherever an
+ * envelope enters the server, so a restore or COPY of ciphertext works
+ * without claims.  Opening needs the owning tenant's claims and its data
+ * key, and authenticates header and ciphertext together.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/base64.h"
+#include "libpq/pqformat.h"
+#include "port/pg_bswap.h"
+
+#include "claims.h"
+#include "envelope.h"
+#include "keys.h"
+#include "vecphi.h"
+
+/* SQL type name of an envelope kind, for messages. */
+static const char *
+kind_type_name(uint8 kind)
+{
+	return kind == ENVELOPE_KIND_VECTOR ? "evector" : "etext";
+}
+
+/* Plaintext bytes an envelope of this kind and count carries. */
+static Size
+plaintext_length(uint8 kind, uint32 count)
+{
+	return kind == ENVELOPE_KIND_VECTOR ? (Size) count * sizeof(float4) : count;
+}
+
+static void
+header_encode(uint8 *p, uint8 kind, uint32 tenant_id, uint32 dek_version,
+			  uint32 count)
+{
+	uint32		be;
+
+	p[0] = ENVELOPE_FORMAT_V1;
+	p[1] = kind;
+	p[2] = 0;
+	p[3] = 0;
+	be = pg_hton32(tenant_id);
+	memcpy(p + 4, &be, 4);
+	be = pg_hton32(dek_version);
+	memcpy(p + 8, &be, 4);
+	be = pg_hton32(count);
+	memcpy(p + 12, &be, 4);
+}
+
+/* Raise the error for an envelope whose structure is damaged. */
+static void
+envelope_damaged(uint8 kind, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("%s value is damaged", kind_type_name(kind)),
+			 errdetail("%s", detail)));
+}
+
+/*
+ * Decode and check the header of a detoasted envelope: format, kind and a
+ * total size that matches the count.  Errors are XX001.
+ */
+void
+envelope_read_header(const struct varlena *env, uint8 kind,
+					 EnvelopeHeader *hdr)
+{
+	const uint8 *p = (const uint8 *) VARDATA_ANY(env);
+	Size		size = VARSIZE_ANY_EXHDR(env);
+	uint32		be;
+
+	if (size < ENVELOPE_OVERHEAD)
+		envelope_damaged(kind, "The envelope is shorter than its fixed header, nonce and tag.");
+	hdr->format = p[0];
+	hdr->kind = p[1];
+	if (hdr->format != ENVELOPE_FORMAT_V1)
+		envelope_damaged(kind, psprintf("Envelope format %u is not supported.", hdr->format));
+	if (hdr->kind != kind)
+		envelope_damaged(kind, "The envelope holds a value of another type.");
+	if (p[2] != 0 || p[3] != 0)
+		envelope_damaged(kind, "Reserved header bytes are not zero.");
+	memcpy(&be, p + 4, 4);
+	hdr->tenant_id = pg_ntoh32(be);
+	memcpy(&be, p + 8, 4);
+	hdr->dek_version = pg_ntoh32(be);
+	memcpy(&be, p + 12, 4);
+	hdr->count = pg_ntoh32(be);
+
+	if (hdr->tenant_id == 0 || hdr->dek_version == 0)
+		envelope_damaged(kind, "The header names no key.");
+	if (kind == ENVELOPE_KIND_VECTOR &&
+		(hdr->count < 1 || hdr->count > VECPHI_MAX_DIM))
+		envelope_damaged(kind, psprintf("The header claims %u dimensions.", hdr->count));
+	if (size != ENVELOPE_OVERHEAD + plaintext_length(kind, hdr->count))
+		envelope_damaged(kind, "The envelope length does not match its header; it is truncated or padded.");
+}
+
+/* Encrypt plaintext under the claimant tenant's current data key. */
+struct varlena *
+envelope_seal(uint8 kind, uint32 count, const void *plaintext, Size len)
+{
+	uint32		tenant_id;
+	DataKey    *dek;
+	struct varlena *env;
+	uint8	   *p;
+
+	Assert(len == plaintext_length(kind, count));
+	if (len > ENVELOPE_MAX_PLAINTEXT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s value is too large to encrypt", kind_type_name(kind)),
+				 errdetail("It has %zu bytes; the limit is %zu.",
+						   len, (Size) ENVELOPE_MAX_PLAINTEXT)));
+
+	tenant_id = claims_require_tenant_id();
+	dek = keys_current_dek(tenant_id);
+
+	env = (struct varlena *) palloc(VARHDRSZ + ENVELOPE_OVERHEAD + len);
+	SET_VARSIZE(env, VARHDRSZ + ENVELOPE_OVERHEAD + len);
+	p = (uint8 *) VARDATA(env);
+	header_encode(p, kind, tenant_id, dek->dek_version, count);
+	crypto_random_bytes(p + ENVELOPE_HEADER_LEN, VECPHI_NONCE_LEN);
+	crypto_aead_seal(dek->aead, p + ENVELOPE_HEADER_LEN,
+					 p, ENVELOPE_HEADER_LEN,
+					 plaintext, (int) len,
+					 p + ENVELOPE_HEADER_LEN + VECPHI_NONCE_LEN,
+					 p + ENVELOPE_HEADER_LEN + VECPHI_NONCE_LEN + len);
+	return env;
+}
+
+/*
+ * Decrypt a detoasted envelope for the claimant.  Returns palloc'd
+ * plaintext with one spare zero byte after it (so text can be used as a C
+ * string); *len gets its length.  The caller should wipe it when done.
+ */
+void *
+envelope_open(const struct varlena *env, uint8 kind, EnvelopeHeader *hdr,
+			  Size *len)
+{
+	const uint8 *p = (const uint8 *) VARDATA_ANY(env);
+	uint32		claimant;
+	DataKey    *dek;
+	uint8	   *plaintext;
+	Size		ptlen;
+
+	envelope_read_header(env, kind, hdr);
+	claimant = claims_require_tenant_id();
+	if (hdr->tenant_id != claimant)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to decrypt %s value", kind_type_name(kind)),
+				 errdetail("The value belongs to another tenant than the verified claims.")));
+
+	dek = keys_get_dek(hdr->tenant_id, hdr->dek_version);
+	ptlen = plaintext_length(kind, hdr->count);
+	plaintext = palloc(ptlen + 1);
+	if (!crypto_aead_open(dek->aead, p + ENVELOPE_HEADER_LEN,
+						  p, ENVELOPE_HEADER_LEN,
+						  p + ENVELOPE_HEADER_LEN + VECPHI_NONCE_LEN, (int) ptlen,
+						  p + ENVELOPE_HEADER_LEN + VECPHI_NONCE_LEN + ptlen,
+						  plaintext))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("%s value failed authentication", kind_type_name(kind)),
+				 errdetail("The ciphertext or its header was altered, or it was not encrypted under the data key its header names.")));
+	plaintext[ptlen] = '\0';
+	*len = ptlen;
+	return plaintext;
+}
+
+/* Does this input text carry an envelope rather than plaintext? */
+bool
+envelope_text_is_envelope(const char *str)
+{
+	return strncmp(str, ENVELOPE_TEXT_PREFIX, ENVELOPE_TEXT_PREFIX_LEN) == 0;
+}
+
+/* Parse "vecphi:<base64>" and check the envelope's structure. */
+struct varlena *
+envelope_from_text(const char *str, uint8 kind)
+{
+	const char *b64 = str + ENVELOPE_TEXT_PREFIX_LEN;
+	int			b64len = strlen(b64);
+	struct varlena *env;
+	int			declen;
+	EnvelopeHeader hdr;
+
+	Assert(envelope_text_is_envelope(str));
+	env = (struct varlena *) palloc(VARHDRSZ + pg_b64_dec_len(b64len) + 1);
+	declen = pg_b64_decode(b64, b64len, VARDATA(env), pg_b64_dec_len(b64len) + 1);
+	if (declen < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s", kind_type_name(kind)),
+				 errdetail("Text after \"%s\" is not valid base64.", ENVELOPE_TEXT_PREFIX)));
+	SET_VARSIZE(env, VARHDRSZ + declen);
+
+	/* A well-formed envelope of the other type is a user error, not damage. */
+	if (declen >= 2 && ((uint8 *) VARDATA(env))[0] == ENVELOPE_FORMAT_V1 &&
+		((uint8 *) VARDATA(env))[1] != kind)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s", kind_type_name(kind)),
+				 errdetail("The envelope holds a value of another type.")));
+
+	envelope_read_header(env, kind, &hdr);
+	return env;
+}
+
+/* "vecphi:<base64>" for a detoasted envelope. */
+char *
+envelope_to_text(const struct varlena *env)
+{
+	int			size = VARSIZE_ANY_EXHDR(env);
+	int			enclen = pg_b64_enc_len(size);
+	char	   *out = palloc(ENVELOPE_TEXT_PREFIX_LEN + enclen + 1);
+	int			written;
+
+	memcpy(out, ENVELOPE_TEXT_PREFIX, ENVELOPE_TEXT_PREFIX_LEN);
+	written = pg_b64_encode(VARDATA_ANY(env), size,
+							out + ENVELOPE_TEXT_PREFIX_LEN, enclen);
+	if (written < 0)
+		elog(ERROR, "could not encode envelope as base64");
+	out[ENVELOPE_TEXT_PREFIX_LEN + written] = '\0';
+	return out;
+}
+
+/* Binary input: the rest of the message is the envelope. */
+struct varlena *
+envelope_recv(StringInfo buf, uint8 kind)
+{
+	int			nbytes = buf->len - buf->cursor;
+	struct varlena *env;
+	EnvelopeHeader hdr;
+
+	env = (struct varlena *) palloc(VARHDRSZ + nbytes);
+	SET_VARSIZE(env, VARHDRSZ + nbytes);
+	pq_copymsgbytes(buf, VARDATA(env), nbytes);
+	envelope_read_header(env, kind, &hdr);
+	return env;
+}
+
+/* "tenant/dek_version" of an envelope, for key management and audits. */
+char *
+envelope_key_id(const struct varlena *env, uint8 kind)
+{
+	EnvelopeHeader hdr;
+	char	   *tenant;
+
+	envelope_read_header(env, kind, &hdr);
+	tenant = keys_tenant_name(hdr.tenant_id);
+	if (tenant == NULL)
+		return psprintf("#%u/%u", hdr.tenant_id, hdr.dek_version);
+	return psprintf("%s/%u", tenant, hdr.dek_version);
+}

@@ -1,0 +1,1110 @@
+/*-------------------------------------------------------------------------
+ *
+ * keys.c
+ *	  The key hierarchy: tenants, their key-encryption keys (KEKs) at the
+ *	  key provider, and their data keys (DEKs), stored only wrapped in
+ *	  vecphi.keyring and cached unwrapped in backend memory.
+ *
+ * Key providers.  A KEK never enters the database.  The embedded provider
+ * keeps one file per tenant in vecphi.key_directory, named
+ * "<tenant>.<kek_version>.kek", holding 64 hex digits, mode 0600, owned by
+ * the server's user, in a directory outside the data directory (so a base
+ * backup never carries keys).  The alternative provider runs
+ * vecphi.kek_command with %t replaced by the tenant and %v by the KEK
+ * version; it prints the KEK as 64 hex digits.
+ *
+ * Key files and transactions.  Files cannot roll back, so create and
+ * rotate write the new KEK file before they commit, remove it again if the
+ * transaction aborts, and destroy the superseded KEK only after the commit
+ * that stops using it.  A crash between commit and destruction leaves the
+ * old file behind; the next rotation of that tenant destroys it.
+ *
+ * Caches.  The tenants table is read whole into a small cache; unwrapped
+ * DEKs are cached as scheduled AES keys for the life of the backend (a DEK
+ * never changes once written).  Key administration sends a relcache
+ * invalidation on the keyring tables, which marks both caches stale;
+ * they are emptied at the next lookup, never from inside the callback, so
+ * a DataKey a caller holds stays valid until its next call here.
+ *
+ * Reads on the hot path go straight to the heap with an MVCC snapshot:
+ * no SQL, no search_path, no permission check on the caller.  Writes are
+ * SQL run through SPI inside SECURITY DEFINER functions that pin
+ * search_path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "port.h"
+#include "storage/fd.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "crypto.h"
+#include "keys.h"
+#include "vecphi.h"
+
+/* Columns of vecphi.tenants and vecphi.keyring, as in the install script. */
+#define Anum_tenants_tenant_id		1
+#define Anum_tenants_tenant			2
+#define Anum_tenants_kek_version	3
+#define Anum_tenants_current_dek	4
+#define Anum_keyring_tenant_id		1
+#define Anum_keyring_dek_version	2
+#define Anum_keyring_kek_version	3
+#define Anum_keyring_wrapped_dek	4
+
+#define KEK_HEX_LEN (VECPHI_KEY_LEN * 2)
+
+typedef struct TenantEntry
+{
+	uint32		tenant_id;		/* hash key */
+	char		name[VECPHI_TENANT_NAME_MAX + 1];
+	uint32		kek_version;
+	uint32		current_dek;
+} TenantEntry;
+
+typedef struct TenantNameEntry
+{
+	char		name[VECPHI_TENANT_NAME_MAX + 1];	/* hash key */
+	uint32		tenant_id;
+} TenantNameEntry;
+
+typedef struct DataKeyId
+{
+	uint32		tenant_id;
+	uint32		dek_version;
+} DataKeyId;
+
+typedef struct DataKeyEntry
+{
+	DataKeyId	id;				/* hash key */
+	DataKey		key;
+} DataKeyEntry;
+
+static MemoryContext KeyCacheContext = NULL;
+static HTAB *tenants_by_id = NULL;
+static HTAB *tenants_by_name = NULL;
+static HTAB *data_keys = NULL;
+static bool key_caches_stale = false;
+static Oid	tenants_relid_seen = InvalidOid;
+static Oid	keyring_relid_seen = InvalidOid;
+
+/* Key files to destroy when the current transaction ends. */
+static List *kek_files_destroy_on_commit = NIL;
+static List *kek_files_destroy_on_abort = NIL;
+
+
+/* ---------- caches ---------- */
+
+/* Drop every cached key, wiping the scheduled AES keys. */
+static void
+key_caches_flush(void)
+{
+	if (data_keys != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		DataKeyEntry *entry;
+
+		hash_seq_init(&status, data_keys);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			crypto_aead_destroy(entry->key.aead);
+	}
+	data_keys = NULL;
+	tenants_by_id = NULL;
+	tenants_by_name = NULL;
+	if (KeyCacheContext != NULL)
+		MemoryContextReset(KeyCacheContext);
+	key_caches_stale = false;
+}
+
+/* Relcache callback: a change to the keyring tables makes the caches stale. */
+static void
+keys_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == tenants_relid_seen ||
+		relid == keyring_relid_seen)
+		key_caches_stale = true;
+}
+
+/* OID of vecphi.<relname>, or an error when the extension is missing. */
+static Oid
+keyring_table_oid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid("vecphi", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"vecphi\" is not installed in this database")));
+	return relid;
+}
+
+/*
+ * Snapshot for reading the keyring: the latest committed state plus this
+ * transaction's own changes, so a tenant created earlier in the same
+ * transaction is visible.  Parallel workers cannot take new snapshots.
+ */
+static Snapshot
+keyring_snapshot(Oid relid)
+{
+	if (IsInParallelMode())
+		return RegisterSnapshot(GetCatalogSnapshot(relid));
+	return RegisterSnapshot(GetLatestSnapshot());
+}
+
+/* Create the cache hashes if they do not exist. */
+static void
+key_caches_prepare(void)
+{
+	HASHCTL		ctl;
+
+	if (key_caches_stale)
+		key_caches_flush();
+	if (KeyCacheContext == NULL)
+		KeyCacheContext = AllocSetContextCreate(TopMemoryContext,
+												"vecphi key cache",
+												ALLOCSET_SMALL_SIZES);
+	if (data_keys == NULL)
+	{
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(DataKeyId);
+		ctl.entrysize = sizeof(DataKeyEntry);
+		ctl.hcxt = KeyCacheContext;
+		data_keys = hash_create("vecphi data keys", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+}
+
+/* Read vecphi.tenants whole into the tenant caches. */
+static void
+tenant_cache_load(void)
+{
+	HASHCTL		ctl;
+	Oid			relid = keyring_table_oid("tenants");
+	Relation	rel;
+	Snapshot	snapshot;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	key_caches_prepare();
+	tenants_relid_seen = relid;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint32);
+	ctl.entrysize = sizeof(TenantEntry);
+	ctl.hcxt = KeyCacheContext;
+	tenants_by_id = hash_create("vecphi tenants by id", 32, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = VECPHI_TENANT_NAME_MAX + 1;
+	ctl.entrysize = sizeof(TenantNameEntry);
+	ctl.hcxt = KeyCacheContext;
+	tenants_by_name = hash_create("vecphi tenants by name", 32, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	rel = table_open(relid, AccessShareLock);
+	snapshot = keyring_snapshot(relid);
+	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+		uint32		id;
+		char	   *name;
+		TenantEntry *entry;
+		TenantNameEntry *name_entry;
+
+		id = DatumGetInt32(heap_getattr(tuple, Anum_tenants_tenant_id, desc, &isnull));
+		name = TextDatumGetCString(heap_getattr(tuple, Anum_tenants_tenant, desc, &isnull));
+		if (strlen(name) > VECPHI_TENANT_NAME_MAX)
+			continue;			/* the table's CHECK forbids it */
+		entry = hash_search(tenants_by_id, &id, HASH_ENTER, NULL);
+		strlcpy(entry->name, name, sizeof(entry->name));
+		entry->kek_version = DatumGetInt32(heap_getattr(tuple, Anum_tenants_kek_version, desc, &isnull));
+		entry->current_dek = DatumGetInt32(heap_getattr(tuple, Anum_tenants_current_dek, desc, &isnull));
+		name_entry = hash_search(tenants_by_name, entry->name, HASH_ENTER, NULL);
+		name_entry->tenant_id = id;
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+
+	/* Opening the table may have processed invalidations; we are fresh. */
+	key_caches_stale = false;
+}
+
+/* Cached tenant by id, reading the table once more on a miss. */
+static TenantEntry *
+tenant_lookup(uint32 tenant_id)
+{
+	TenantEntry *entry = NULL;
+
+	if (key_caches_stale)
+		key_caches_flush();
+	if (tenants_by_id != NULL)
+		entry = hash_search(tenants_by_id, &tenant_id, HASH_FIND, NULL);
+	if (entry == NULL)
+	{
+		tenant_cache_load();
+		entry = hash_search(tenants_by_id, &tenant_id, HASH_FIND, NULL);
+	}
+	return entry;
+}
+
+/* Tenant id for a name; 0 when missing_ok and there is no such tenant. */
+uint32
+keys_tenant_id(const char *tenant, bool missing_ok)
+{
+	TenantNameEntry *entry = NULL;
+	char		key[VECPHI_TENANT_NAME_MAX + 1];
+
+	if (strlen(tenant) <= VECPHI_TENANT_NAME_MAX)
+	{
+		memset(key, 0, sizeof(key));
+		strlcpy(key, tenant, sizeof(key));
+		if (key_caches_stale)
+			key_caches_flush();
+		if (tenants_by_name != NULL)
+			entry = hash_search(tenants_by_name, key, HASH_FIND, NULL);
+		if (entry == NULL)
+		{
+			tenant_cache_load();
+			entry = hash_search(tenants_by_name, key, HASH_FIND, NULL);
+		}
+	}
+	if (entry != NULL)
+		return entry->tenant_id;
+	if (!missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("tenant \"%s\" has no keys", tenant),
+				 errhint("A key administrator creates them with vecphi.create_tenant().")));
+	return 0;
+}
+
+/* Name of a tenant, or NULL when it is not in the keyring. */
+char *
+keys_tenant_name(uint32 tenant_id)
+{
+	TenantEntry *entry = tenant_lookup(tenant_id);
+
+	return entry != NULL ? pstrdup(entry->name) : NULL;
+}
+
+
+/* ---------- key provider ---------- */
+
+/* Refuse a key provider configuration that is missing or ambiguous. */
+static void
+provider_check_config(void)
+{
+	bool		have_dir = vecphi_key_directory != NULL && vecphi_key_directory[0] != '\0';
+	bool		have_cmd = vecphi_kek_command != NULL && vecphi_kek_command[0] != '\0';
+
+	if (have_dir && have_cmd)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("both vecphi.key_directory and vecphi.kek_command are set"),
+				 errhint("Configure exactly one key provider in postgresql.conf.")));
+	if (!have_dir && !have_cmd)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("no key provider is configured"),
+				 errhint("Set vecphi.key_directory or vecphi.kek_command in postgresql.conf.")));
+}
+
+static bool
+provider_is_embedded(void)
+{
+	provider_check_config();
+	return vecphi_key_directory != NULL && vecphi_key_directory[0] != '\0';
+}
+
+/*
+ * Check that the key directory is absolute, a directory of ours that
+ * nobody else can write, and not inside the data directory: keys there
+ * would travel with every base backup and defeat crypto-shredding.
+ */
+static void
+key_directory_check(void)
+{
+	struct stat st;
+	char		dir_real[PATH_MAX];
+	char		data_real[PATH_MAX];
+	size_t		n;
+
+	if (!is_absolute_path(vecphi_key_directory))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("vecphi.key_directory must be an absolute path")));
+	if (stat(vecphi_key_directory, &st) != 0 || !S_ISDIR(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("key directory \"%s\" does not exist", vecphi_key_directory)));
+	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("key directory \"%s\" is not private to the server's user",
+						vecphi_key_directory),
+				 errdetail("It must be owned by the user the server runs as and not writable by group or others (mode 0700).")));
+	if (realpath(vecphi_key_directory, dir_real) != NULL &&
+		realpath(DataDir, data_real) != NULL)
+	{
+		n = strlen(data_real);
+		if (strncmp(dir_real, data_real, n) == 0 &&
+			(dir_real[n] == '/' || dir_real[n] == '\0'))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("key directory \"%s\" is inside the data directory",
+							vecphi_key_directory),
+					 errdetail("Base backups and replicas copy the data directory; keys must live elsewhere.")));
+	}
+}
+
+static char *
+kek_file_path(const char *tenant, uint32 kek_version)
+{
+	return psprintf("%s/%s.%u.kek", vecphi_key_directory, tenant, kek_version);
+}
+
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decode exactly 64 hex digits, ignoring surrounding white space. */
+static bool
+kek_parse_hex(const char *buf, size_t len, uint8 *kek)
+{
+	size_t		start = 0;
+	int			i;
+
+	while (start < len && isspace((unsigned char) buf[start]))
+		start++;
+	while (len > start && isspace((unsigned char) buf[len - 1]))
+		len--;
+	if (len - start != KEK_HEX_LEN)
+		return false;
+	for (i = 0; i < VECPHI_KEY_LEN; i++)
+	{
+		int			hi = hex_value(buf[start + 2 * i]);
+		int			lo = hex_value(buf[start + 2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		kek[i] = (uint8) ((hi << 4) | lo);
+	}
+	return true;
+}
+
+/* Read a KEK file, refusing one that others could read or replace. */
+static void
+kek_read_file(const char *tenant, const char *path, uint8 *kek)
+{
+	int			fd;
+	struct stat st;
+	char		buf[KEK_HEX_LEN + 64];
+	ssize_t		nread;
+	bool		ok;
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+	{
+		if (errno == ENOENT)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FILE),
+					 errmsg("key-encryption key of tenant \"%s\" is missing", tenant),
+					 errdetail("File \"%s\" does not exist.", path)));
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open key file \"%s\" of tenant \"%s\": %m", path, tenant)));
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat key file \"%s\": %m", path)));
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("key file \"%s\" of tenant \"%s\" has unsafe ownership or permissions",
+						path, tenant),
+				 errdetail("Key files must be regular files owned by the server's user with mode 0600; this one has mode %04o.",
+						   (unsigned int) (st.st_mode & 07777))));
+	}
+	nread = read(fd, buf, sizeof(buf));
+	CloseTransientFile(fd);
+	ok = nread > 0 && kek_parse_hex(buf, (size_t) nread, kek);
+	crypto_wipe(buf, sizeof(buf));
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("key file \"%s\" of tenant \"%s\" is malformed", path, tenant),
+				 errdetail("A key file holds exactly 64 hexadecimal digits.")));
+}
+
+/* Run vecphi.kek_command for one tenant and KEK version. */
+static void
+kek_run_command(const char *tenant, uint32 kek_version, uint8 *kek)
+{
+	StringInfoData cmd;
+	const char *p;
+	FILE	   *fh;
+	char		buf[256];
+	size_t		nread;
+	int			rc;
+	bool		ok;
+
+	initStringInfo(&cmd);
+	for (p = vecphi_kek_command; *p; p++)
+	{
+		if (p[0] == '%' && p[1] == 't')
+		{
+			appendStringInfoString(&cmd, tenant);	/* validated: [A-Za-z0-9_-] */
+			p++;
+		}
+		else if (p[0] == '%' && p[1] == 'v')
+		{
+			appendStringInfo(&cmd, "%u", kek_version);
+			p++;
+		}
+		else if (p[0] == '%' && p[1] == '%')
+		{
+			appendStringInfoChar(&cmd, '%');
+			p++;
+		}
+		else
+			appendStringInfoChar(&cmd, *p);
+	}
+
+	fflush(NULL);
+	fh = OpenPipeStream(cmd.data, "r");
+	if (fh == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not run vecphi.kek_command for tenant \"%s\": %m", tenant)));
+	nread = fread(buf, 1, sizeof(buf), fh);
+	rc = ClosePipeStream(fh);
+	ok = rc == 0 && kek_parse_hex(buf, nread, kek);
+	crypto_wipe(buf, sizeof(buf));
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("key-encryption key of tenant \"%s\" is not available", tenant),
+				 errdetail("vecphi.kek_command %s.", wait_result_to_str(rc))));
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("vecphi.kek_command printed no valid key for tenant \"%s\"", tenant),
+				 errdetail("The command must print exactly 64 hexadecimal digits.")));
+}
+
+/* Fetch a tenant's KEK of the given version from the provider. */
+static void
+kek_fetch(const char *tenant, uint32 kek_version, uint8 *kek)
+{
+	if (provider_is_embedded())
+	{
+		key_directory_check();
+		kek_read_file(tenant, kek_file_path(tenant, kek_version), kek);
+	}
+	else
+		kek_run_command(tenant, kek_version, kek);
+}
+
+/* Make a removal or rename in the key directory durable; best effort. */
+static void
+key_directory_fsync(void)
+{
+	int			fd = open(vecphi_key_directory, O_RDONLY | PG_BINARY, 0);
+
+	if (fd >= 0)
+	{
+		if (pg_fsync(fd) != 0)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not fsync key directory \"%s\": %m",
+							vecphi_key_directory)));
+		close(fd);
+	}
+}
+
+/*
+ * Overwrite a key file with zeros, flush, and unlink it.  Used from
+ * transaction callbacks, so failures are warnings, never errors.
+ */
+static void
+kek_destroy_file(const char *path)
+{
+	int			fd;
+	struct stat st;
+
+	fd = open(path, O_WRONLY | PG_BINARY, 0);
+	if (fd >= 0)
+	{
+		if (fstat(fd, &st) == 0 && st.st_size > 0)
+		{
+			char		zeros[256];
+			off_t		left = st.st_size;
+
+			memset(zeros, 0, sizeof(zeros));
+			while (left > 0)
+			{
+				ssize_t		n = write(fd, zeros, Min(left, (off_t) sizeof(zeros)));
+
+				if (n <= 0)
+					break;
+				left -= n;
+			}
+			(void) pg_fsync(fd);
+		}
+		close(fd);
+	}
+	if (unlink(path) != 0 && errno != ENOENT)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not remove key file \"%s\": %m", path)));
+	else
+		key_directory_fsync();
+}
+
+/* Remember a path in TopMemoryContext for the transaction callback. */
+static List *
+remember_path(List *list, const char *path)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	list = lappend(list, pstrdup(path));
+	MemoryContextSwitchTo(old);
+	return list;
+}
+
+/*
+ * Embedded provider: produce the KEK file of a new version.  With
+ * adopt_existing, a file already in place is used as it is (a key the
+ * administrator brought, or one left by a transaction that crashed);
+ * otherwise it is replaced.  The new file is removed if the transaction
+ * aborts.
+ */
+static void
+kek_create_file(const char *tenant, uint32 kek_version, bool adopt_existing,
+				uint8 *kek)
+{
+	char	   *path = kek_file_path(tenant, kek_version);
+	char	   *tmppath = psprintf("%s.tmp", path);
+	char		hex[KEK_HEX_LEN + 1];
+	int			fd;
+	int			i;
+	bool		ok;
+
+	key_directory_check();
+	if (access(path, F_OK) == 0)
+	{
+		if (adopt_existing)
+		{
+			kek_read_file(tenant, path, kek);
+			return;
+		}
+		kek_destroy_file(path);
+	}
+
+	crypto_random_bytes(kek, VECPHI_KEY_LEN);
+	for (i = 0; i < VECPHI_KEY_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", kek[i]);
+
+	(void) unlink(tmppath);
+	fd = OpenTransientFilePerm(tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY,
+							   S_IRUSR | S_IWUSR);
+	if (fd < 0)
+	{
+		crypto_wipe(hex, sizeof(hex));
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create key file \"%s\": %m", tmppath)));
+	}
+	ok = write(fd, hex, KEK_HEX_LEN) == KEK_HEX_LEN &&
+		write(fd, "\n", 1) == 1 &&
+		pg_fsync(fd) == 0;
+	crypto_wipe(hex, sizeof(hex));
+	CloseTransientFile(fd);
+	if (!ok)
+	{
+		kek_destroy_file(tmppath);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write key file \"%s\": %m", tmppath)));
+	}
+	kek_files_destroy_on_abort = remember_path(kek_files_destroy_on_abort, path);
+	durable_rename(tmppath, path, ERROR);
+}
+
+/* Destroy the key files the ending transaction made obsolete. */
+static void
+keys_xact_callback(XactEvent event, void *arg)
+{
+	List	   *destroy = NIL;
+	ListCell   *lc;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (kek_files_destroy_on_commit != NIL || kek_files_destroy_on_abort != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that created or rotated vecphi keys")));
+			return;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			destroy = kek_files_destroy_on_commit;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			destroy = kek_files_destroy_on_abort;
+			break;
+		default:
+			return;
+	}
+	foreach(lc, destroy)
+		kek_destroy_file((const char *) lfirst(lc));
+	list_free_deep(kek_files_destroy_on_commit);
+	list_free_deep(kek_files_destroy_on_abort);
+	kek_files_destroy_on_commit = NIL;
+	kek_files_destroy_on_abort = NIL;
+}
+
+
+/* ---------- data keys ---------- */
+
+/* The DEK of a tenant and version, unwrapped and cached on first use. */
+DataKey *
+keys_get_dek(uint32 tenant_id, uint32 dek_version)
+{
+	DataKeyId	id;
+	DataKeyEntry *entry;
+	TenantEntry *tenant;
+	char		tenant_name[VECPHI_TENANT_NAME_MAX + 1];
+	Oid			relid;
+	Relation	rel;
+	Snapshot	snapshot;
+	SysScanDesc scan;
+	ScanKeyData skey[2];
+	HeapTuple	tuple;
+	uint32		kek_version = 0;
+	bytea	   *wrapped = NULL;
+	uint8		kek[VECPHI_KEY_LEN];
+	uint8		dek[VECPHI_KEY_LEN];
+	bool		unwrapped;
+	VecphiAead *aead;
+
+	key_caches_prepare();
+	memset(&id, 0, sizeof(id));
+	id.tenant_id = tenant_id;
+	id.dek_version = dek_version;
+	entry = hash_search(data_keys, &id, HASH_FIND, NULL);
+	if (entry != NULL)
+		return &entry->key;
+
+	tenant = tenant_lookup(tenant_id);
+	if (tenant == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("tenant #%u has no keys", tenant_id),
+				 errdetail("The value was encrypted for a tenant that is not in vecphi.keyring, or whose keys were destroyed.")));
+	strlcpy(tenant_name, tenant->name, sizeof(tenant_name));
+
+	relid = keyring_table_oid("keyring");
+	keyring_relid_seen = relid;
+	rel = table_open(relid, AccessShareLock);
+	snapshot = keyring_snapshot(relid);
+	ScanKeyInit(&skey[0], Anum_keyring_tenant_id, BTEqualStrategyNumber,
+				F_INT4EQ, Int32GetDatum((int32) tenant_id));
+	ScanKeyInit(&skey[1], Anum_keyring_dek_version, BTEqualStrategyNumber,
+				F_INT4EQ, Int32GetDatum((int32) dek_version));
+	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 2, skey);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+
+		kek_version = DatumGetInt32(heap_getattr(tuple, Anum_keyring_kek_version,
+												 RelationGetDescr(rel), &isnull));
+		wrapped = DatumGetByteaPCopy(heap_getattr(tuple, Anum_keyring_wrapped_dek,
+												  RelationGetDescr(rel), &isnull));
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+
+	if (wrapped == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("data key %u of tenant \"%s\" is missing", dek_version, tenant_name),
+				 errdetail("vecphi.keyring has no such key; it was never created here or has been destroyed.")));
+
+	kek_fetch(tenant_name, kek_version, kek);
+	unwrapped = crypto_unwrap_key(kek, (uint8 *) VARDATA_ANY(wrapped),
+								  VARSIZE_ANY_EXHDR(wrapped), dek);
+	crypto_wipe(kek, sizeof(kek));
+	if (!unwrapped)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("data key %u of tenant \"%s\" cannot be unwrapped", dek_version, tenant_name),
+				 errdetail("The key-encryption key from the provider is not the one that wrapped it, or the wrapped key was altered.")));
+	aead = crypto_aead_create(dek);
+	crypto_wipe(dek, sizeof(dek));
+
+	/* Opening the keyring may have flushed the cache: re-prepare it. */
+	key_caches_prepare();
+	entry = hash_search(data_keys, &id, HASH_ENTER, NULL);
+	entry->key.tenant_id = tenant_id;
+	entry->key.dek_version = dek_version;
+	entry->key.aead = aead;
+	return &entry->key;
+}
+
+/* The DEK new values of a tenant are encrypted under. */
+DataKey *
+keys_current_dek(uint32 tenant_id)
+{
+	TenantEntry *tenant = tenant_lookup(tenant_id);
+
+	if (tenant == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("tenant #%u has no keys", tenant_id)));
+	return keys_get_dek(tenant_id, tenant->current_dek);
+}
+
+
+/* ---------- key administration (SQL) ---------- */
+
+/* Check a tenant name from SQL and return it as a C string. */
+static char *
+tenant_name_arg(text *arg)
+{
+	char	   *name = text_to_cstring(arg);
+
+	if (!vecphi_tenant_name_is_valid(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant name \"%s\"", name),
+				 errdetail("Tenant names are 1 to %d letters, digits, underscores or hyphens.",
+						   VECPHI_TENANT_NAME_MAX)));
+	return name;
+}
+
+/* Run one SPI statement with arguments and check its result code. */
+static void
+spi_run(const char *sql, int nargs, Oid *types, Datum *values,
+		bool read_only, int expected)
+{
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, read_only, 0);
+	if (rc != expected)
+		elog(ERROR, "vecphi: SPI statement failed (%s): %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+/* Integer column of the first SPI result row. */
+static int32
+spi_int(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+								  col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/* Lock a tenant's row and return its id and KEK version. */
+static uint32
+tenant_lock_for_admin(const char *name, uint32 *kek_version)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	spi_run("SELECT tenant_id, kek_version FROM vecphi.tenants WHERE tenant = $1 FOR UPDATE",
+			1, types, values, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("tenant \"%s\" does not exist", name)));
+	*kek_version = spi_int(0, 2);
+	return spi_int(0, 1);
+}
+
+/* bytea datum holding a wrapped key. */
+static Datum
+wrapped_key_datum(const uint8 *wrapped)
+{
+	bytea	   *b = palloc(VARHDRSZ + VECPHI_WRAPPED_KEY_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + VECPHI_WRAPPED_KEY_LEN);
+	memcpy(VARDATA(b), wrapped, VECPHI_WRAPPED_KEY_LEN);
+	return PointerGetDatum(b);
+}
+
+/* Generate a DEK, wrap it under kek, and store it in the keyring. */
+static void
+dek_create(uint32 tenant_id, uint32 dek_version, uint32 kek_version,
+		   const uint8 *kek)
+{
+	uint8		dek[VECPHI_KEY_LEN];
+	uint8		wrapped[VECPHI_WRAPPED_KEY_LEN];
+	Oid			types[4] = {INT4OID, INT4OID, INT4OID, BYTEAOID};
+	Datum		values[4];
+
+	crypto_random_bytes(dek, sizeof(dek));
+	crypto_wrap_key(kek, dek, wrapped);
+	crypto_wipe(dek, sizeof(dek));
+	values[0] = Int32GetDatum(tenant_id);
+	values[1] = Int32GetDatum(dek_version);
+	values[2] = Int32GetDatum(kek_version);
+	values[3] = wrapped_key_datum(wrapped);
+	spi_run("INSERT INTO vecphi.keyring (tenant_id, dek_version, kek_version, wrapped_dek) "
+			"VALUES ($1, $2, $3, $4)",
+			4, types, values, false, SPI_OK_INSERT);
+}
+
+/* Tell every backend that the keyring changed. */
+static void
+keys_invalidate_all(void)
+{
+	CacheInvalidateRelcacheByRelid(keyring_table_oid("tenants"));
+	CacheInvalidateRelcacheByRelid(keyring_table_oid("keyring"));
+}
+
+PG_FUNCTION_INFO_V1(vecphi_create_tenant);
+Datum
+vecphi_create_tenant(PG_FUNCTION_ARGS)
+{
+	char	   *name = tenant_name_arg(PG_GETARG_TEXT_PP(0));
+	uint8		kek[VECPHI_KEY_LEN];
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	uint32		tenant_id;
+
+	provider_check_config();
+	SPI_connect();
+	spi_run("LOCK TABLE vecphi.tenants IN SHARE ROW EXCLUSIVE MODE",
+			0, NULL, NULL, false, SPI_OK_UTILITY);
+	values[0] = CStringGetTextDatum(name);
+	spi_run("SELECT 1 FROM vecphi.tenants WHERE tenant = $1",
+			1, &types[1], values, false, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("tenant \"%s\" already exists", name)));
+	spi_run("SELECT coalesce(max(tenant_id), 0) + 1 FROM vecphi.tenants",
+			0, NULL, NULL, false, SPI_OK_SELECT);
+	tenant_id = spi_int(0, 1);
+
+	PG_TRY();
+	{
+		if (provider_is_embedded())
+			kek_create_file(name, 1, true, kek);
+		else
+			kek_run_command(name, 1, kek);
+
+		values[0] = Int32GetDatum(tenant_id);
+		values[1] = CStringGetTextDatum(name);
+		spi_run("INSERT INTO vecphi.tenants (tenant_id, tenant, kek_version, current_dek) "
+				"VALUES ($1, $2, 1, 1)",
+				2, types, values, false, SPI_OK_INSERT);
+		dek_create(tenant_id, 1, 1, kek);
+	}
+	PG_FINALLY();
+	{
+		crypto_wipe(kek, sizeof(kek));
+	}
+	PG_END_TRY();
+
+	SPI_finish();
+	keys_invalidate_all();
+	PG_RETURN_INT32(tenant_id);
+}
+
+PG_FUNCTION_INFO_V1(vecphi_rotate_kek);
+Datum
+vecphi_rotate_kek(PG_FUNCTION_ARGS)
+{
+	char	   *name = tenant_name_arg(PG_GETARG_TEXT_PP(0));
+	uint32		tenant_id;
+	uint32		old_version;
+	uint32		new_version;
+	uint8		old_kek[VECPHI_KEY_LEN];
+	uint8		new_kek[VECPHI_KEY_LEN];
+	uint8		dek[VECPHI_KEY_LEN];
+	uint8		wrapped[VECPHI_WRAPPED_KEY_LEN];
+	bool		embedded = provider_is_embedded();
+
+	SPI_connect();
+	tenant_id = tenant_lock_for_admin(name, &old_version);
+	new_version = old_version + 1;
+
+	PG_TRY();
+	{
+		Oid			types[4] = {INT4OID, INT4OID, INT4OID, BYTEAOID};
+		Datum		values[4];
+		SPITupleTable *rows;
+		uint64		nrows;
+		uint64		i;
+
+		kek_fetch(name, old_version, old_kek);
+		if (embedded)
+		{
+			/* A crash after an earlier rotation's commit may have left this. */
+			if (old_version > 1)
+				kek_destroy_file(kek_file_path(name, old_version - 1));
+			kek_create_file(name, new_version, false, new_kek);
+		}
+		else
+			kek_run_command(name, new_version, new_kek);
+		if (crypto_equal(old_kek, new_kek, VECPHI_KEY_LEN))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("key provider returned the same key-encryption key for versions %u and %u of tenant \"%s\"",
+							old_version, new_version, name)));
+
+		values[0] = Int32GetDatum(tenant_id);
+		spi_run("SELECT dek_version, kek_version, wrapped_dek FROM vecphi.keyring "
+				"WHERE tenant_id = $1 ORDER BY dek_version FOR UPDATE",
+				1, types, values, false, SPI_OK_SELECT);
+		rows = SPI_tuptable;
+		nrows = SPI_processed;
+		for (i = 0; i < nrows; i++)
+		{
+			bool		isnull;
+			int32		dek_version;
+			int32		row_kek_version;
+			bytea	   *old_wrapped;
+			bool		ok;
+
+			dek_version = DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+			row_kek_version = DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull));
+			old_wrapped = DatumGetByteaPP(SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull));
+			if ((uint32) row_kek_version != old_version)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("data key %d of tenant \"%s\" is wrapped under KEK version %d, not the current %u",
+								dek_version, name, row_kek_version, old_version)));
+			ok = crypto_unwrap_key(old_kek, (uint8 *) VARDATA_ANY(old_wrapped),
+								   VARSIZE_ANY_EXHDR(old_wrapped), dek);
+			if (!ok)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("data key %d of tenant \"%s\" cannot be unwrapped", dek_version, name),
+						 errdetail("The key-encryption key from the provider is not the one that wrapped it, or the wrapped key was altered.")));
+			crypto_wrap_key(new_kek, dek, wrapped);
+			crypto_wipe(dek, sizeof(dek));
+
+			values[1] = Int32GetDatum(dek_version);
+			values[2] = Int32GetDatum(new_version);
+			values[3] = wrapped_key_datum(wrapped);
+			spi_run("UPDATE vecphi.keyring SET wrapped_dek = $4, kek_version = $3 "
+					"WHERE tenant_id = $1 AND dek_version = $2",
+					4, types, values, false, SPI_OK_UPDATE);
+		}
+		values[1] = Int32GetDatum(new_version);
+		spi_run("UPDATE vecphi.tenants SET kek_version = $2 WHERE tenant_id = $1",
+				2, types, values, false, SPI_OK_UPDATE);
+	}
+	PG_FINALLY();
+	{
+		crypto_wipe(old_kek, sizeof(old_kek));
+		crypto_wipe(new_kek, sizeof(new_kek));
+		crypto_wipe(dek, sizeof(dek));
+	}
+	PG_END_TRY();
+
+	SPI_finish();
+	if (embedded)
+		kek_files_destroy_on_commit = remember_path(kek_files_destroy_on_commit,
+													kek_file_path(name, old_version));
+	keys_invalidate_all();
+	PG_RETURN_INT32(new_version);
+}
+
+PG_FUNCTION_INFO_V1(vecphi_rotate_dek);
+Datum
+vecphi_rotate_dek(PG_FUNCTION_ARGS)
+{
+	char	   *name = tenant_name_arg(PG_GETARG_TEXT_PP(0));
+	uint32		tenant_id;
+	uint32		kek_version;
+	uint32		new_dek;
+	uint8		kek[VECPHI_KEY_LEN];
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+
+	provider_check_config();
+	SPI_connect();
+	tenant_id = tenant_lock_for_admin(name, &kek_version);
+	values[0] = Int32GetDatum(tenant_id);
+	spi_run("SELECT coalesce(max(dek_version), 0) + 1 FROM vecphi.keyring WHERE tenant_id = $1",
+			1, types, values, false, SPI_OK_SELECT);
+	new_dek = spi_int(0, 1);
+
+	PG_TRY();
+	{
+		kek_fetch(name, kek_version, kek);
+		dek_create(tenant_id, new_dek, kek_version, kek);
+	}
+	PG_FINALLY();
+	{
+		crypto_wipe(kek, sizeof(kek));
+	}
+	PG_END_TRY();
+
+	values[1] = Int32GetDatum(new_dek);
+	spi_run("UPDATE vecphi.tenants SET current_dek = $2 WHERE tenant_id = $1",
+			2, types, values, false, SPI_OK_UPDATE);
+	SPI_finish();
+	keys_invalidate_all();
+	PG_RETURN_INT32(new_dek);
+}
+
+/* Register the callbacks; called once from _PG_init. */
+void
+keys_init(void)
+{
+	CacheRegisterRelcacheCallback(keys_relcache_callback, (Datum) 0);
+	RegisterXactCallback(keys_xact_callback, NULL);
+}

@@ -1,0 +1,28 @@
+/*-------------------------------------------------------------------------
+ *
+ * keys.h
+ *	  Tenants, their key-encryption keys at the provider and their data
+ *	  keys in vecphi.keyring.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef VECPHI_KEYS_H
+#define VECPHI_KEYS_H
+
+#include "crypto.h"
+
+/* An unwrapped data key, cached for the life of the backend. */
+typedef struct DataKey
+{
+	uint32		tenant_id;
+	uint32		dek_version;
+	VecphiAead *aead;			/* scheduled key; the raw bytes are wiped */
+} DataKey;
+
+extern uint32 keys_tenant_id(const char *tenant, bool missing_ok);
+extern char *keys_tenant_name(uint32 tenant_id);
+extern DataKey *keys_current_dek(uint32 tenant_id);
+extern DataKey *keys_get_dek(uint32 tenant_id, uint32 dek_version);
+extern void keys_init(void);
+
+#endif							/* VECPHI_KEYS_H */

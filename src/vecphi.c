@@ -1,0 +1,87 @@
+/*-------------------------------------------------------------------------
+ *
+ * vecphi.c
+ *	  Module entry point: settings and the start-up of every part.
+ *
+ * vecphi must be in shared_preload_libraries: key loading and (in later
+ * versions) the audit writer start with the server, and settings that
+ * weaken protection must not be changeable by loading the library late.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "claims.h"
+#include "keys.h"
+#include "vecphi.h"
+
+PG_MODULE_MAGIC;
+
+char	   *vecphi_key_directory = NULL;
+char	   *vecphi_kek_command = NULL;
+char	   *vecphi_jwt_secret_file = NULL;
+
+void		_PG_init(void);
+
+/* Tenant names: 1..63 of [A-Za-z0-9_-], safe as file names and in shells. */
+bool
+vecphi_tenant_name_is_valid(const char *name)
+{
+	size_t		len = strlen(name);
+	size_t		i;
+
+	if (len == 0 || len > VECPHI_TENANT_NAME_MAX)
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		char		c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("vecphi must be loaded via shared_preload_libraries"),
+				 errhint("Add vecphi to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	DefineCustomStringVariable("vecphi.key_directory",
+							   "Directory of the embedded key provider: one KEK file per tenant.",
+							   "Must be outside the data directory, owned by the server's user, mode 0700.",
+							   &vecphi_key_directory,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("vecphi.kek_command",
+							   "Command printing a tenant's KEK as 64 hex digits (%t tenant, %v version).",
+							   "Alternative to vecphi.key_directory, for a KMS.",
+							   &vecphi_kek_command,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("vecphi.jwt_secret_file",
+							   "File holding the HS256 secret that signs claim tokens.",
+							   "Surrounding white space is trimmed; at least 32 bytes.",
+							   &vecphi_jwt_secret_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	MarkGUCPrefixReserved("vecphi");
+
+	keys_init();
+	claims_init();
+}
