@@ -494,9 +494,10 @@ kek_run_command(const char *tenant, uint32 kek_version, uint8 *kek)
 	initStringInfo(&cmd);
 	for (p = vecphi_kek_command; *p; p++)
 	{
+		/* The tenant name is validated: [A-Za-z0-9_-] only, shell-safe. */
 		if (p[0] == '%' && p[1] == 't')
 		{
-			appendStringInfoString(&cmd, tenant);	/* validated: [A-Za-z0-9_-] */
+			appendStringInfoString(&cmd, tenant);
 			p++;
 		}
 		else if (p[0] == '%' && p[1] == 'v')
