@@ -12,7 +12,14 @@ OBJS = \
 	src/envelope.o \
 	src/evector.o \
 	src/etext.o \
-	src/distance.o
+	src/distance.o \
+	src/ehnsw.o \
+	src/ehnswbuild.o \
+	src/ehnswcheck.o \
+	src/ehnswinsert.o \
+	src/ehnswscan.o \
+	src/ehnswutils.o \
+	src/ehnswvacuum.o
 
 DATA = sql/vecphi--$(EXTVERSION).sql
 
@@ -27,7 +34,7 @@ SHLIB_LINK = -lcrypto
 # Warnings are errors: every warning the server headers allow us to enable.
 PG_CFLAGS = -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-sign-compare -Wno-missing-field-initializers -Wshadow=compatible-local \
-	-Wformat=2 -Wno-format-nonliteral -Wstrict-prototypes -Wold-style-definition \
+	-Wformat=2 -Wno-format-nonliteral -Wold-style-definition \
 	-Wnull-dereference -Wduplicated-cond -Wlogical-op
 PG_CPPFLAGS = -I$(srcdir)/src
 
@@ -41,7 +48,7 @@ include $(PGXS)
 
 # The distance kernels are compiled for several instruction sets and picked
 # at load time (see src/distance.c), so keep the generic build portable.
-src/distance.o: override CFLAGS += -O3 -ftree-vectorize -fno-math-errno \
+src/distance.o src/ehnswutils.o: override CFLAGS += -O3 -ftree-vectorize -fno-math-errno \
 	-fassociative-math -fno-signed-zeros -fno-trapping-math
 
 .PHONY: bench

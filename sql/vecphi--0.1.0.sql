@@ -259,28 +259,30 @@ COMMENT ON FUNCTION vecphi.key_id(etext) IS
 ---------------------------------------------------------------------------
 -- Distances.  Both operands are decrypted in backend memory; each needs the
 -- claims of its tenant.  Not LEAKPROOF: an error can reveal that a value
--- belongs to another tenant.
+-- belongs to another tenant.  COST 100: a call authenticates and decrypts
+-- (at least) one envelope, about a hundred simple operators' worth, which
+-- lets the planner weigh a sequential scan against an ehnsw index fairly.
 ---------------------------------------------------------------------------
 
 CREATE FUNCTION l2_distance(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_l2_distance'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 100;
 COMMENT ON FUNCTION l2_distance(evector, evector) IS 'Euclidean distance';
 
 CREATE FUNCTION cosine_distance(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_cosine_distance'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 100;
 COMMENT ON FUNCTION cosine_distance(evector, evector) IS
 	'1 - cosine similarity; NaN when either vector is zero, as pgvector';
 
 CREATE FUNCTION inner_product(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_inner_product'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 100;
 COMMENT ON FUNCTION inner_product(evector, evector) IS 'inner product';
 
 CREATE FUNCTION vecphi.negative_inner_product(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_negative_inner_product'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 100;
 COMMENT ON FUNCTION vecphi.negative_inner_product(evector, evector) IS
 	'negative inner product, the <#> operator';
 
@@ -301,3 +303,52 @@ CREATE OPERATOR <#> (
 	COMMUTATOR = '<#>'
 );
 COMMENT ON OPERATOR <#> (evector, evector) IS 'negative inner product';
+
+---------------------------------------------------------------------------
+-- ehnsw: HNSW index over encrypted vectors, one graph per tenant
+---------------------------------------------------------------------------
+
+CREATE FUNCTION vecphi.ehnsw_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME', 'ehnsw_handler'
+	LANGUAGE C STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.ehnsw_handler(internal) IS 'ehnsw index access method handler';
+
+CREATE ACCESS METHOD ehnsw TYPE INDEX HANDLER vecphi.ehnsw_handler;
+COMMENT ON ACCESS METHOD ehnsw IS
+	'HNSW over encrypted vectors: pages hold only ciphertext, each tenant has its own graph';
+
+CREATE FUNCTION vecphi.ehnsw_metric_l2(internal) RETURNS integer
+	AS 'MODULE_PATHNAME', 'ehnsw_metric_l2'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.ehnsw_metric_l2(internal) IS 'ehnsw support: Euclidean distance';
+
+CREATE FUNCTION vecphi.ehnsw_metric_cosine(internal) RETURNS integer
+	AS 'MODULE_PATHNAME', 'ehnsw_metric_cosine'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.ehnsw_metric_cosine(internal) IS 'ehnsw support: cosine distance';
+
+CREATE FUNCTION vecphi.ehnsw_metric_ip(internal) RETURNS integer
+	AS 'MODULE_PATHNAME', 'ehnsw_metric_ip'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.ehnsw_metric_ip(internal) IS 'ehnsw support: negative inner product';
+
+CREATE OPERATOR CLASS evector_l2_ops
+	DEFAULT FOR TYPE evector USING ehnsw AS
+	OPERATOR 1 <-> (evector, evector) FOR ORDER BY float_ops,
+	FUNCTION 1 vecphi.ehnsw_metric_l2(internal);
+
+CREATE OPERATOR CLASS evector_cosine_ops
+	FOR TYPE evector USING ehnsw AS
+	OPERATOR 1 <=> (evector, evector) FOR ORDER BY float_ops,
+	FUNCTION 1 vecphi.ehnsw_metric_cosine(internal);
+
+CREATE OPERATOR CLASS evector_ip_ops
+	FOR TYPE evector USING ehnsw AS
+	OPERATOR 1 <#> (evector, evector) FOR ORDER BY float_ops,
+	FUNCTION 1 vecphi.ehnsw_metric_ip(internal);
+
+CREATE FUNCTION vecphi.index_check(index regclass) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'vecphi_index_check'
+	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vecphi.index_check(regclass) IS
+	'verify the structure of an ehnsw index (edges within one tenant, valid entry points); raises XX002 on the first problem';

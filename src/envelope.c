@@ -136,27 +136,20 @@ envelope_seal(uint8 kind, uint32 count, const void *plaintext, Size len)
 }
 
 /*
- * Decrypt a detoasted envelope for the claimant.  Returns palloc'd
- * plaintext with one spare zero byte after it (so text can be used as a C
- * string); *len gets its length.  The caller should wipe it when done.
+ * Decrypt a detoasted envelope whose header was read, with no check of who
+ * asks.  Only for the server's own use (index maintenance); everything a
+ * user calls goes through envelope_open.  Returns palloc'd plaintext with
+ * one spare zero byte after it (so text can be used as a C string); *len
+ * gets its length.  The caller should wipe it when done.
  */
 void *
-envelope_open(const struct varlena *env, uint8 kind, EnvelopeHeader *hdr,
-			  Size *len)
+envelope_decrypt(const struct varlena *env, uint8 kind,
+				 const EnvelopeHeader *hdr, Size *len)
 {
 	const uint8 *p = (const uint8 *) VARDATA_ANY(env);
-	uint32		claimant;
 	DataKey    *dek;
 	uint8	   *plaintext;
 	Size		ptlen;
-
-	envelope_read_header(env, kind, hdr);
-	claimant = claims_require_tenant_id();
-	if (hdr->tenant_id != claimant)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to decrypt %s value", kind_type_name(kind)),
-				 errdetail("The value belongs to another tenant than the verified claims.")));
 
 	dek = keys_get_dek(hdr->tenant_id, hdr->dek_version);
 	ptlen = plaintext_length(kind, hdr->count);
@@ -173,6 +166,27 @@ envelope_open(const struct varlena *env, uint8 kind, EnvelopeHeader *hdr,
 	plaintext[ptlen] = '\0';
 	*len = ptlen;
 	return plaintext;
+}
+
+/* Check that the claimant's tenant owns an envelope; 42501 otherwise. */
+void
+envelope_check_claimant(const EnvelopeHeader *hdr, uint8 kind)
+{
+	if (hdr->tenant_id != claims_require_tenant_id())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to decrypt %s value", kind_type_name(kind)),
+				 errdetail("The value belongs to another tenant than the verified claims.")));
+}
+
+/* Decrypt a detoasted envelope for the claimant (see envelope_decrypt). */
+void *
+envelope_open(const struct varlena *env, uint8 kind, EnvelopeHeader *hdr,
+			  Size *len)
+{
+	envelope_read_header(env, kind, hdr);
+	envelope_check_claimant(hdr, kind);
+	return envelope_decrypt(env, kind, hdr, len);
 }
 
 /* Does this input text carry an envelope rather than plaintext? */

@@ -58,6 +58,9 @@ extern struct varlena *envelope_seal(uint8 kind, uint32 count,
 									 const void *plaintext, Size len);
 extern void *envelope_open(const struct varlena *env, uint8 kind,
 						   EnvelopeHeader *hdr, Size *len);
+extern void *envelope_decrypt(const struct varlena *env, uint8 kind,
+							  const EnvelopeHeader *hdr, Size *len);
+extern void envelope_check_claimant(const EnvelopeHeader *hdr, uint8 kind);
 extern void envelope_read_header(const struct varlena *env, uint8 kind,
 								 EnvelopeHeader *hdr);
 extern bool envelope_text_is_envelope(const char *str);

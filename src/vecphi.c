@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "claims.h"
+#include "ehnsw.h"
 #include "keys.h"
 #include "vecphi.h"
 
@@ -80,6 +81,7 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	ehnsw_init();
 	MarkGUCPrefixReserved("vecphi");
 
 	keys_init();

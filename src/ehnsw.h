@@ -1,0 +1,251 @@
+/*-------------------------------------------------------------------------
+ *
+ * ehnsw.h
+ *	  Private declarations of the ehnsw index access method: an HNSW graph
+ *	  over encrypted vectors, partitioned by tenant.
+ *
+ * Page layout (docs/hnsw.md has the full story):
+ *
+ *	  block 0		metapage: magic, version, dimensions, build options and
+ *					the tenant directory (one entry point per tenant)
+ *	  block 1..		element pages: one item per element
+ *
+ * An element item holds its level, tenant, heap TID, its neighbour lists
+ * (fixed capacity: 2m at level 0, m above) and the value's ciphertext
+ * envelope exactly as it is in the heap.  No plaintext is ever written to
+ * a page: distances are computed on vectors decrypted in backend memory
+ * and wiped afterwards.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef VECPHI_EHNSW_H
+#define VECPHI_EHNSW_H
+
+#include "access/amapi.h"
+#include "access/generic_xlog.h"
+#include "access/reloptions.h"
+#include "lib/pairingheap.h"
+#include "storage/bufmgr.h"
+#include "utils/hsearch.h"
+#include "utils/relcache.h"
+
+#include "envelope.h"
+
+/* ---------- limits and defaults ---------- */
+
+#define EHNSW_DEFAULT_M				16
+#define EHNSW_MIN_M					2
+#define EHNSW_MAX_M					100
+#define EHNSW_DEFAULT_EF_CONSTRUCTION	64
+#define EHNSW_MIN_EF_CONSTRUCTION	4
+#define EHNSW_MAX_EF_CONSTRUCTION	1000
+#define EHNSW_DEFAULT_EF_SEARCH		40
+#define EHNSW_MIN_EF_SEARCH			1
+#define EHNSW_MAX_EF_SEARCH			1000
+#define EHNSW_MAX_LEVEL				15
+
+/* ---------- identifiers ---------- */
+
+#define EHNSW_MAGIC			0x45484E57	/* "EHNW" */
+#define EHNSW_VERSION		1
+#define EHNSW_PAGE_ID		0xFF91	/* in the special space, for pg_filedump */
+
+#define EHNSW_METAPAGE_BLKNO	0
+
+#define EHNSW_PAGE_META		0x0001
+#define EHNSW_PAGE_ELEMENTS	0x0002
+
+/* Support function 1 of each operator class returns its metric. */
+#define EHNSW_METRIC_PROC	1
+#define EHNSW_METRIC_L2		1
+#define EHNSW_METRIC_COSINE	2
+#define EHNSW_METRIC_IP		3
+
+/* Phases reported in pg_stat_progress_create_index. */
+#define EHNSW_PHASE_LOAD	2
+
+/* ---------- on-disk structures ---------- */
+
+typedef struct EhnswPageOpaqueData
+{
+	uint16		flags;
+	uint16		page_id;		/* EHNSW_PAGE_ID */
+} EhnswPageOpaqueData;
+
+typedef EhnswPageOpaqueData *EhnswPageOpaque;
+
+#define EhnswPageGetOpaque(page) \
+	((EhnswPageOpaque) PageGetSpecialPointer(page))
+
+/* One tenant's graph: where its search starts. */
+typedef struct EhnswEntryPoint
+{
+	uint32		tenant_id;
+	BlockNumber blkno;
+	OffsetNumber offno;
+	uint16		level;
+} EhnswEntryPoint;
+
+typedef struct EhnswMetaPageData
+{
+	uint32		magic;
+	uint32		version;
+	uint32		dims;
+	uint16		m;
+	uint16		ef_construction;
+	int32		metric;
+	BlockNumber insert_blkno;	/* last page that had room; a hint */
+	uint32		ntenants;
+	EhnswEntryPoint tenants[FLEXIBLE_ARRAY_MEMBER];
+} EhnswMetaPageData;
+
+typedef EhnswMetaPageData *EhnswMetaPage;
+
+#define EhnswPageGetMeta(page) ((EhnswMetaPage) PageGetContents(page))
+
+/* How many tenants the metapage's directory can hold. */
+#define EHNSW_MAX_TENANTS \
+	((BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - \
+	  MAXALIGN(sizeof(EhnswPageOpaqueData)) - \
+	  offsetof(EhnswMetaPageData, tenants)) / sizeof(EhnswEntryPoint))
+
+/* An element item.  Neighbours, then the envelope (a varlena), follow. */
+typedef struct EhnswElementTupleData
+{
+	uint8		level;
+	uint8		deleted;		/* heap row gone; bytes below zeroed */
+	uint16		nslots;			/* neighbour capacity: (level + 2) * m */
+	uint32		tenant_id;
+	ItemPointerData heaptid;
+	uint16		envelope_offset;	/* from the start of the item */
+	ItemPointerData neighbors[FLEXIBLE_ARRAY_MEMBER];
+} EhnswElementTupleData;
+
+typedef EhnswElementTupleData *EhnswElementTuple;
+
+#define EhnswElementEnvelope(etup) \
+	((struct varlena *) ((char *) (etup) + (etup)->envelope_offset))
+
+/* Neighbour slots of a level within an element's list. */
+#define EhnswLevelSlots(m, level)	((level) == 0 ? 2 * (m) : (m))
+#define EhnswLevelOffset(m, level)	((level) == 0 ? 0 : 2 * (m) + ((level) - 1) * (m))
+
+/* ---------- options ---------- */
+
+typedef struct EhnswOptions
+{
+	int32		vl_len_;		/* varlena header (do not touch directly!) */
+	int			m;
+	int			ef_construction;
+} EhnswOptions;
+
+/* ---------- in-memory structures ---------- */
+
+/* An element loaded from disk for one operation, plaintext decrypted. */
+typedef struct EhnswElement
+{
+	ItemPointerData tid;		/* where the element lives in the index */
+	ItemPointerData heaptid;
+	uint32		tenant_id;
+	uint8		level;
+	bool		deleted;
+	uint16		nslots;
+	ItemPointerData *neighbors; /* copy, nslots entries */
+	float4	   *x;				/* plaintext, NULL if deleted or skipped */
+} EhnswElement;
+
+/* A candidate in a search: an element and its distance to the query. */
+typedef struct EhnswCandidate
+{
+	pairingheap_node near_node; /* in the "nearest first" heap */
+	pairingheap_node far_node;	/* in the "farthest first" heap */
+	EhnswElement *element;
+	double		distance;
+} EhnswCandidate;
+
+/*
+ * State of one insert, build step or scan: the index, its parameters, a
+ * memory context reset per operation, and the elements loaded so far (also
+ * the visited set of a search).  Plaintext is kept in an arena that is
+ * wiped when the context is reset.
+ */
+typedef struct EhnswState
+{
+	Relation	index;
+	uint32		dims;
+	int			m;
+	int			ef_construction;
+	int			metric;
+	MemoryContext opcxt;
+	HTAB	   *elements;
+	List	   *plaintexts;		/* buffers to wipe, in opcxt */
+	MemoryContextCallback wipe;
+} EhnswState;
+
+/* ---------- ehnsw.c ---------- */
+
+extern int	ehnsw_ef_search;
+extern void ehnsw_init(void);
+
+/* ---------- ehnswutils.c ---------- */
+
+extern void ehnsw_state_init(EhnswState *state, Relation index, bool need_meta);
+extern void ehnsw_state_reset(EhnswState *state);
+extern void ehnsw_init_page(Page page, uint16 flags);
+extern void ehnsw_check_page(Relation index, Buffer buf, BlockNumber blkno);
+extern void ehnsw_read_meta(Relation index, EhnswMetaPageData *meta,
+							EhnswEntryPoint *entry, uint32 tenant_id,
+							bool *found);
+extern void ehnsw_set_entry_point(Relation index, uint32 tenant_id,
+								  ItemPointer tid, int level,
+								  bool only_if_higher);
+extern EhnswElement *ehnsw_load_element(EhnswState *state, ItemPointer tid,
+										bool decrypt);
+extern float4 *ehnsw_decrypt_vector(EhnswState *state,
+									const struct varlena *env,
+									uint32 *tenant_id);
+extern double ehnsw_distance(EhnswState *state, const float4 *a,
+							 const float4 *b);
+extern bool ehnsw_indexable(EhnswState *state, const float4 *x);
+extern List *ehnsw_search_layer(EhnswState *state, const float4 *q,
+								List *entries, int ef, int level,
+								uint32 tenant_id);
+extern EhnswCandidate *ehnsw_make_candidate(EhnswState *state,
+											EhnswElement *element,
+											const float4 *q);
+extern int	ehnsw_meta_metric(Relation index);
+extern int	ehnsw_candidate_cmp(const ListCell *a, const ListCell *b);
+
+/* ---------- ehnswinsert.c ---------- */
+
+extern bool ehnsw_insert_value(EhnswState *state, Datum value,
+							   ItemPointer heaptid);
+extern bool ehnswinsert(Relation index, Datum *values, bool *isnull,
+						ItemPointer heap_tid, Relation heap,
+						IndexUniqueCheck checkUnique, bool indexUnchanged,
+						struct IndexInfo *indexInfo);
+
+/* ---------- ehnswbuild.c ---------- */
+
+extern IndexBuildResult *ehnswbuild(Relation heap, Relation index,
+									struct IndexInfo *indexInfo);
+extern void ehnswbuildempty(Relation index);
+
+/* ---------- ehnswscan.c ---------- */
+
+extern IndexScanDesc ehnswbeginscan(Relation index, int nkeys, int norderbys);
+extern void ehnswrescan(IndexScanDesc scan, ScanKey keys, int nkeys,
+						ScanKey orderbys, int norderbys);
+extern bool ehnswgettuple(IndexScanDesc scan, ScanDirection dir);
+extern void ehnswendscan(IndexScanDesc scan);
+
+/* ---------- ehnswvacuum.c ---------- */
+
+extern IndexBulkDeleteResult *ehnswbulkdelete(IndexVacuumInfo *info,
+											  IndexBulkDeleteResult *stats,
+											  IndexBulkDeleteCallback callback,
+											  void *callback_state);
+extern IndexBulkDeleteResult *ehnswvacuumcleanup(IndexVacuumInfo *info,
+												 IndexBulkDeleteResult *stats);
+
+#endif							/* VECPHI_EHNSW_H */

@@ -1,0 +1,385 @@
+/*-------------------------------------------------------------------------
+ *
+ * ehnswinsert.c
+ *	  Inserting one value into an ehnsw index: HNSW's INSERT, run on disk
+ *	  within the graph of the value's tenant.
+ *
+ * Writers are serialised by a heavyweight lock on the metapage's block
+ * number (scans take no such lock): one insert or vacuum changes the graph
+ * at a time, so an element loaded during an insert is still current when
+ * the insert writes it back.  Scans run concurrently; they copy items
+ * under buffer share locks and every item change is made under an
+ * exclusive buffer lock, so a scan sees each neighbour list either before
+ * or after a change.
+ *
+ * The value is decrypted with its tenant's data key without looking at
+ * the claims: maintaining the index is the server's work (a restore or a
+ * CREATE INDEX has no claimant), and no plaintext leaves this backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "common/pg_prng.h"
+#include "nodes/execnodes.h"
+#include "storage/lmgr.h"
+#include "utils/memutils.h"
+
+#include "ehnsw.h"
+
+/* Largest item an element page can hold. */
+#define EHNSW_MAX_ITEM_SIZE \
+	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData + sizeof(ItemIdData)) - \
+	 MAXALIGN(sizeof(EhnswPageOpaqueData)))
+
+/* Bytes of an element item at a level, for an envelope of envsize bytes. */
+static Size
+element_size(int m, int level, Size envsize)
+{
+	Size		nslots = (Size) (level + 2) * m;
+
+	return INTALIGN(offsetof(EhnswElementTupleData, neighbors) +
+					nslots * sizeof(ItemPointerData)) + envsize;
+}
+
+/* HNSW's random level, mL = 1 / ln(m), lowered until the element fits. */
+static int
+random_level(int m, Size envsize)
+{
+	double		r = pg_prng_double(&pg_global_prng_state);
+	int			level;
+
+	if (r <= 0.0)
+		r = DBL_MIN;
+	level = (int) floor(-log(r) / log((double) m));
+	level = Min(level, EHNSW_MAX_LEVEL);
+	while (level > 0 && element_size(m, level, envsize) > EHNSW_MAX_ITEM_SIZE)
+		level--;
+	return level;
+}
+
+/* Refuse values too large for an element page. */
+static void
+check_fits(EhnswState *state, Size envsize)
+{
+	if (element_size(state->m, 0, envsize) > EHNSW_MAX_ITEM_SIZE)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("evector with %u dimensions is too large for an ehnsw index with m = %d",
+						state->dims, state->m),
+				 errdetail("An element and its neighbour lists must fit in one %d-byte page.",
+						   BLCKSZ)));
+}
+
+/*
+ * HNSW's SELECT-NEIGHBORS-HEURISTIC: from candidates sorted by distance
+ * to the base, keep those closer to the base than to any kept one, then
+ * fill up with the nearest pruned ones.  Returns at most max candidates.
+ */
+static List *
+select_neighbors(EhnswState *state, List *candidates, int max)
+{
+	List	   *kept = NIL;
+	List	   *pruned = NIL;
+	ListCell   *lc;
+
+	foreach(lc, candidates)
+	{
+		EhnswCandidate *c = lfirst(lc);
+		ListCell   *lc2;
+		bool		good = true;
+
+		if (list_length(kept) >= max)
+			break;
+		if (c->element->x == NULL)
+			continue;			/* deleted: never link to it again */
+		foreach(lc2, kept)
+		{
+			EhnswCandidate *r = lfirst(lc2);
+
+			if (ehnsw_distance(state, c->element->x, r->element->x) < c->distance)
+			{
+				good = false;
+				break;
+			}
+		}
+		if (good)
+			kept = lappend(kept, c);
+		else
+			pruned = lappend(pruned, c);
+	}
+	foreach(lc, pruned)
+	{
+		if (list_length(kept) >= max)
+			break;
+		kept = lappend(kept, lfirst(lc));
+	}
+	return kept;
+}
+
+/* Append an item to the insert page or a new page; returns its TID. */
+static void
+write_element(EhnswState *state, EhnswElementTuple etup, Size size,
+			  ItemPointer tid)
+{
+	Relation	index = state->index;
+	EhnswMetaPageData meta;
+	bool		found;
+	Buffer		buf = InvalidBuffer;
+	GenericXLogState *xlog;
+	Page		page;
+	OffsetNumber offno;
+	BlockNumber blkno;
+
+	ehnsw_read_meta(index, &meta, NULL, 0, &found);
+	blkno = meta.insert_blkno;
+	if (blkno != InvalidBlockNumber && blkno != EHNSW_METAPAGE_BLKNO)
+	{
+		buf = ReadBuffer(index, blkno);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		ehnsw_check_page(index, buf, blkno);
+		if (PageGetFreeSpace(BufferGetPage(buf)) < MAXALIGN(size))
+		{
+			UnlockReleaseBuffer(buf);
+			buf = InvalidBuffer;
+		}
+	}
+
+	xlog = GenericXLogStart(index);
+	if (BufferIsValid(buf))
+		page = GenericXLogRegisterBuffer(xlog, buf, 0);
+	else
+	{
+		LockRelationForExtension(index, ExclusiveLock);
+		buf = ReadBuffer(index, P_NEW);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		UnlockRelationForExtension(index, ExclusiveLock);
+		blkno = BufferGetBlockNumber(buf);
+		page = GenericXLogRegisterBuffer(xlog, buf, GENERIC_XLOG_FULL_IMAGE);
+		ehnsw_init_page(page, EHNSW_PAGE_ELEMENTS);
+	}
+	offno = PageAddItem(page, (Item) etup, size, InvalidOffsetNumber, false, false);
+	if (offno == InvalidOffsetNumber)
+		elog(ERROR, "failed to add element to ehnsw index \"%s\"",
+			 RelationGetRelationName(index));
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(buf);
+	ItemPointerSet(tid, blkno, offno);
+
+	if (blkno != meta.insert_blkno)
+	{
+		Buffer		mbuf = ReadBuffer(index, EHNSW_METAPAGE_BLKNO);
+
+		LockBuffer(mbuf, BUFFER_LOCK_EXCLUSIVE);
+		xlog = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(xlog, mbuf, 0);
+		EhnswPageGetMeta(page)->insert_blkno = blkno;
+		GenericXLogFinish(xlog);
+		UnlockReleaseBuffer(mbuf);
+	}
+}
+
+/* Overwrite the neighbour slots of one level of an element on disk. */
+static void
+write_neighbors(EhnswState *state, EhnswElement *element, int level,
+				List *neighbors)
+{
+	Buffer		buf;
+	GenericXLogState *xlog;
+	Page		page;
+	EhnswElementTuple etup;
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+	int			i;
+	ListCell   *lc;
+
+	/* Keep the loaded copy in step with the page. */
+	i = start;
+	foreach(lc, neighbors)
+		element->neighbors[i++] = ((EhnswCandidate *) lfirst(lc))->element->tid;
+	for (; i < start + nslots; i++)
+		ItemPointerSetInvalid(&element->neighbors[i]);
+
+	buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(&element->tid));
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	xlog = GenericXLogStart(state->index);
+	page = GenericXLogRegisterBuffer(xlog, buf, 0);
+	etup = (EhnswElementTuple) PageGetItem(page,
+										   PageGetItemId(page, ItemPointerGetOffsetNumber(&element->tid)));
+	memcpy(&etup->neighbors[start], &element->neighbors[start],
+		   nslots * sizeof(ItemPointerData));
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(buf);
+}
+
+/*
+ * Link neighbour n back to the new element at a level: into a free slot,
+ * or, when n's list is full, by choosing n's neighbours afresh among the
+ * old ones and the new one.
+ */
+static void
+add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
+			   double distance, int level)
+{
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+	List	   *candidates = NIL;
+	EhnswCandidate *c;
+	int			i;
+
+	if (n->level < level || n->x == NULL)
+		return;
+	for (i = start; i < start + nslots; i++)
+	{
+		EhnswElement *old;
+
+		if (!ItemPointerIsValid(&n->neighbors[i]))
+			break;
+		old = ehnsw_load_element(state, &n->neighbors[i], true);
+		candidates = lappend(candidates, ehnsw_make_candidate(state, old, n->x));
+	}
+	c = ehnsw_make_candidate(state, newel, n->x);
+	c->distance = distance;
+	candidates = lappend(candidates, c);
+
+	if (list_length(candidates) > nslots)
+	{
+		List	   *sorted = list_copy(candidates);
+
+		list_sort(sorted, ehnsw_candidate_cmp);
+		candidates = select_neighbors(state, sorted, nslots);
+	}
+	write_neighbors(state, n, level, candidates);
+}
+
+/*
+ * Insert one evector into the index under heaptid.  Returns false when
+ * the value cannot be placed (a zero vector under cosine distance).
+ */
+bool
+ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
+{
+	Relation	index = state->index;
+	struct varlena *env = (struct varlena *) PG_DETOAST_DATUM(value);
+	Size		envsize = VARSIZE(env);
+	uint32		tenant_id;
+	float4	   *q;
+	int			level;
+	int			l;
+	EhnswMetaPageData meta;
+	EhnswEntryPoint entry;
+	bool		found;
+	EhnswElementTuple etup;
+	Size		size;
+	ItemPointerData tid;
+	EhnswElement *newel;
+	List	   *ep;
+	List	  **chosen;
+
+	check_fits(state, envsize);
+	q = ehnsw_decrypt_vector(state, env, &tenant_id);
+	if (!ehnsw_indexable(state, q))
+		return false;
+	level = random_level(state->m, envsize);
+
+	LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+	ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
+
+	/* Choose neighbours on every level before the element exists. */
+	chosen = palloc0((level + 1) * sizeof(List *));
+	if (found)
+	{
+		ItemPointerData etid;
+		EhnswElement *epel;
+
+		ItemPointerSet(&etid, entry.blkno, entry.offno);
+		epel = ehnsw_load_element(state, &etid, true);
+		if (epel->tenant_id != tenant_id || epel->x == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" has an invalid entry point for a tenant",
+							RelationGetRelationName(index)),
+					 errhint("Please REINDEX it.")));
+		ep = list_make1(ehnsw_make_candidate(state, epel, q));
+		for (l = entry.level; l > level; l--)
+			ep = list_make1(linitial(ehnsw_search_layer(state, q, ep, 1, l, tenant_id)));
+		for (l = Min(level, entry.level); l >= 0; l--)
+		{
+			List	   *w = ehnsw_search_layer(state, q, ep, state->ef_construction,
+											   l, tenant_id);
+
+			chosen[l] = select_neighbors(state, w, EhnswLevelSlots(state->m, l));
+			ep = w;
+		}
+	}
+
+	/* Write the element with its neighbour lists. */
+	size = element_size(state->m, level, envsize);
+	etup = palloc0(size);
+	etup->level = level;
+	etup->nslots = (level + 2) * state->m;
+	etup->tenant_id = tenant_id;
+	etup->heaptid = *heaptid;
+	etup->envelope_offset = INTALIGN(offsetof(EhnswElementTupleData, neighbors) +
+									 etup->nslots * sizeof(ItemPointerData));
+	for (l = 0; l < etup->nslots; l++)
+		ItemPointerSetInvalid(&etup->neighbors[l]);
+	for (l = 0; l <= level; l++)
+	{
+		ListCell   *lc;
+		int			i = EhnswLevelOffset(state->m, l);
+
+		foreach(lc, chosen[l])
+			etup->neighbors[i++] = ((EhnswCandidate *) lfirst(lc))->element->tid;
+	}
+	memcpy((char *) etup + etup->envelope_offset, env, envsize);
+	write_element(state, etup, size, &tid);
+	pfree(etup);
+
+	/* Link the chosen neighbours back. */
+	newel = ehnsw_load_element(state, &tid, true);
+	for (l = 0; l <= level; l++)
+	{
+		ListCell   *lc;
+
+		foreach(lc, chosen[l])
+		{
+			EhnswCandidate *c = lfirst(lc);
+
+			add_connection(state, c->element, newel, c->distance, l);
+		}
+	}
+
+	if (!found || level > entry.level)
+		ehnsw_set_entry_point(index, tenant_id, &tid, level, found);
+	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+	return true;
+}
+
+bool
+ehnswinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
+			Relation heap, IndexUniqueCheck checkUnique, bool indexUnchanged,
+			IndexInfo *indexInfo)
+{
+	EhnswState *state = (EhnswState *) indexInfo->ii_AmCache;
+	MemoryContext old;
+
+	if (isnull[0])
+		return false;
+	if (state == NULL)
+	{
+		old = MemoryContextSwitchTo(indexInfo->ii_Context);
+		state = palloc(sizeof(EhnswState));
+		ehnsw_state_init(state, index, true);
+		indexInfo->ii_AmCache = state;
+		MemoryContextSwitchTo(old);
+	}
+	old = MemoryContextSwitchTo(state->opcxt);
+	ehnsw_insert_value(state, values[0], heap_tid);
+	MemoryContextSwitchTo(old);
+	ehnsw_state_reset(state);
+	return false;
+}

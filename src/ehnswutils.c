@@ -1,0 +1,601 @@
+/*-------------------------------------------------------------------------
+ *
+ * ehnswutils.c
+ *	  Pages, the metapage's tenant directory, loading and decrypting
+ *	  elements, distances, and the HNSW layer search shared by insert and
+ *	  scan.
+ *
+ * Every element is loaded into the operation's memory context: its item
+ * is copied under a share lock, and the vector is decrypted after the lock
+ * is released.  Decrypted vectors are remembered and wiped when the
+ * operation's context is reset or deleted.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "access/relscan.h"
+#include "miscadmin.h"
+#include "storage/bufpage.h"
+#include "storage/lmgr.h"
+#include "utils/memutils.h"
+
+#include "crypto.h"
+#include "ehnsw.h"
+#include "kernels.h"
+
+/* Hash entry: an element by its location in the index. */
+typedef struct EhnswElementEntry
+{
+	uint64		key;
+	EhnswElement *element;
+	uint32		visit_stamp;
+} EhnswElementEntry;
+
+static uint32 visit_stamp_counter = 0;
+
+static inline uint64
+tid_key(ItemPointer tid)
+{
+	return ((uint64) ItemPointerGetBlockNumber(tid) << 16) |
+		ItemPointerGetOffsetNumber(tid);
+}
+
+/* Wipe every vector decrypted by the operation; a reset callback. */
+static void
+ehnsw_state_wipe(void *arg)
+{
+	EhnswState *state = (EhnswState *) arg;
+	ListCell   *lc;
+
+	foreach(lc, state->plaintexts)
+		crypto_wipe(lfirst(lc), state->dims * sizeof(float4));
+	state->plaintexts = NIL;
+	state->elements = NULL;
+}
+
+/* (Re)create the per-operation structures inside opcxt. */
+static void
+ehnsw_state_prepare(EhnswState *state)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(EhnswElementEntry);
+	ctl.hcxt = state->opcxt;
+	state->elements = hash_create("ehnsw elements", 256, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	state->plaintexts = NIL;
+	state->wipe.func = ehnsw_state_wipe;
+	state->wipe.arg = state;
+	MemoryContextRegisterResetCallback(state->opcxt, &state->wipe);
+}
+
+/* Read the index parameters and set up an operation's state. */
+void
+ehnsw_state_init(EhnswState *state, Relation index, bool need_meta)
+{
+	memset(state, 0, sizeof(EhnswState));
+	state->index = index;
+	if (need_meta)
+	{
+		EhnswMetaPageData meta;
+		bool		found;
+
+		ehnsw_read_meta(index, &meta, NULL, 0, &found);
+		state->dims = meta.dims;
+		state->m = meta.m;
+		state->ef_construction = meta.ef_construction;
+		state->metric = meta.metric;
+	}
+	state->opcxt = AllocSetContextCreate(CurrentMemoryContext,
+										 "ehnsw operation",
+										 ALLOCSET_DEFAULT_SIZES);
+	ehnsw_state_prepare(state);
+}
+
+/* Forget (and wipe) everything the last operation loaded. */
+void
+ehnsw_state_reset(EhnswState *state)
+{
+	MemoryContextReset(state->opcxt);
+	ehnsw_state_prepare(state);
+}
+
+/* Initialise an empty page of the given kind. */
+void
+ehnsw_init_page(Page page, uint16 flags)
+{
+	EhnswPageOpaque opaque;
+
+	PageInit(page, BLCKSZ, sizeof(EhnswPageOpaqueData));
+	opaque = EhnswPageGetOpaque(page);
+	opaque->flags = flags;
+	opaque->page_id = EHNSW_PAGE_ID;
+}
+
+/* Refuse a page that is not one of ours. */
+void
+ehnsw_check_page(Relation index, Buffer buf, BlockNumber blkno)
+{
+	Page		page = BufferGetPage(buf);
+
+	if (PageIsNew(page) ||
+		PageGetSpecialSize(page) != MAXALIGN(sizeof(EhnswPageOpaqueData)) ||
+		EhnswPageGetOpaque(page)->page_id != EHNSW_PAGE_ID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" contains an unexpected page at block %u",
+						RelationGetRelationName(index), blkno),
+				 errhint("Please REINDEX it.")));
+}
+
+/*
+ * Copy the metapage's fixed part and, when entry is not NULL, the entry
+ * point of tenant_id (*found says whether it has one).
+ */
+void
+ehnsw_read_meta(Relation index, EhnswMetaPageData *meta,
+				EhnswEntryPoint *entry, uint32 tenant_id, bool *found)
+{
+	Buffer		buf;
+	Page		page;
+	EhnswMetaPage metap;
+	uint32		i;
+
+	buf = ReadBuffer(index, EHNSW_METAPAGE_BLKNO);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	ehnsw_check_page(index, buf, EHNSW_METAPAGE_BLKNO);
+	page = BufferGetPage(buf);
+	metap = EhnswPageGetMeta(page);
+	if (metap->magic != EHNSW_MAGIC || metap->version != EHNSW_VERSION)
+	{
+		UnlockReleaseBuffer(buf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has no valid ehnsw metapage",
+						RelationGetRelationName(index)),
+				 errhint("Please REINDEX it.")));
+	}
+	memcpy(meta, metap, offsetof(EhnswMetaPageData, tenants));
+	*found = false;
+	if (entry != NULL)
+	{
+		for (i = 0; i < metap->ntenants && i < EHNSW_MAX_TENANTS; i++)
+		{
+			if (metap->tenants[i].tenant_id == tenant_id)
+			{
+				*entry = metap->tenants[i];
+				*found = true;
+				break;
+			}
+		}
+	}
+	UnlockReleaseBuffer(buf);
+}
+
+/*
+ * Make an element the entry point of its tenant's graph.  With
+ * only_if_higher, an existing entry point of the same or a higher level is
+ * kept.  Writes the metapage through generic WAL.
+ */
+void
+ehnsw_set_entry_point(Relation index, uint32 tenant_id, ItemPointer tid,
+					  int level, bool only_if_higher)
+{
+	Buffer		buf;
+	GenericXLogState *xlog;
+	Page		page;
+	EhnswMetaPage metap;
+	uint32		i;
+	EhnswEntryPoint *ep = NULL;
+
+	buf = ReadBuffer(index, EHNSW_METAPAGE_BLKNO);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	ehnsw_check_page(index, buf, EHNSW_METAPAGE_BLKNO);
+	xlog = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(xlog, buf, 0);
+	metap = EhnswPageGetMeta(page);
+	for (i = 0; i < metap->ntenants; i++)
+		if (metap->tenants[i].tenant_id == tenant_id)
+			ep = &metap->tenants[i];
+	if (ep == NULL)
+	{
+		if (!ItemPointerIsValid(tid))
+		{
+			GenericXLogAbort(xlog);
+			UnlockReleaseBuffer(buf);
+			return;
+		}
+		if (metap->ntenants >= EHNSW_MAX_TENANTS)
+		{
+			GenericXLogAbort(xlog);
+			UnlockReleaseBuffer(buf);
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("index \"%s\" cannot hold more than %d tenants",
+							RelationGetRelationName(index), (int) EHNSW_MAX_TENANTS)));
+		}
+		ep = &metap->tenants[metap->ntenants++];
+		ep->tenant_id = tenant_id;
+		((PageHeader) page)->pd_lower =
+			((char *) &metap->tenants[metap->ntenants]) - (char *) page;
+	}
+	else if (only_if_higher && ep->level >= level)
+	{
+		GenericXLogAbort(xlog);
+		UnlockReleaseBuffer(buf);
+		return;
+	}
+	if (ItemPointerIsValid(tid))
+	{
+		ep->blkno = ItemPointerGetBlockNumber(tid);
+		ep->offno = ItemPointerGetOffsetNumber(tid);
+		ep->level = level;
+	}
+	else
+	{
+		/* No live element left: drop the tenant from the directory. */
+		*ep = metap->tenants[metap->ntenants - 1];
+		metap->ntenants--;
+		((PageHeader) page)->pd_lower =
+			((char *) &metap->tenants[metap->ntenants]) - (char *) page;
+	}
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(buf);
+}
+
+/* Metric of an index, from its operator class's support function. */
+int
+ehnsw_meta_metric(Relation index)
+{
+	FmgrInfo   *proc = index_getprocinfo(index, 1, EHNSW_METRIC_PROC);
+
+	return DatumGetInt32(FunctionCall1(proc, (Datum) 0));
+}
+
+/*
+ * Decrypt a vector for index maintenance or search.  No claims are
+ * checked here: callers check them where a user's value enters.
+ */
+float4 *
+ehnsw_decrypt_vector(EhnswState *state, const struct varlena *env,
+					 uint32 *tenant_id)
+{
+	EnvelopeHeader hdr;
+	Size		len;
+	float4	   *x;
+	MemoryContext old;
+
+	envelope_read_header(env, ENVELOPE_KIND_VECTOR, &hdr);
+	if (hdr.count != state->dims)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("expected %u dimensions, not %u", state->dims, hdr.count)));
+	old = MemoryContextSwitchTo(state->opcxt);
+	x = envelope_decrypt(env, ENVELOPE_KIND_VECTOR, &hdr, &len);
+	state->plaintexts = lappend(state->plaintexts, x);
+	MemoryContextSwitchTo(old);
+#ifdef WORDS_BIGENDIAN
+	{
+		uint32	   *w = (uint32 *) x;
+		uint32		i;
+
+		for (i = 0; i < hdr.count; i++)
+			w[i] = pg_bswap32(w[i]);
+	}
+#endif
+	if (tenant_id != NULL)
+		*tenant_id = hdr.tenant_id;
+	return x;
+}
+
+/* Distance used for ordering: squared for L2 (same order, less work). */
+double
+ehnsw_distance(EhnswState *state, const float4 *a, const float4 *b)
+{
+	switch (state->metric)
+	{
+		case EHNSW_METRIC_L2:
+			return (double) kernel_l2_squared(a, b, state->dims);
+		case EHNSW_METRIC_COSINE:
+			return kernel_cosine_distance(a, b, state->dims);
+		case EHNSW_METRIC_IP:
+			return -(double) kernel_inner_product(a, b, state->dims);
+	}
+	elog(ERROR, "unknown ehnsw metric %d", state->metric);
+	return 0.0;					/* keep compiler quiet */
+}
+
+/* Can this vector be placed in the graph?  Zero vectors have no cosine. */
+bool
+ehnsw_indexable(EhnswState *state, const float4 *x)
+{
+	if (state->metric == EHNSW_METRIC_COSINE)
+	{
+		double		norm = (double) kernel_inner_product(x, x, state->dims);
+
+		return norm > 0 && !isnan(norm) && !isinf(norm);
+	}
+	return true;
+}
+
+/*
+ * Load the element at tid (once per operation) and, with decrypt, its
+ * plaintext.  Deleted elements have no plaintext.
+ */
+EhnswElement *
+ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
+{
+	uint64		key = tid_key(tid);
+	EhnswElementEntry *entry;
+	bool		found;
+	EhnswElement *element;
+	Buffer		buf;
+	Page		page;
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
+	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
+	ItemId		itemid;
+	EhnswElementTuple etup;
+	Size		size;
+
+	entry = hash_search(state->elements, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->element = NULL;
+		entry->visit_stamp = 0;
+	}
+	element = entry->element;
+	if (element != NULL && (!decrypt || element->x != NULL || element->deleted))
+		return element;
+
+	if (element == NULL)
+	{
+		if (blkno == EHNSW_METAPAGE_BLKNO ||
+			blkno >= RelationGetNumberOfBlocks(state->index))
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" links to block %u, which holds no elements",
+							RelationGetRelationName(state->index), blkno),
+					 errhint("Please REINDEX it.")));
+		buf = ReadBuffer(state->index, blkno);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		ehnsw_check_page(state->index, buf, blkno);
+		page = BufferGetPage(buf);
+		if (offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page) ||
+			!ItemIdIsNormal(itemid = PageGetItemId(page, offno)) ||
+			ItemIdGetLength(itemid) < offsetof(EhnswElementTupleData, neighbors))
+		{
+			UnlockReleaseBuffer(buf);
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" links to a missing element at (%u,%u)",
+							RelationGetRelationName(state->index), blkno, offno),
+					 errhint("Please REINDEX it.")));
+		}
+		size = ItemIdGetLength(itemid);
+		etup = MemoryContextAlloc(state->opcxt, size);
+		memcpy(etup, PageGetItem(page, itemid), size);
+		UnlockReleaseBuffer(buf);
+
+		if (offsetof(EhnswElementTupleData, neighbors) +
+			etup->nslots * sizeof(ItemPointerData) > size ||
+			(!etup->deleted && etup->envelope_offset + VARHDRSZ > size))
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" has a damaged element at (%u,%u)",
+							RelationGetRelationName(state->index), blkno, offno),
+					 errhint("Please REINDEX it.")));
+
+		element = MemoryContextAllocZero(state->opcxt, sizeof(EhnswElement));
+		element->tid = *tid;
+		element->heaptid = etup->heaptid;
+		element->tenant_id = etup->tenant_id;
+		element->level = etup->level;
+		element->deleted = etup->deleted != 0;
+		element->nslots = etup->nslots;
+		element->neighbors = etup->neighbors;
+		entry->element = element;
+		if (!element->deleted && decrypt)
+		{
+			uint32		tenant_id;
+
+			element->x = ehnsw_decrypt_vector(state, EhnswElementEnvelope(etup),
+											  &tenant_id);
+			if (tenant_id != element->tenant_id)
+				ereport(ERROR,
+						(errcode(ERRCODE_INDEX_CORRUPTED),
+						 errmsg("index \"%s\" has an element whose value belongs to another tenant",
+								RelationGetRelationName(state->index)),
+						 errhint("Please REINDEX it.")));
+		}
+		return element;
+	}
+
+	/* Loaded before without plaintext: read the item again to decrypt. */
+	entry->element = NULL;
+	hash_search(state->elements, &key, HASH_REMOVE, NULL);
+	return ehnsw_load_element(state, tid, true);
+}
+
+/* Nearest first (pairing heaps keep the greatest on top). */
+static int
+candidate_near_cmp(const pairingheap_node *a, const pairingheap_node *b,
+				   void *arg)
+{
+	const EhnswCandidate *ca = pairingheap_const_container(EhnswCandidate, near_node, a);
+	const EhnswCandidate *cb = pairingheap_const_container(EhnswCandidate, near_node, b);
+
+	if (ca->distance < cb->distance)
+		return 1;
+	if (ca->distance > cb->distance)
+		return -1;
+	return 0;
+}
+
+/* Farthest first. */
+static int
+candidate_far_cmp(const pairingheap_node *a, const pairingheap_node *b,
+				  void *arg)
+{
+	const EhnswCandidate *ca = pairingheap_const_container(EhnswCandidate, far_node, a);
+	const EhnswCandidate *cb = pairingheap_const_container(EhnswCandidate, far_node, b);
+
+	if (ca->distance > cb->distance)
+		return 1;
+	if (ca->distance < cb->distance)
+		return -1;
+	return 0;
+}
+
+/* A candidate for an element, with its distance to q. */
+EhnswCandidate *
+ehnsw_make_candidate(EhnswState *state, EhnswElement *element, const float4 *q)
+{
+	EhnswCandidate *c = MemoryContextAllocZero(state->opcxt, sizeof(EhnswCandidate));
+
+	c->element = element;
+	c->distance = element->x != NULL ? ehnsw_distance(state, q, element->x) : DBL_MAX;
+	return c;
+}
+
+/* list_sort comparator: nearest first. */
+int
+ehnsw_candidate_cmp(const ListCell *a, const ListCell *b)
+{
+	const EhnswCandidate *ca = lfirst(a);
+	const EhnswCandidate *cb = lfirst(b);
+
+	if (ca->distance < cb->distance)
+		return -1;
+	if (ca->distance > cb->distance)
+		return 1;
+	return 0;
+}
+
+/* Mark an element visited by the current search; false if it was. */
+static bool
+visit(EhnswState *state, ItemPointer tid, uint32 stamp)
+{
+	uint64		key = tid_key(tid);
+	EhnswElementEntry *entry;
+	bool		found;
+
+	entry = hash_search(state->elements, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->element = NULL;
+		entry->visit_stamp = 0;
+	}
+	if (entry->visit_stamp == stamp)
+		return false;
+	entry->visit_stamp = stamp;
+	return true;
+}
+
+/*
+ * HNSW's SEARCH-LAYER: the ef elements nearest to q found by a greedy
+ * best-first walk of one level of one tenant's graph from the entry
+ * candidates.  Returns candidates, nearest first.  An edge to another
+ * tenant's element means the index is corrupt.
+ */
+List *
+ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
+				   int ef, int level, uint32 tenant_id)
+{
+	pairingheap *near = pairingheap_allocate(candidate_near_cmp, NULL);
+	pairingheap *far = pairingheap_allocate(candidate_far_cmp, NULL);
+	int			wlen = 0;
+	uint32		stamp = ++visit_stamp_counter;
+	ListCell   *lc;
+	List	   *result = NIL;
+
+	if (stamp == 0)
+		stamp = ++visit_stamp_counter;
+
+	foreach(lc, entries)
+	{
+		EhnswCandidate *e = lfirst(lc);
+		EhnswCandidate *c = ehnsw_make_candidate(state, e->element, q);
+
+		c->distance = e->distance;
+		visit(state, &e->element->tid, stamp);
+		pairingheap_add(near, &c->near_node);
+		if (e->element->x != NULL)
+		{
+			pairingheap_add(far, &c->far_node);
+			wlen++;
+		}
+	}
+
+	while (!pairingheap_is_empty(near))
+	{
+		EhnswCandidate *c = pairingheap_container(EhnswCandidate, near_node,
+												  pairingheap_remove_first(near));
+		EhnswElement *ce = c->element;
+		int			start;
+		int			end;
+		int			i;
+
+		if (wlen > 0 &&
+			c->distance > pairingheap_container(EhnswCandidate, far_node,
+												pairingheap_first(far))->distance)
+			break;
+		if (ce->level < level)
+			continue;
+
+		start = EhnswLevelOffset(state->m, level);
+		end = Min(start + EhnswLevelSlots(state->m, level), ce->nslots);
+		for (i = start; i < end; i++)
+		{
+			ItemPointer ntid = &ce->neighbors[i];
+			EhnswElement *ne;
+			double		d;
+
+			if (!ItemPointerIsValid(ntid))
+				break;
+			CHECK_FOR_INTERRUPTS();
+			if (!visit(state, ntid, stamp))
+				continue;
+			ne = ehnsw_load_element(state, ntid, true);
+			if (ne->tenant_id != tenant_id)
+				ereport(ERROR,
+						(errcode(ERRCODE_INDEX_CORRUPTED),
+						 errmsg("index \"%s\" links elements of two tenants",
+								RelationGetRelationName(state->index)),
+						 errhint("Please REINDEX it.")));
+			if (ne->x == NULL)
+				continue;		/* deleted */
+			d = ehnsw_distance(state, q, ne->x);
+			if (wlen < ef ||
+				d < pairingheap_container(EhnswCandidate, far_node,
+										  pairingheap_first(far))->distance)
+			{
+				EhnswCandidate *nc = MemoryContextAllocZero(state->opcxt,
+															sizeof(EhnswCandidate));
+
+				nc->element = ne;
+				nc->distance = d;
+				pairingheap_add(near, &nc->near_node);
+				pairingheap_add(far, &nc->far_node);
+				wlen++;
+				if (wlen > ef)
+				{
+					pairingheap_remove_first(far);
+					wlen--;
+				}
+			}
+		}
+	}
+
+	while (!pairingheap_is_empty(far))
+		result = lappend(result,
+						 pairingheap_container(EhnswCandidate, far_node,
+											   pairingheap_remove_first(far)));
+	list_sort(result, ehnsw_candidate_cmp);
+	return result;
+}
