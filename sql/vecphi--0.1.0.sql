@@ -259,30 +259,30 @@ COMMENT ON FUNCTION vecphi.key_id(etext) IS
 ---------------------------------------------------------------------------
 -- Distances.  Both operands are decrypted in backend memory; each needs the
 -- claims of its tenant.  Not LEAKPROOF: an error can reveal that a value
--- belongs to another tenant.  COST 100: a call authenticates and decrypts
--- (at least) one envelope, about a hundred simple operators' worth, which
+-- belongs to another tenant.  COST 500: a call detoasts, authenticates and decrypts
+-- (at least) one envelope, hundreds of simple operators' worth, which
 -- lets the planner weigh a sequential scan against an ehnsw index fairly.
 ---------------------------------------------------------------------------
 
 CREATE FUNCTION l2_distance(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_l2_distance'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 100;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 500;
 COMMENT ON FUNCTION l2_distance(evector, evector) IS 'Euclidean distance';
 
 CREATE FUNCTION cosine_distance(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_cosine_distance'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 100;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 500;
 COMMENT ON FUNCTION cosine_distance(evector, evector) IS
 	'1 - cosine similarity; NaN when either vector is zero, as pgvector';
 
 CREATE FUNCTION inner_product(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_inner_product'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 100;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 500;
 COMMENT ON FUNCTION inner_product(evector, evector) IS 'inner product';
 
 CREATE FUNCTION vecphi.negative_inner_product(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_negative_inner_product'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 100;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 500;
 COMMENT ON FUNCTION vecphi.negative_inner_product(evector, evector) IS
 	'negative inner product, the <#> operator';
 

@@ -25,6 +25,7 @@
 #include "ehnsw.h"
 
 int			ehnsw_ef_search = EHNSW_DEFAULT_EF_SEARCH;
+int			ehnsw_scan_budget = EHNSW_DEFAULT_SCAN_BUDGET;
 
 static relopt_kind ehnsw_relopt_kind;
 
@@ -52,10 +53,16 @@ ehnsw_init(void)
 
 	DefineCustomIntVariable("vecphi.ef_search",
 							"Size of the candidate list of an ehnsw index search.",
-							"Larger finds nearer neighbours more reliably and costs more; a scan returns at most this many rows.",
+							"Larger finds nearer neighbours more reliably and costs more.",
 							&ehnsw_ef_search,
 							EHNSW_DEFAULT_EF_SEARCH, EHNSW_MIN_EF_SEARCH,
 							EHNSW_MAX_EF_SEARCH,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("vecphi.scan_budget",
+							"Most index elements an ehnsw scan examines after its first ef_search rows.",
+							"When a filter or row-level security discards rows, the scan goes on until LIMIT is met or this many more elements were examined; 0 stops after ef_search rows.",
+							&ehnsw_scan_budget,
+							EHNSW_DEFAULT_SCAN_BUDGET, 0, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 }
 

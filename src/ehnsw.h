@@ -43,6 +43,7 @@
 #define EHNSW_MIN_EF_SEARCH			1
 #define EHNSW_MAX_EF_SEARCH			1000
 #define EHNSW_MAX_LEVEL				15
+#define EHNSW_DEFAULT_SCAN_BUDGET	20000
 
 /* ---------- identifiers ---------- */
 
@@ -163,6 +164,14 @@ typedef struct EhnswCandidate
 	double		distance;
 } EhnswCandidate;
 
+/* What a level-0 search leaves for a scan that goes on (ehnswscan.c). */
+typedef struct EhnswSearchRest
+{
+	pairingheap *frontier;		/* candidates not yet expanded, nearest first */
+	List	   *discarded;		/* found, but not among the best ef */
+	uint32		visit_stamp;	/* marks what this search visited */
+}			EhnswSearchRest;
+
 /*
  * State of one insert, build step or scan: the index, its parameters, a
  * memory context reset per operation, and the elements loaded so far (also
@@ -185,6 +194,7 @@ typedef struct EhnswState
 /* ---------- ehnsw.c ---------- */
 
 extern int	ehnsw_ef_search;
+extern int	ehnsw_scan_budget;
 extern void ehnsw_init(void);
 
 /* ---------- ehnswutils.c ---------- */
@@ -209,7 +219,10 @@ extern double ehnsw_distance(EhnswState *state, const float4 *a,
 extern bool ehnsw_indexable(EhnswState *state, const float4 *x);
 extern List *ehnsw_search_layer(EhnswState *state, const float4 *q,
 								List *entries, int ef, int level,
-								uint32 tenant_id);
+								uint32 tenant_id, EhnswSearchRest * rest);
+extern bool ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp);
+extern int	ehnsw_candidate_near_cmp(const pairingheap_node *a,
+									 const pairingheap_node *b, void *arg);
 extern EhnswCandidate *ehnsw_make_candidate(EhnswState *state,
 											EhnswElement *element,
 											const float4 *q);

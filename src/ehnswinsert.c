@@ -305,11 +305,11 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 					 errhint("Please REINDEX it.")));
 		ep = list_make1(ehnsw_make_candidate(state, epel, q));
 		for (l = entry.level; l > level; l--)
-			ep = list_make1(linitial(ehnsw_search_layer(state, q, ep, 1, l, tenant_id)));
+			ep = list_make1(linitial(ehnsw_search_layer(state, q, ep, 1, l, tenant_id, NULL)));
 		for (l = Min(level, entry.level); l >= 0; l--)
 		{
 			List	   *w = ehnsw_search_layer(state, q, ep, state->ef_construction,
-											   l, tenant_id);
+											   l, tenant_id, NULL);
 
 			chosen[l] = select_neighbors(state, w, EhnswLevelSlots(state->m, l));
 			ep = w;

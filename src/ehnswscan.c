@@ -8,13 +8,23 @@
  * that tenant's graph only: it never loads, decrypts or returns an element
  * of another tenant, whatever row-level security says.
  *
- * The scan returns up to vecphi.ef_search rows, nearest first.
+ * The first vecphi.ef_search rows come from HNSW's search, nearest first.
+ * When the executor asks for more (a WHERE clause or row-level security
+ * discarded rows, or LIMIT is larger than ef_search), the scan goes on
+ * from where the search stopped: a best-first walk over the candidates it
+ * had not expanded and those it had pushed out, returning each element
+ * once no unexpanded candidate is nearer.  The order of these later rows
+ * is close to, not exactly, distance order ("relaxed", like pgvector's
+ * iterative scans).  vecphi.scan_budget bounds how many more elements a
+ * scan may examine, so a filter that matches nothing cannot walk the
+ * whole graph.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/relscan.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
 #include "ehnsw.h"
@@ -23,8 +33,13 @@ typedef struct EhnswScanOpaqueData
 {
 	EhnswState	state;
 	bool		searched;
-	List	   *results;		/* candidates, nearest first */
+	float4	   *q;				/* query plaintext (wiped with the state) */
+	uint32		tenant_id;
+	List	   *results;		/* first ef_search candidates, nearest first */
 	int			next;
+	EhnswSearchRest rest;		/* for going on past them */
+	pairingheap *pending;		/* found later, not yet returned */
+	int			examined;		/* elements examined after the first results */
 } EhnswScanOpaqueData;
 
 typedef EhnswScanOpaqueData *EhnswScanOpaque;
@@ -51,8 +66,26 @@ ehnswrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys,
 				scan->numberOfOrderBys * sizeof(ScanKeyData));
 	ehnsw_state_reset(&so->state);
 	so->searched = false;
+	so->q = NULL;
 	so->results = NIL;
 	so->next = 0;
+	memset(&so->rest, 0, sizeof(so->rest));
+	so->pending = NULL;
+	so->examined = 0;
+}
+
+/* Pending results: nearest first, linked through far_node. */
+static int
+pending_cmp(const pairingheap_node *a, const pairingheap_node *b, void *arg)
+{
+	const EhnswCandidate *ca = pairingheap_const_container(EhnswCandidate, far_node, a);
+	const EhnswCandidate *cb = pairingheap_const_container(EhnswCandidate, far_node, b);
+
+	if (ca->distance < cb->distance)
+		return 1;
+	if (ca->distance > cb->distance)
+		return -1;
+	return 0;
 }
 
 /* Run the HNSW search for the query; results go to so->results. */
@@ -72,6 +105,7 @@ ehnsw_search(IndexScanDesc scan)
 	EhnswElement *epel;
 	List	   *ep;
 	int			l;
+	ListCell   *lc;
 
 	if (scan->numberOfOrderBys == 0)
 		ereport(ERROR,
@@ -86,6 +120,8 @@ ehnsw_search(IndexScanDesc scan)
 	q = ehnsw_decrypt_vector(state, env, &tenant_id);
 	if (!ehnsw_indexable(state, q))
 		return;
+	so->q = q;
+	so->tenant_id = tenant_id;
 
 	ehnsw_read_meta(scan->indexRelation, &meta, &entry, tenant_id, &found);
 	if (!found)
@@ -100,8 +136,83 @@ ehnsw_search(IndexScanDesc scan)
 				 errhint("Please REINDEX it.")));
 	ep = list_make1(ehnsw_make_candidate(state, epel, q));
 	for (l = entry.level; l > 0; l--)
-		ep = ehnsw_search_layer(state, q, ep, 1, l, tenant_id);
-	so->results = ehnsw_search_layer(state, q, ep, ehnsw_ef_search, 0, tenant_id);
+		ep = ehnsw_search_layer(state, q, ep, 1, l, tenant_id, NULL);
+	so->results = ehnsw_search_layer(state, q, ep, ehnsw_ef_search, 0, tenant_id,
+									 &so->rest);
+
+	so->pending = pairingheap_allocate(pending_cmp, NULL);
+	foreach(lc, so->rest.discarded)
+		pairingheap_add(so->pending, &((EhnswCandidate *) lfirst(lc))->far_node);
+}
+
+/*
+ * Next element past the first results: best-first over the frontier the
+ * search left, within vecphi.scan_budget examined elements.  NULL when
+ * there is none.
+ */
+static EhnswCandidate *
+ehnsw_search_more(EhnswScanOpaque so)
+{
+	EhnswState *state = &so->state;
+	pairingheap *frontier = so->rest.frontier;
+
+	for (;;)
+	{
+		EhnswCandidate *c;
+		EhnswElement *ce;
+		int			end;
+		int			i;
+		bool		can_expand;
+
+		can_expand = frontier != NULL && !pairingheap_is_empty(frontier) &&
+			so->examined < ehnsw_scan_budget;
+
+		if (!pairingheap_is_empty(so->pending))
+		{
+			EhnswCandidate *p = pairingheap_container(EhnswCandidate, far_node,
+													  pairingheap_first(so->pending));
+
+			if (!can_expand ||
+				p->distance <= pairingheap_container(EhnswCandidate, near_node,
+													 pairingheap_first(frontier))->distance)
+			{
+				pairingheap_remove_first(so->pending);
+				return p;
+			}
+		}
+		else if (!can_expand)
+			return NULL;
+
+		c = pairingheap_container(EhnswCandidate, near_node,
+								  pairingheap_remove_first(frontier));
+		ce = c->element;
+		end = Min(EhnswLevelSlots(state->m, 0), ce->nslots);
+		for (i = 0; i < end; i++)
+		{
+			ItemPointer ntid = &ce->neighbors[i];
+			EhnswElement *ne;
+			EhnswCandidate *nc;
+
+			if (!ItemPointerIsValid(ntid))
+				break;
+			CHECK_FOR_INTERRUPTS();
+			if (!ehnsw_visit(state, ntid, so->rest.visit_stamp))
+				continue;
+			ne = ehnsw_load_element(state, ntid, true);
+			if (ne->tenant_id != so->tenant_id)
+				ereport(ERROR,
+						(errcode(ERRCODE_INDEX_CORRUPTED),
+						 errmsg("index \"%s\" links elements of two tenants",
+								RelationGetRelationName(state->index)),
+						 errhint("Please REINDEX it.")));
+			if (ne->x == NULL)
+				continue;
+			so->examined++;
+			nc = ehnsw_make_candidate(state, ne, so->q);
+			pairingheap_add(frontier, &nc->near_node);
+			pairingheap_add(so->pending, &nc->far_node);
+		}
+	}
 }
 
 bool
@@ -117,9 +228,23 @@ ehnswgettuple(IndexScanDesc scan, ScanDirection dir)
 		MemoryContextSwitchTo(old);
 		so->searched = true;
 	}
-	while (so->next < list_length(so->results))
+	for (;;)
 	{
-		EhnswCandidate *c = list_nth(so->results, so->next++);
+		EhnswCandidate *c;
+
+		if (so->next < list_length(so->results))
+			c = list_nth(so->results, so->next++);
+		else if (so->pending != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(so->state.opcxt);
+
+			c = ehnsw_search_more(so);
+			MemoryContextSwitchTo(old);
+			if (c == NULL)
+				return false;
+		}
+		else
+			return false;
 
 		if (c->element->deleted || c->element->x == NULL)
 			continue;
@@ -128,7 +253,6 @@ ehnswgettuple(IndexScanDesc scan, ScanDirection dir)
 		scan->xs_recheckorderby = false;
 		return true;
 	}
-	return false;
 }
 
 void

@@ -423,9 +423,9 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 }
 
 /* Nearest first (pairing heaps keep the greatest on top). */
-static int
-candidate_near_cmp(const pairingheap_node *a, const pairingheap_node *b,
-				   void *arg)
+int
+ehnsw_candidate_near_cmp(const pairingheap_node *a, const pairingheap_node *b,
+						 void *arg)
 {
 	const EhnswCandidate *ca = pairingheap_const_container(EhnswCandidate, near_node, a);
 	const EhnswCandidate *cb = pairingheap_const_container(EhnswCandidate, near_node, b);
@@ -478,8 +478,8 @@ ehnsw_candidate_cmp(const ListCell *a, const ListCell *b)
 }
 
 /* Mark an element visited by the current search; false if it was. */
-static bool
-visit(EhnswState *state, ItemPointer tid, uint32 stamp)
+bool
+ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp)
 {
 	uint64		key = tid_key(tid);
 	EhnswElementEntry *entry;
@@ -502,12 +502,17 @@ visit(EhnswState *state, ItemPointer tid, uint32 stamp)
  * best-first walk of one level of one tenant's graph from the entry
  * candidates.  Returns candidates, nearest first.  An edge to another
  * tenant's element means the index is corrupt.
+ *
+ * With rest, what a scan needs to go on past the first ef results is
+ * handed back: the candidates not yet expanded and those found but pushed
+ * out of the best ef (see ehnswscan.c).
  */
 List *
 ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
-				   int ef, int level, uint32 tenant_id)
+				   int ef, int level, uint32 tenant_id,
+				   EhnswSearchRest * rest)
 {
-	pairingheap *near = pairingheap_allocate(candidate_near_cmp, NULL);
+	pairingheap *near = pairingheap_allocate(ehnsw_candidate_near_cmp, NULL);
 	pairingheap *far = pairingheap_allocate(candidate_far_cmp, NULL);
 	int			wlen = 0;
 	uint32		stamp = ++visit_stamp_counter;
@@ -523,7 +528,7 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 		EhnswCandidate *c = ehnsw_make_candidate(state, e->element, q);
 
 		c->distance = e->distance;
-		visit(state, &e->element->tid, stamp);
+		ehnsw_visit(state, &e->element->tid, stamp);
 		pairingheap_add(near, &c->near_node);
 		if (e->element->x != NULL)
 		{
@@ -559,7 +564,7 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 			if (!ItemPointerIsValid(ntid))
 				break;
 			CHECK_FOR_INTERRUPTS();
-			if (!visit(state, ntid, stamp))
+			if (!ehnsw_visit(state, ntid, stamp))
 				continue;
 			ne = ehnsw_load_element(state, ntid, true);
 			if (ne->tenant_id != tenant_id)
@@ -585,13 +590,22 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 				wlen++;
 				if (wlen > ef)
 				{
-					pairingheap_remove_first(far);
+					pairingheap_node *out = pairingheap_remove_first(far);
+
+					if (rest != NULL)
+						rest->discarded = lappend(rest->discarded,
+												  pairingheap_container(EhnswCandidate, far_node, out));
 					wlen--;
 				}
 			}
 		}
 	}
 
+	if (rest != NULL)
+	{
+		rest->frontier = near;
+		rest->visit_stamp = stamp;
+	}
 	while (!pairingheap_is_empty(far))
 		result = lappend(result,
 						 pairingheap_container(EhnswCandidate, far_node,
