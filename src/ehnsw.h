@@ -150,6 +150,7 @@ typedef struct EhnswElement
 	uint32		tenant_id;
 	uint8		level;
 	bool		deleted;
+	bool		returned;		/* a scan has returned it already */
 	uint16		nslots;
 	ItemPointerData *neighbors; /* copy, nslots entries */
 	float4	   *x;				/* plaintext, NULL if deleted or skipped */
@@ -169,7 +170,7 @@ typedef struct EhnswSearchRest
 {
 	pairingheap *frontier;		/* candidates not yet expanded, nearest first */
 	List	   *discarded;		/* found, but not among the best ef */
-	uint32		visit_stamp;	/* marks what this search visited */
+	uint32		visit_stamp;	/* marks what this search visited; 0 = new */
 }			EhnswSearchRest;
 
 /*
@@ -188,6 +189,7 @@ typedef struct EhnswState
 	MemoryContext opcxt;
 	HTAB	   *elements;
 	List	   *plaintexts;		/* buffers to wipe, in opcxt */
+	uint64		ndecrypted;		/* elements decrypted so far */
 	MemoryContextCallback wipe;
 } EhnswState;
 

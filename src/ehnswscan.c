@@ -11,11 +11,12 @@
  * The first vecphi.ef_search rows come from HNSW's search, nearest first.
  * When the executor asks for more (a WHERE clause or row-level security
  * discarded rows, or LIMIT is larger than ef_search), the scan goes on
- * from where the search stopped: a best-first walk over the candidates it
- * had not expanded and those it had pushed out, returning each element
- * once no unexpanded candidate is nearer.  The order of these later rows
- * is close to, not exactly, distance order ("relaxed", like pgvector's
- * iterative scans).  vecphi.scan_budget bounds how many more elements a
+ * from where the search stopped: another round of HNSW's search, entered
+ * from the candidates the last round had not expanded and those it had
+ * pushed out of its best ef_search, skipping what it visited.  Each round
+ * returns its rows nearest first; across rounds the order is close to,
+ * not exactly, distance order ("relaxed", like pgvector's iterative
+ * scans).  vecphi.scan_budget bounds how many more elements a
  * scan may examine, so a filter that matches nothing cannot walk the
  * whole graph.
  *
@@ -38,8 +39,7 @@ typedef struct EhnswScanOpaqueData
 	List	   *results;		/* first ef_search candidates, nearest first */
 	int			next;
 	EhnswSearchRest rest;		/* for going on past them */
-	pairingheap *pending;		/* found later, not yet returned */
-	int			examined;		/* elements examined after the first results */
+	uint64		decrypted_first;	/* elements decrypted by the first round */
 } EhnswScanOpaqueData;
 
 typedef EhnswScanOpaqueData *EhnswScanOpaque;
@@ -70,22 +70,7 @@ ehnswrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys,
 	so->results = NIL;
 	so->next = 0;
 	memset(&so->rest, 0, sizeof(so->rest));
-	so->pending = NULL;
-	so->examined = 0;
-}
-
-/* Pending results: nearest first, linked through far_node. */
-static int
-pending_cmp(const pairingheap_node *a, const pairingheap_node *b, void *arg)
-{
-	const EhnswCandidate *ca = pairingheap_const_container(EhnswCandidate, far_node, a);
-	const EhnswCandidate *cb = pairingheap_const_container(EhnswCandidate, far_node, b);
-
-	if (ca->distance < cb->distance)
-		return 1;
-	if (ca->distance > cb->distance)
-		return -1;
-	return 0;
+	so->decrypted_first = 0;
 }
 
 /* Run the HNSW search for the query; results go to so->results. */
@@ -105,7 +90,6 @@ ehnsw_search(IndexScanDesc scan)
 	EhnswElement *epel;
 	List	   *ep;
 	int			l;
-	ListCell   *lc;
 
 	if (scan->numberOfOrderBys == 0)
 		ereport(ERROR,
@@ -139,80 +123,37 @@ ehnsw_search(IndexScanDesc scan)
 		ep = ehnsw_search_layer(state, q, ep, 1, l, tenant_id, NULL);
 	so->results = ehnsw_search_layer(state, q, ep, ehnsw_ef_search, 0, tenant_id,
 									 &so->rest);
-
-	so->pending = pairingheap_allocate(pending_cmp, NULL);
-	foreach(lc, so->rest.discarded)
-		pairingheap_add(so->pending, &((EhnswCandidate *) lfirst(lc))->far_node);
+	so->decrypted_first = state->ndecrypted;
 }
 
 /*
- * Next element past the first results: best-first over the frontier the
- * search left, within vecphi.scan_budget examined elements.  NULL when
- * there is none.
+ * Go on past the results so far: one more HNSW search round of ef_search,
+ * entered from the candidates the last round left unexpanded or pushed
+ * out, keeping what was visited.  Returns false when nothing is left or
+ * vecphi.scan_budget is spent.
  */
-static EhnswCandidate *
+static bool
 ehnsw_search_more(EhnswScanOpaque so)
 {
 	EhnswState *state = &so->state;
-	pairingheap *frontier = so->rest.frontier;
+	List	   *entries = NIL;
+	ListCell   *lc;
 
-	for (;;)
-	{
-		EhnswCandidate *c;
-		EhnswElement *ce;
-		int			end;
-		int			i;
-		bool		can_expand;
-
-		can_expand = frontier != NULL && !pairingheap_is_empty(frontier) &&
-			so->examined < ehnsw_scan_budget;
-
-		if (!pairingheap_is_empty(so->pending))
-		{
-			EhnswCandidate *p = pairingheap_container(EhnswCandidate, far_node,
-													  pairingheap_first(so->pending));
-
-			if (!can_expand ||
-				p->distance <= pairingheap_container(EhnswCandidate, near_node,
-													 pairingheap_first(frontier))->distance)
-			{
-				pairingheap_remove_first(so->pending);
-				return p;
-			}
-		}
-		else if (!can_expand)
-			return NULL;
-
-		c = pairingheap_container(EhnswCandidate, near_node,
-								  pairingheap_remove_first(frontier));
-		ce = c->element;
-		end = Min(EhnswLevelSlots(state->m, 0), ce->nslots);
-		for (i = 0; i < end; i++)
-		{
-			ItemPointer ntid = &ce->neighbors[i];
-			EhnswElement *ne;
-			EhnswCandidate *nc;
-
-			if (!ItemPointerIsValid(ntid))
-				break;
-			CHECK_FOR_INTERRUPTS();
-			if (!ehnsw_visit(state, ntid, so->rest.visit_stamp))
-				continue;
-			ne = ehnsw_load_element(state, ntid, true);
-			if (ne->tenant_id != so->tenant_id)
-				ereport(ERROR,
-						(errcode(ERRCODE_INDEX_CORRUPTED),
-						 errmsg("index \"%s\" links elements of two tenants",
-								RelationGetRelationName(state->index)),
-						 errhint("Please REINDEX it.")));
-			if (ne->x == NULL)
-				continue;
-			so->examined++;
-			nc = ehnsw_make_candidate(state, ne, so->q);
-			pairingheap_add(frontier, &nc->near_node);
-			pairingheap_add(so->pending, &nc->far_node);
-		}
-	}
+	if (so->rest.frontier == NULL ||
+		state->ndecrypted - so->decrypted_first >= (uint64) ehnsw_scan_budget)
+		return false;
+	while (!pairingheap_is_empty(so->rest.frontier))
+		entries = lappend(entries,
+						  pairingheap_container(EhnswCandidate, near_node,
+												pairingheap_remove_first(so->rest.frontier)));
+	foreach(lc, so->rest.discarded)
+		entries = lappend(entries, lfirst(lc));
+	if (entries == NIL)
+		return false;
+	so->results = ehnsw_search_layer(state, so->q, entries, ehnsw_ef_search, 0,
+									 so->tenant_id, &so->rest);
+	so->next = 0;
+	return so->results != NIL;
 }
 
 bool
@@ -234,20 +175,20 @@ ehnswgettuple(IndexScanDesc scan, ScanDirection dir)
 
 		if (so->next < list_length(so->results))
 			c = list_nth(so->results, so->next++);
-		else if (so->pending != NULL)
+		else
 		{
 			MemoryContext old = MemoryContextSwitchTo(so->state.opcxt);
+			bool		more = ehnsw_search_more(so);
 
-			c = ehnsw_search_more(so);
 			MemoryContextSwitchTo(old);
-			if (c == NULL)
+			if (!more)
 				return false;
-		}
-		else
-			return false;
-
-		if (c->element->deleted || c->element->x == NULL)
 			continue;
+		}
+
+		if (c->element->deleted || c->element->x == NULL || c->element->returned)
+			continue;
+		c->element->returned = true;
 		scan->xs_heaptid = c->element->heaptid;
 		scan->xs_recheck = false;
 		scan->xs_recheckorderby = false;

@@ -406,6 +406,7 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 
 			element->x = ehnsw_decrypt_vector(state, EhnswElementEnvelope(etup),
 											  &tenant_id);
+			state->ndecrypted++;
 			if (tenant_id != element->tenant_id)
 				ereport(ERROR,
 						(errcode(ERRCODE_INDEX_CORRUPTED),
@@ -515,22 +516,32 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 	pairingheap *near = pairingheap_allocate(ehnsw_candidate_near_cmp, NULL);
 	pairingheap *far = pairingheap_allocate(candidate_far_cmp, NULL);
 	int			wlen = 0;
-	uint32		stamp = ++visit_stamp_counter;
+	uint32		stamp;
 	ListCell   *lc;
 	List	   *result = NIL;
 
-	if (stamp == 0)
+	/* A scan that goes on keeps what it visited before. */
+	if (rest != NULL && rest->visit_stamp != 0)
+		stamp = rest->visit_stamp;
+	else
+	{
 		stamp = ++visit_stamp_counter;
+		if (stamp == 0)
+			stamp = ++visit_stamp_counter;
+	}
+	if (rest != NULL)
+		rest->discarded = NIL;
 
 	foreach(lc, entries)
 	{
 		EhnswCandidate *e = lfirst(lc);
-		EhnswCandidate *c = ehnsw_make_candidate(state, e->element, q);
+		EhnswCandidate *c = palloc0(sizeof(EhnswCandidate));
 
+		c->element = e->element;
 		c->distance = e->distance;
 		ehnsw_visit(state, &e->element->tid, stamp);
 		pairingheap_add(near, &c->near_node);
-		if (e->element->x != NULL)
+		if (e->element->x != NULL && !e->element->returned)
 		{
 			pairingheap_add(far, &c->far_node);
 			wlen++;
