@@ -505,8 +505,9 @@ ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp)
  * tenant's element means the index is corrupt.
  *
  * With rest, what a scan needs to go on past the first ef results is
- * handed back: the candidates not yet expanded and those found but pushed
- * out of the best ef (see ehnswscan.c).
+ * handed back: the candidates not yet expanded, and every element found
+ * but not among the best ef (pushed out, or too far when found).  See
+ * ehnswscan.c.
  */
 List *
 ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
@@ -587,9 +588,21 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 			if (ne->x == NULL)
 				continue;		/* deleted */
 			d = ehnsw_distance(state, q, ne->x);
-			if (wlen < ef ||
-				d < pairingheap_container(EhnswCandidate, far_node,
-										  pairingheap_first(far))->distance)
+			if (wlen >= ef &&
+				d >= pairingheap_container(EhnswCandidate, far_node,
+										   pairingheap_first(far))->distance)
+			{
+				/* Too far for now; a scan that goes on may want it. */
+				if (rest != NULL)
+				{
+					EhnswCandidate *dc = palloc0(sizeof(EhnswCandidate));
+
+					dc->element = ne;
+					dc->distance = d;
+					rest->discarded = lappend(rest->discarded, dc);
+				}
+			}
+			else
 			{
 				EhnswCandidate *nc = MemoryContextAllocZero(state->opcxt,
 															sizeof(EhnswCandidate));
