@@ -47,3 +47,7 @@ src/distance.o: override CFLAGS += -O3 -ftree-vectorize -fno-math-errno \
 .PHONY: bench
 bench:
 	$(MAKE) -C test/bench
+
+# PGXS does not track header dependencies: rebuild everything when any of
+# our headers changes, so no object is ever built against a stale struct.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
