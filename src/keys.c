@@ -112,9 +112,20 @@ static bool key_caches_stale = false;
 static Oid	tenants_relid_seen = InvalidOid;
 static Oid	keyring_relid_seen = InvalidOid;
 
-/* Key files to destroy when the current transaction ends. */
-static List *kek_files_destroy_on_commit = NIL;
-static List *kek_files_destroy_on_abort = NIL;
+/*
+ * Key files the current transaction touched.  A file it created is
+ * destroyed if the (sub)transaction that created it aborts; a file it
+ * superseded is destroyed when the top-level transaction commits, and
+ * forgotten if the (sub)transaction that superseded it aborts.
+ */
+typedef struct PendingKeyFile
+{
+	char	   *path;
+	SubTransactionId subid;		/* (sub)transaction responsible for it */
+	bool		superseded;		/* true: destroy at commit; false: at abort */
+} PendingKeyFile;
+
+static List *pending_key_files = NIL;
 
 
 /* ---------- caches ---------- */
@@ -605,15 +616,35 @@ kek_destroy_file(const char *path)
 		key_directory_fsync();
 }
 
-/* Remember a path in TopMemoryContext for the transaction callback. */
-static List *
-remember_path(List *list, const char *path)
+/* Remember a key file for the end of the (sub)transaction. */
+static void
+pending_key_file_add(const char *path, bool superseded)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	PendingKeyFile *pf = palloc(sizeof(PendingKeyFile));
 
-	list = lappend(list, pstrdup(path));
+	pf->path = pstrdup(path);
+	pf->subid = GetCurrentSubTransactionId();
+	pf->superseded = superseded;
+	pending_key_files = lappend(pending_key_files, pf);
 	MemoryContextSwitchTo(old);
-	return list;
+}
+
+/* Does the current transaction have pending key files of this tenant? */
+static bool
+pending_key_files_of(const char *tenant)
+{
+	ListCell   *lc;
+	char	   *prefix = psprintf("%s/%s.", vecphi_key_directory, tenant);
+
+	foreach(lc, pending_key_files)
+	{
+		PendingKeyFile *pf = lfirst(lc);
+
+		if (strncmp(pf->path, prefix, strlen(prefix)) == 0)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -671,7 +702,7 @@ kek_create_file(const char *tenant, uint32 kek_version, bool adopt_existing,
 				(errcode_for_file_access(),
 				 errmsg("could not write key file \"%s\": %m", tmppath)));
 	}
-	kek_files_destroy_on_abort = remember_path(kek_files_destroy_on_abort, path);
+	pending_key_file_add(path, false);
 	durable_rename(tmppath, path, ERROR);
 }
 
@@ -679,34 +710,75 @@ kek_create_file(const char *tenant, uint32 kek_version, bool adopt_existing,
 static void
 keys_xact_callback(XactEvent event, void *arg)
 {
-	List	   *destroy = NIL;
+	bool		commit;
 	ListCell   *lc;
 
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
-			if (kek_files_destroy_on_commit != NIL || kek_files_destroy_on_abort != NIL)
+			if (pending_key_files != NIL)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot prepare a transaction that created or rotated vecphi keys")));
 			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			destroy = kek_files_destroy_on_commit;
+			commit = true;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			destroy = kek_files_destroy_on_abort;
+			commit = false;
 			break;
 		default:
 			return;
 	}
-	foreach(lc, destroy)
-		kek_destroy_file((const char *) lfirst(lc));
-	list_free_deep(kek_files_destroy_on_commit);
-	list_free_deep(kek_files_destroy_on_abort);
-	kek_files_destroy_on_commit = NIL;
-	kek_files_destroy_on_abort = NIL;
+	foreach(lc, pending_key_files)
+	{
+		PendingKeyFile *pf = lfirst(lc);
+
+		if (pf->superseded == commit)
+			kek_destroy_file(pf->path);
+		pfree(pf->path);
+	}
+	list_free_deep(pending_key_files);
+	pending_key_files = NIL;
+}
+
+/*
+ * A subtransaction that aborts takes its key changes with it: files it
+ * created are destroyed now, files it superseded stay.  One that commits
+ * hands its files to its parent.
+ */
+static void
+keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	List	   *keep = NIL;
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	foreach(lc, pending_key_files)
+	{
+		PendingKeyFile *pf = lfirst(lc);
+
+		if (pf->subid != mySubid)
+			keep = lappend(keep, pf);
+		else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		{
+			pf->subid = parentSubid;
+			keep = lappend(keep, pf);
+		}
+		else
+		{
+			if (!pf->superseded)
+				kek_destroy_file(pf->path);
+			pfree(pf->path);
+			pfree(pf);
+		}
+	}
+	list_free(pending_key_files);
+	pending_key_files = keep;
 }
 
 
@@ -991,8 +1063,13 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 		kek_fetch(name, old_version, old_kek);
 		if (embedded)
 		{
-			/* A crash after an earlier rotation's commit may have left this. */
-			if (old_version > 1)
+			/*
+			 * A crash after an earlier rotation's commit may have left the
+			 * version before the current one behind.  Only when this
+			 * transaction has not itself rotated the tenant is old_version
+			 * the committed one, and the file before it surely stale.
+			 */
+			if (old_version > 1 && !pending_key_files_of(name))
 				kek_destroy_file(kek_file_path(name, old_version - 1));
 			kek_create_file(name, new_version, false, new_kek);
 		}
@@ -1057,8 +1134,7 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	if (embedded)
-		kek_files_destroy_on_commit = remember_path(kek_files_destroy_on_commit,
-													kek_file_path(name, old_version));
+		pending_key_file_add(kek_file_path(name, old_version), true);
 	keys_invalidate_all();
 	PG_RETURN_INT32(new_version);
 }
@@ -1108,4 +1184,5 @@ keys_init(void)
 {
 	CacheRegisterRelcacheCallback(keys_relcache_callback, (Datum) 0);
 	RegisterXactCallback(keys_xact_callback, NULL);
+	RegisterSubXactCallback(keys_subxact_callback, NULL);
 }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# vecphi: install the build and test prerequisites, then build and install
+# the extension into the Debian PostgreSQL 15 installation.
+#
+# Run as root: sudo bash test/setup.sh
+# Idempotent: apt is skipped entirely when every package is already present,
+# and make only rebuilds what changed.  test/demo.sh and test/run_tests.sh
+# call this first, so a brand-new Debian 12 machine needs nothing else.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+
+die() { echo "setup.sh: $*" >&2; exit 1; }
+
+[[ $EUID -eq 0 ]] || die "must run as root (apt-get and make install need it): sudo bash $0"
+
+# What the build, the servers and the tests need:
+#   postgresql-15             server binaries, the 'postgres' OS user, contrib (pgcrypto)
+#   postgresql-server-dev-15  PGXS, server headers, pg_regress, the TAP perl modules
+#   postgresql-contrib        contrib metapackage (contrib ships inside postgresql-15 on Debian)
+#   libssl-dev                OpenSSL headers and libcrypto for src/crypto.c
+#   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Cluster
+#   make gcc perl             the build and prove(1)
+#   pg-bsd-indent             the indenter behind pgindent (test/check_indent.sh)
+PACKAGES=(
+	postgresql-15
+	postgresql-server-dev-15
+	postgresql-contrib
+	libssl-dev
+	libipc-run-perl
+	make
+	gcc
+	perl
+	pg-bsd-indent
+)
+
+# Ask dpkg rather than apt: it works offline and without package lists.
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+	[[ $status == "install ok installed" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} > 0)); then
+	echo "setup.sh: installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	# Recommends are not needed for building or testing and cost minutes.
+	apt-get install -y --no-install-recommends "${missing[@]}"
+else
+	echo "setup.sh: all packages present, skipping apt"
+fi
+
+[[ -x $PG_CONFIG ]] || die "$PG_CONFIG not found after installing packages"
+id postgres >/dev/null 2>&1 || die "OS user 'postgres' missing (it comes with postgresql-15)"
+
+# Build in the repository itself (the Makefile adds -Werror), then install
+# into the server's lib and extension directories.
+cd "$REPO"
+jobs=$(nproc 2>/dev/null || echo 2)
+make -j"$jobs" PG_CONFIG="$PG_CONFIG"
+make PG_CONFIG="$PG_CONFIG" install
+echo "setup.sh: vecphi built and installed into $("$PG_CONFIG" --pkglibdir)"
