@@ -233,6 +233,7 @@ extern int	ehnsw_candidate_cmp(const ListCell *a, const ListCell *b);
 
 /* ---------- ehnswinsert.c ---------- */
 
+extern void ehnsw_check_dims(uint32 dims, int m);
 extern bool ehnsw_insert_value(EhnswState *state, Datum value,
 							   ItemPointer heaptid);
 extern bool ehnswinsert(Relation index, Datum *values, bool *isnull,

@@ -130,6 +130,7 @@ ehnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ef_construction must be greater than or equal to 2 * m")));
 
+	ehnsw_check_dims(index_dims(index), m);
 	create_metapage(index, MAIN_FORKNUM, index_dims(index), m, ef_construction,
 					ehnsw_meta_metric(index));
 

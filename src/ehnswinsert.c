@@ -61,16 +61,18 @@ random_level(int m, Size envsize)
 	return level;
 }
 
-/* Refuse values too large for an element page. */
-static void
-check_fits(EhnswState *state, Size envsize)
+/* Refuse an index whose elements could not fit in a page. */
+void
+ehnsw_check_dims(uint32 dims, int m)
 {
-	if (element_size(state->m, 0, envsize) > EHNSW_MAX_ITEM_SIZE)
+	Size		envsize = VARHDRSZ + ENVELOPE_OVERHEAD + (Size) dims * sizeof(float4);
+
+	if (element_size(m, 0, envsize) > EHNSW_MAX_ITEM_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("evector with %u dimensions is too large for an ehnsw index with m = %d",
-						state->dims, state->m),
-				 errdetail("An element and its neighbour lists must fit in one %d-byte page.",
+						dims, m),
+				 errdetail("An element's ciphertext and neighbour lists must fit in one %d-byte page.",
 						   BLCKSZ)));
 }
 
@@ -279,7 +281,6 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	List	   *ep;
 	List	  **chosen;
 
-	check_fits(state, envsize);
 	q = ehnsw_decrypt_vector(state, env, &tenant_id);
 	if (!ehnsw_indexable(state, q))
 		return false;
