@@ -234,6 +234,10 @@ extern int	ehnsw_candidate_cmp(const ListCell *a, const ListCell *b);
 /* ---------- ehnswinsert.c ---------- */
 
 extern void ehnsw_check_dims(uint32 dims, int m);
+extern List *ehnsw_select_neighbors(EhnswState *state, List *candidates,
+									int max);
+extern void ehnsw_write_neighbors(EhnswState *state, EhnswElement *element,
+								  int level, List *neighbors);
 extern bool ehnsw_insert_value(EhnswState *state, Datum value,
 							   ItemPointer heaptid);
 extern bool ehnswinsert(Relation index, Datum *values, bool *isnull,

@@ -81,8 +81,8 @@ ehnsw_check_dims(uint32 dims, int m)
  * to the base, keep those closer to the base than to any kept one, then
  * fill up with the nearest pruned ones.  Returns at most max candidates.
  */
-static List *
-select_neighbors(EhnswState *state, List *candidates, int max)
+List *
+ehnsw_select_neighbors(EhnswState *state, List *candidates, int max)
 {
 	List	   *kept = NIL;
 	List	   *pruned = NIL;
@@ -185,9 +185,9 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 }
 
 /* Overwrite the neighbour slots of one level of an element on disk. */
-static void
-write_neighbors(EhnswState *state, EhnswElement *element, int level,
-				List *neighbors)
+void
+ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
+					  List *neighbors)
 {
 	Buffer		buf;
 	GenericXLogState *xlog;
@@ -252,9 +252,9 @@ add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 		List	   *sorted = list_copy(candidates);
 
 		list_sort(sorted, ehnsw_candidate_cmp);
-		candidates = select_neighbors(state, sorted, nslots);
+		candidates = ehnsw_select_neighbors(state, sorted, nslots);
 	}
-	write_neighbors(state, n, level, candidates);
+	ehnsw_write_neighbors(state, n, level, candidates);
 }
 
 /*
@@ -312,7 +312,7 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 			List	   *w = ehnsw_search_layer(state, q, ep, state->ef_construction,
 											   l, tenant_id, NULL);
 
-			chosen[l] = select_neighbors(state, w, EhnswLevelSlots(state->m, l));
+			chosen[l] = ehnsw_select_neighbors(state, w, EhnswLevelSlots(state->m, l));
 			ep = w;
 		}
 	}

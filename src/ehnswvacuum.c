@@ -10,8 +10,12 @@
  * point was deleted gets its highest remaining live element as the new
  * one, or leaves the directory when it has none.
  *
- * Not yet done (planned): repairing the neighbour lists that pointed at
- * deleted elements, and reusing their space.
+ * Then every live element that links to a deleted one gets that level's
+ * neighbour list chosen afresh (HNSW's heuristic) among its live
+ * neighbours and the live neighbours of the deleted ones, which keeps the
+ * graph connected where the deleted elements were.  The deleted items'
+ * neighbour lists stay on the page for this; their space is not reused yet
+ * (planned).
  *
  * Vacuum takes the writers' lock (see ehnswinsert.c), so it never races an
  * insert; scans keep running and see each element before or after.
@@ -60,6 +64,172 @@ entry_point_deleted(Relation index, EhnswEntryPoint *entry)
 	return deleted;
 }
 
+/* Location of an element as a hash key. */
+static inline uint64
+tid_key(ItemPointer tid)
+{
+	return ((uint64) ItemPointerGetBlockNumber(tid) << 16) |
+		ItemPointerGetOffsetNumber(tid);
+}
+
+/* Is the element at tid one the index has deleted? */
+static inline bool
+is_deleted(HTAB *deleted, ItemPointer tid)
+{
+	uint64		key = tid_key(tid);
+
+	return hash_search(deleted, &key, HASH_FIND, NULL) != NULL;
+}
+
+/*
+ * Choose afresh the neighbours of one level of a live element that links to
+ * deleted elements.
+ */
+static void
+repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level)
+{
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+	List	   *candidates = NIL;
+	HTAB	   *seen;
+	HASHCTL		ctl;
+	uint64		self_key;
+	int			i;
+	int			j;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64);
+	ctl.hcxt = CurrentMemoryContext;
+	seen = hash_create("ehnsw repair", 128, &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	self_key = tid_key(&e->tid);
+	hash_search(seen, &self_key, HASH_ENTER, NULL);
+
+	for (i = start; i < start + nslots; i++)
+	{
+		ItemPointer ntid = &e->neighbors[i];
+		List	   *via = NIL;
+		ListCell   *lc;
+
+		if (!ItemPointerIsValid(ntid))
+			break;
+		if (is_deleted(deleted, ntid))
+		{
+			/* Reach past a deleted neighbour to its own neighbours. */
+			EhnswElement *d = ehnsw_load_element(state, ntid, false);
+
+			if (d->level >= level)
+				for (j = start; j < Min(start + nslots, d->nslots); j++)
+				{
+					if (!ItemPointerIsValid(&d->neighbors[j]))
+						break;
+					if (!is_deleted(deleted, &d->neighbors[j]))
+						via = lappend(via, &d->neighbors[j]);
+				}
+		}
+		else
+			via = list_make1(ntid);
+
+		foreach(lc, via)
+		{
+			ItemPointer ctid = lfirst(lc);
+			uint64		key = tid_key(ctid);
+			bool		found;
+			EhnswElement *c;
+
+			hash_search(seen, &key, HASH_ENTER, &found);
+			if (found)
+				continue;
+			c = ehnsw_load_element(state, ctid, true);
+			if (c->x == NULL || c->level < level || c->tenant_id != e->tenant_id)
+				continue;
+			candidates = lappend(candidates, ehnsw_make_candidate(state, c, e->x));
+		}
+	}
+	list_sort(candidates, ehnsw_candidate_cmp);
+	ehnsw_write_neighbors(state, e, level,
+						  ehnsw_select_neighbors(state, candidates, nslots));
+}
+
+/* Second pass: repair every live element that links to a deleted one. */
+static void
+repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
+{
+	EhnswState	state;
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	BlockNumber blkno;
+
+	ehnsw_state_init(&state, index, true);
+	for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	{
+		Buffer		buf;
+		Page		page;
+		OffsetNumber off;
+		OffsetNumber maxoff;
+		List	   *broken = NIL;
+		ListCell   *lc;
+
+		vacuum_delay_point();
+		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		ehnsw_check_page(index, buf, blkno);
+		page = BufferGetPage(buf);
+		maxoff = PageGetMaxOffsetNumber(page);
+		for (off = FirstOffsetNumber; off <= maxoff; off++)
+		{
+			ItemId		itemid = PageGetItemId(page, off);
+			EhnswElementTuple etup;
+			int			i;
+
+			if (!ItemIdIsNormal(itemid))
+				continue;
+			etup = (EhnswElementTuple) PageGetItem(page, itemid);
+			if (etup->deleted)
+				continue;
+			for (i = 0; i < etup->nslots; i++)
+				if (ItemPointerIsValid(&etup->neighbors[i]) &&
+					is_deleted(deleted, &etup->neighbors[i]))
+				{
+					ItemPointer tid = palloc(sizeof(ItemPointerData));
+
+					ItemPointerSet(tid, blkno, off);
+					broken = lappend(broken, tid);
+					break;
+				}
+		}
+		UnlockReleaseBuffer(buf);
+
+		foreach(lc, broken)
+		{
+			MemoryContext old = MemoryContextSwitchTo(state.opcxt);
+			EhnswElement *e = ehnsw_load_element(&state, lfirst(lc), true);
+			int			level;
+
+			for (level = 0; level <= e->level; level++)
+			{
+				int			start = EhnswLevelOffset(state.m, level);
+				int			i;
+
+				for (i = start; i < start + EhnswLevelSlots(state.m, level); i++)
+				{
+					if (!ItemPointerIsValid(&e->neighbors[i]))
+						break;
+					if (is_deleted(deleted, &e->neighbors[i]))
+					{
+						repair_level(&state, deleted, e, level);
+						break;
+					}
+				}
+			}
+			MemoryContextSwitchTo(old);
+			ehnsw_state_reset(&state);
+		}
+		list_free_deep(broken);
+	}
+	MemoryContextDelete(state.opcxt);
+}
+
 IndexBulkDeleteResult *
 ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 				IndexBulkDeleteCallback callback, void *callback_state)
@@ -74,6 +244,8 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	bool		found;
 	uint32		i;
 	Buffer		mbuf;
+	HTAB	   *deleted;
+	uint64		newly_deleted = 0;
 
 	if (stats == NULL)
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
@@ -84,6 +256,12 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	ctl.hcxt = CurrentMemoryContext;
 	best = hash_create("ehnsw vacuum tenants", 64, &ctl,
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64);
+	ctl.hcxt = CurrentMemoryContext;
+	deleted = hash_create("ehnsw vacuum deleted", 1024, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
 	nblocks = RelationGetNumberOfBlocks(index);
@@ -110,8 +288,18 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			if (!ItemIdIsNormal(itemid))
 				continue;
 			etup = (EhnswElementTuple) PageGetItem(page, itemid);
-			if (!etup->deleted && callback(&etup->heaptid, callback_state))
+			if (etup->deleted)
 			{
+				uint64		key = ((uint64) blkno << 16) | off;
+
+				hash_search(deleted, &key, HASH_ENTER, NULL);
+			}
+			else if (callback(&etup->heaptid, callback_state))
+			{
+				uint64		key = ((uint64) blkno << 16) | off;
+
+				hash_search(deleted, &key, HASH_ENTER, NULL);
+				newly_deleted++;
 				if (xlog == NULL)
 				{
 					xlog = GenericXLogStart(index);
@@ -125,7 +313,7 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 					   ItemIdGetLength(itemid) - etup->envelope_offset);
 				stats->tuples_removed++;
 			}
-			else if (!etup->deleted)
+			else
 			{
 				TenantBest *b = hash_search(best, &etup->tenant_id, HASH_ENTER, &found);
 
@@ -141,6 +329,13 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			GenericXLogFinish(xlog);
 		UnlockReleaseBuffer(buf);
 	}
+
+	/*
+	 * Repair the links into what this vacuum deleted.  Links into elements
+	 * deleted by earlier vacuums were repaired then.
+	 */
+	if (newly_deleted > 0)
+		repair_graph(index, deleted, info->strategy);
 
 	/* Give tenants whose entry point is gone a live one. */
 	ehnsw_read_meta(index, &meta, NULL, 0, &found);
