@@ -171,7 +171,43 @@ typedef struct EhnswSearchRest
 	pairingheap *frontier;		/* candidates not yet expanded, nearest first */
 	List	   *discarded;		/* found, but not among the best ef */
 	uint32		visit_stamp;	/* marks what this search visited; 0 = new */
-}			EhnswSearchRest;
+} EhnswSearchRest;
+
+/*
+ * A graph being built in memory (ehnswbuild.c).  Elements get their final
+ * TIDs as they are added, by packing items into pages in order exactly as
+ * PageAddItem will, so neighbour lists need no translation when the pages
+ * are written.
+ */
+typedef struct EhnswBuildGraph
+{
+	MemoryContext cxt;			/* everything below; plaintexts wiped */
+	HTAB	   *elements;		/* EhnswBuildEntry by TID */
+	List	   *items;			/* EhnswBuildItem *, in TID order */
+	List	   *plaintexts;		/* vectors to wipe */
+	uint32		ntenants;
+	EhnswEntryPoint *tenants;	/* EHNSW_MAX_TENANTS entries */
+	BlockNumber blkno;			/* page being filled */
+	OffsetNumber offno;			/* last offset used on it */
+	Size		free;			/* what PageAddItem would still accept */
+	Size		memory_used;
+	Size		memory_limit;
+} EhnswBuildGraph;
+
+/* Hash entry of an in-memory graph: an element by its TID. */
+typedef struct EhnswBuildEntry
+{
+	uint64		key;
+	struct EhnswBuildItem *item;
+} EhnswBuildEntry;
+
+/* One element of an in-memory graph: its item and its loaded form. */
+typedef struct EhnswBuildItem
+{
+	EhnswElementTuple etup;		/* neighbour lists updated in place */
+	Size		size;
+	EhnswElement *element;		/* neighbors points into etup */
+} EhnswBuildItem;
 
 /*
  * State of one insert, build step or scan: the index, its parameters, a
@@ -190,6 +226,7 @@ typedef struct EhnswState
 	HTAB	   *elements;
 	List	   *plaintexts;		/* buffers to wipe, in opcxt */
 	uint64		ndecrypted;		/* elements decrypted so far */
+	EhnswBuildGraph *graph;		/* set while building in memory */
 	MemoryContextCallback wipe;
 } EhnswState;
 
@@ -221,7 +258,7 @@ extern double ehnsw_distance(EhnswState *state, const float4 *a,
 extern bool ehnsw_indexable(EhnswState *state, const float4 *x);
 extern List *ehnsw_search_layer(EhnswState *state, const float4 *q,
 								List *entries, int ef, int level,
-								uint32 tenant_id, EhnswSearchRest * rest);
+								uint32 tenant_id, EhnswSearchRest *rest);
 extern bool ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp);
 extern int	ehnsw_candidate_near_cmp(const pairingheap_node *a,
 									 const pairingheap_node *b, void *arg);

@@ -122,6 +122,98 @@ ehnsw_select_neighbors(EhnswState *state, List *candidates, int max)
 	return kept;
 }
 
+/*
+ * Add an element to a graph being built in memory, at the TID PageAddItem
+ * will give it when the pages are written.
+ */
+static void
+graph_add_element(EhnswState *state, EhnswElementTuple etup, Size size,
+				  const float4 *x, ItemPointer tid)
+{
+	EhnswBuildGraph *graph = state->graph;
+	MemoryContext old = MemoryContextSwitchTo(graph->cxt);
+	EhnswBuildItem *item = palloc(sizeof(EhnswBuildItem));
+	EhnswElement *element = palloc0(sizeof(EhnswElement));
+	EhnswBuildEntry *be;
+	uint64		key;
+
+	if (graph->blkno == InvalidBlockNumber ||
+		graph->free < MAXALIGN(size) + sizeof(ItemIdData))
+	{
+		graph->blkno = graph->blkno == InvalidBlockNumber ?
+			EHNSW_METAPAGE_BLKNO + 1 : graph->blkno + 1;
+		graph->offno = InvalidOffsetNumber;
+		graph->free = BLCKSZ - SizeOfPageHeaderData -
+			MAXALIGN(sizeof(EhnswPageOpaqueData));
+	}
+	graph->offno++;
+	graph->free -= MAXALIGN(size) + sizeof(ItemIdData);
+	ItemPointerSet(tid, graph->blkno, graph->offno);
+
+	item->etup = palloc(size);
+	memcpy(item->etup, etup, size);
+	item->size = size;
+	item->element = element;
+	element->tid = *tid;
+	element->heaptid = etup->heaptid;
+	element->tenant_id = etup->tenant_id;
+	element->level = etup->level;
+	element->nslots = etup->nslots;
+	element->neighbors = item->etup->neighbors;
+	element->x = palloc(state->dims * sizeof(float4));
+	memcpy(element->x, x, state->dims * sizeof(float4));
+	graph->plaintexts = lappend(graph->plaintexts, element->x);
+	graph->items = lappend(graph->items, item);
+	key = ((uint64) graph->blkno << 16) | graph->offno;
+	be = hash_search(graph->elements, &key, HASH_ENTER, NULL);
+	be->item = item;
+	graph->memory_used += size + sizeof(EhnswBuildItem) + sizeof(EhnswElement) +
+		state->dims * sizeof(float4) + 64;
+	MemoryContextSwitchTo(old);
+}
+
+/* Entry point of a tenant in a graph being built in memory. */
+static void
+graph_read_entry(EhnswBuildGraph *graph, uint32 tenant_id,
+				 EhnswEntryPoint *entry, bool *found)
+{
+	uint32		i;
+
+	*found = false;
+	for (i = 0; i < graph->ntenants; i++)
+		if (graph->tenants[i].tenant_id == tenant_id)
+		{
+			*entry = graph->tenants[i];
+			*found = true;
+			return;
+		}
+}
+
+static void
+graph_set_entry(EhnswState *state, uint32 tenant_id, ItemPointer tid, int level)
+{
+	EhnswBuildGraph *graph = state->graph;
+	EhnswEntryPoint *ep = NULL;
+	uint32		i;
+
+	for (i = 0; i < graph->ntenants; i++)
+		if (graph->tenants[i].tenant_id == tenant_id)
+			ep = &graph->tenants[i];
+	if (ep == NULL)
+	{
+		if (graph->ntenants >= EHNSW_MAX_TENANTS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("index \"%s\" cannot hold more than %d tenants",
+							RelationGetRelationName(state->index), (int) EHNSW_MAX_TENANTS)));
+		ep = &graph->tenants[graph->ntenants++];
+		ep->tenant_id = tenant_id;
+	}
+	ep->blkno = ItemPointerGetBlockNumber(tid);
+	ep->offno = ItemPointerGetOffsetNumber(tid);
+	ep->level = level;
+}
+
 /* Append an item to the insert page or a new page; returns its TID. */
 static void
 write_element(EhnswState *state, EhnswElementTuple etup, Size size,
@@ -204,6 +296,8 @@ ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
 		element->neighbors[i++] = ((EhnswCandidate *) lfirst(lc))->element->tid;
 	for (; i < start + nslots; i++)
 		ItemPointerSetInvalid(&element->neighbors[i]);
+	if (state->graph != NULL)
+		return;					/* the list is the item's, in memory */
 
 	buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(&element->tid));
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
@@ -286,8 +380,13 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		return false;
 	level = random_level(state->m, envsize);
 
-	LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
-	ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
+	if (state->graph != NULL)
+		graph_read_entry(state->graph, tenant_id, &entry, &found);
+	else
+	{
+		LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+		ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
+	}
 
 	/* Choose neighbours on every level before the element exists. */
 	chosen = palloc0((level + 1) * sizeof(List *));
@@ -337,7 +436,10 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 			etup->neighbors[i++] = ((EhnswCandidate *) lfirst(lc))->element->tid;
 	}
 	memcpy((char *) etup + etup->envelope_offset, env, envsize);
-	write_element(state, etup, size, &tid);
+	if (state->graph != NULL)
+		graph_add_element(state, etup, size, q, &tid);
+	else
+		write_element(state, etup, size, &tid);
 	pfree(etup);
 
 	/* Link the chosen neighbours back. */
@@ -354,6 +456,12 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		}
 	}
 
+	if (state->graph != NULL)
+	{
+		if (!found || level > entry.level)
+			graph_set_entry(state, tenant_id, &tid, level);
+		return true;
+	}
 	if (!found || level > entry.level)
 		ehnsw_set_entry_point(index, tenant_id, &tid, level, found);
 	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);

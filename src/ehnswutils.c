@@ -353,6 +353,18 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 	if (element != NULL && (!decrypt || element->x != NULL || element->deleted))
 		return element;
 
+	/* Building in memory: every element is there, decrypted. */
+	if (state->graph != NULL)
+	{
+		EhnswBuildEntry *be = hash_search(state->graph->elements, &key,
+										  HASH_FIND, NULL);
+
+		if (be == NULL)
+			elog(ERROR, "ehnsw build graph has no element at (%u,%u)", blkno, offno);
+		entry->element = be->item->element;
+		return entry->element;
+	}
+
 	if (element == NULL)
 	{
 		if (blkno == EHNSW_METAPAGE_BLKNO ||
@@ -512,7 +524,7 @@ ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp)
 List *
 ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 				   int ef, int level, uint32 tenant_id,
-				   EhnswSearchRest * rest)
+				   EhnswSearchRest *rest)
 {
 	pairingheap *near = pairingheap_allocate(ehnsw_candidate_near_cmp, NULL);
 	pairingheap *far = pairingheap_allocate(candidate_far_cmp, NULL);
