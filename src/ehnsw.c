@@ -80,9 +80,12 @@ ehnswoptions(Datum reloptions, bool validate)
 
 /*
  * The index is only useful for ORDER BY ... LIMIT: without an ordering
- * operator it is never chosen.  With one, the cost is that of visiting
- * about ef_search * 2m elements (each read, decrypted and compared),
- * all before the first row is returned.
+ * operator it is never chosen.  With one, a search visits about
+ * ef_search * m elements (measured: about 600 for ef_search 40, m 16),
+ * each read, decrypted and compared, all before the first row comes out.
+ * The pages those visits touch are counted at seq_page_cost rather than
+ * random_page_cost: a graph's upper levels and a tenant's neighbourhood
+ * are read again by every search and stay in shared buffers.
  */
 static void
 ehnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
@@ -92,8 +95,9 @@ ehnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 {
 	GenericCosts costs;
 	double		ntuples;
+	double		npages;
 	double		visited;
-	double		fraction;
+	double		pages_fetched;
 	int			m = EHNSW_DEFAULT_M;
 	Relation	index;
 
@@ -116,15 +120,17 @@ ehnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	genericcostestimate(root, path, loop_count, &costs);
 
 	ntuples = Max(path->indexinfo->tuples, 1.0);
-	visited = Min(ntuples, (double) ehnsw_ef_search * 2 * m);
-	fraction = visited / ntuples;
+	npages = Max((double) path->indexinfo->pages, 1.0);
+	visited = Min(ntuples, (double) ehnsw_ef_search * m);
+	pages_fetched = npages * (1.0 - exp(-visited / npages));
 
-	*indexStartupCost = costs.indexTotalCost * fraction +
-		visited * cpu_operator_cost * EHNSW_VISIT_COST_FACTOR;
+	*indexStartupCost = visited * (cpu_index_tuple_cost +
+								   cpu_operator_cost * EHNSW_VISIT_COST_FACTOR) +
+		pages_fetched * seq_page_cost;
 	*indexTotalCost = *indexStartupCost;
 	*indexSelectivity = costs.indexSelectivity;
 	*indexCorrelation = 0;
-	*indexPages = Max(1.0, costs.numIndexPages * fraction);
+	*indexPages = pages_fetched;
 }
 
 /* Check that an operator class has its ordering operator and metric. */

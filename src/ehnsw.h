@@ -227,6 +227,7 @@ typedef struct EhnswState
 	List	   *plaintexts;		/* buffers to wipe, in opcxt */
 	uint64		ndecrypted;		/* elements decrypted so far */
 	EhnswBuildGraph *graph;		/* set while building in memory */
+	BlockNumber nblocks;		/* index size last seen; grows, never shrinks */
 	MemoryContextCallback wipe;
 } EhnswState;
 

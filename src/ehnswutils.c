@@ -367,8 +367,10 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 
 	if (element == NULL)
 	{
-		if (blkno == EHNSW_METAPAGE_BLKNO ||
-			blkno >= RelationGetNumberOfBlocks(state->index))
+		/* Asking the kernel for the size costs a system call: only on need. */
+		if (blkno >= state->nblocks)
+			state->nblocks = RelationGetNumberOfBlocks(state->index);
+		if (blkno == EHNSW_METAPAGE_BLKNO || blkno >= state->nblocks)
 			ereport(ERROR,
 					(errcode(ERRCODE_INDEX_CORRUPTED),
 					 errmsg("index \"%s\" links to block %u, which holds no elements",

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# ehnsw benchmark on Fashion-MNIST (ann-benchmarks' split: the 60,000
+# training images are the base set, queries come from the test images).
+#
+#   sudo bash test/bench/ehnsw_bench.sh            # 60,000 rows, 100 queries
+#   sudo BASE=10000 QUERIES=50 bash test/bench/ehnsw_bench.sh
+#
+# Starts a throwaway cluster as user postgres (like test/demo.sh), loads the
+# vectors encrypted, and prints: build time and index size; single-client
+# QPS and tie-aware recall@10 at ef_search 10/20/40/100/200 against an exact
+# scan; single-row insert rate; DELETE 10 % + VACUUM time; and the
+# 10-tenant row-level-security case (index scan vs. exact scan).  Figures
+# only, never assertions.  Environment: BASE, QUERIES, PGBIN, SKIP_SETUP=1
+# (do not run test/setup.sh), KEEP=1 (keep the cluster directory).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+BASE=${BASE:-60000}
+QUERIES=${QUERIES:-100}
+SECRET='vecphi-bench-secret-0123456789abcdef0123'
+
+die() { echo "ehnsw_bench.sh: $*" >&2; exit 1; }
+[[ $EUID -eq 0 ]] || die "run as root: sudo bash $0"
+
+if ! dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "install ok installed"; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+fi
+[[ ${SKIP_SETUP:-0} == 1 ]] || bash "$REPO/test/setup.sh" >/dev/null
+
+WORK=$(mktemp -d /tmp/vecphi-bench.XXXXXX)
+DATA=$WORK/data
+PORT=5439
+cleanup() {
+	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
+	[[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+perl "$REPO/test/bench/fashion_mnist.pl" "$BASE" "$QUERIES" "$WORK"
+install -d -m 0700 "$WORK/keys"
+(umask 077 && printf '%s' "$SECRET" >"$WORK/jwt_secret")
+chown -R postgres:postgres "$WORK"
+
+runuser -u postgres -- "$PGBIN/initdb" -D "$DATA" -A trust >/dev/null
+cat >>"$DATA/postgresql.conf" <<EOF
+shared_preload_libraries = 'vecphi'
+vecphi.key_directory = '$WORK/keys'
+vecphi.jwt_secret_file = '$WORK/jwt_secret'
+listen_addresses = ''
+unix_socket_directories = '$WORK'
+port = $PORT
+shared_buffers = 2GB
+maintenance_work_mem = 2GB
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+jit = off
+EOF
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w start >/dev/null
+
+psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$WORK" -p "$PORT" -d postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
+token() { perl -I"$REPO/test/lib" -MVecphiJWT -e 'print VecphiJWT::token(secret => $ARGV[0], tenant => $ARGV[1], role => "clinician", sub => "bench", exp => time() + 86400)' "$SECRET" "$1"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a / b }'; }
+
+TOK=$(token t0)
+psql_ <<EOF
+CREATE EXTENSION vecphi;
+SELECT vecphi.create_tenant('t' || i) FROM generate_series(0, 9) i \\g /dev/null
+CREATE TABLE fm (id int PRIMARY KEY, emb evector(784));
+CREATE TABLE fmq (id int PRIMARY KEY, emb evector(784));
+BEGIN;
+SELECT vecphi.set_claims('$TOK') \\g /dev/null
+\\copy fm FROM '$WORK/base.tsv'
+\\copy fmq FROM '$WORK/queries.tsv'
+COMMIT;
+VACUUM ANALYZE fm;
+VACUUM ANALYZE fmq;
+EOF
+echo "rows: $(psql_ -At -c 'SELECT count(*) FROM fm'), queries: $(psql_ -At -c 'SELECT count(*) FROM fmq'), dimensions: 784"
+
+# Exact top-10 (and the 10th distance, for tie-aware recall).
+t=$(now)
+psql_ <<EOF
+CREATE TABLE gt (qid int PRIMARY KEY, ids int[], kth float8);
+BEGIN;
+SELECT vecphi.set_claims('$TOK') \\g /dev/null
+SET LOCAL enable_indexscan = off;
+INSERT INTO gt
+SELECT q.id, array_agg(n.id ORDER BY n.d), max(n.d)
+FROM fmq q, LATERAL (SELECT f.id, f.emb <-> q.emb AS d FROM fm f ORDER BY 2 LIMIT 10) n
+GROUP BY q.id;
+COMMIT;
+EOF
+echo "exact scan (ground truth): $(printf '%.1f' "$(div "$QUERIES" "$(since "$t")")") QPS"
+
+t=$(now)
+psql_ -c "CREATE INDEX fm_idx ON fm USING ehnsw (emb evector_l2_ops) WITH (m = 16, ef_construction = 64)"
+echo "build: $(printf '%.1f' "$(since "$t")") s, index size $(psql_ -At -c "SELECT pg_size_pretty(pg_relation_size('fm_idx'))")"
+
+# One psql session, one transaction with claims, one statement per query.
+run_queries() { # table, ef_search, results table
+	local table=$1 ef=$2 out=$3
+	{
+		echo "BEGIN;"
+		echo "SELECT vecphi.set_claims('$4') \\g /dev/null"
+		echo "SET LOCAL vecphi.ef_search = $ef;"
+		echo "SET LOCAL enable_seqscan = ${5:-on};"
+		echo "SET LOCAL enable_indexscan = ${6:-on};"
+		for ((q = 0; q < QUERIES; q++)); do
+			echo "SELECT $q, array(SELECT id FROM $table ORDER BY emb <-> (SELECT emb FROM fmq WHERE id = $q) LIMIT 10);"
+		done
+		echo "COMMIT;"
+	} >"$WORK/queries.sql"
+	psql_ -At -F $'\t' -f "$WORK/queries.sql" >"$WORK/$out.tsv"
+}
+recall() { # results table name; tie-aware recall@10 against gt
+	psql_ -At <<EOF
+CREATE TEMP TABLE r (qid int, ids int[]);
+\\copy r FROM '$WORK/$1.tsv'
+BEGIN;
+SELECT vecphi.set_claims('$TOK') \\g /dev/null
+SELECT round(avg(hits) / 10, 4) FROM (
+	SELECT r.qid, (SELECT count(*) FROM unnest(r.ids) i JOIN fm f ON f.id = i
+		JOIN fmq q ON q.id = r.qid WHERE (f.emb <-> q.emb) <= g.kth + 1e-6) AS hits
+	FROM r JOIN gt g USING (qid)) s;
+COMMIT;
+EOF
+}
+
+run_queries fm 40 warmup "$TOK"
+echo "ef_search  QPS     recall@10"
+for ef in 10 20 40 100 200; do
+	t=$(now)
+	run_queries fm "$ef" "ef$ef" "$TOK"
+	qps=$(div "$QUERIES" "$(since "$t")")
+	printf '%-10s %-7.1f %s\n' "$ef" "$qps" "$(recall "ef$ef")"
+done
+
+# Single-row inserts, each its own transaction (copies of existing
+# ciphertext, so no claims are needed; the index decrypts to place them).
+{
+	for ((i = 0; i < 1000; i++)); do
+		echo "INSERT INTO fm SELECT id + 1000000, emb FROM fm WHERE id = $(((i * 37) % BASE));"
+	done
+} >"$WORK/inserts.sql"
+t=$(now)
+psql_ -f "$WORK/inserts.sql" >/dev/null
+echo "single-row inserts: $(printf '%.0f' "$(div 1000 "$(since "$t")")") rows/s"
+
+t=$(now)
+psql_ -c "DELETE FROM fm WHERE id % 10 = 7" -c "VACUUM fm"
+echo "DELETE 10 % + VACUUM: $(printf '%.1f' "$(since "$t")") s"
+psql_ -At -c "SELECT vecphi.index_check('fm_idx')" >/dev/null && echo "index_check after vacuum: ok"
+
+# Ten tenants in one table behind row-level security.
+psql_ <<EOF
+CREATE TABLE fm10 (id int PRIMARY KEY, tenant text NOT NULL, emb evector(784));
+ALTER TABLE fm10 ENABLE ROW LEVEL SECURITY;
+ALTER TABLE fm10 FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_rows ON fm10 USING (tenant = vecphi.tenant());
+CREATE TABLE fmq3 (id int PRIMARY KEY, emb evector(784));
+CREATE ROLE app NOLOGIN;
+GRANT SELECT, INSERT ON fm10, fmq3 TO app;
+EOF
+for i in $(seq 0 9); do
+	awk -F'\t' -v t="$i" '$1 % 10 == t { print $1 "\tt" t "\t" $2 }' "$WORK/base.tsv" >"$WORK/t$i.tsv"
+	chown postgres "$WORK/t$i.tsv"
+	psql_ <<EOF
+BEGIN;
+SELECT vecphi.set_claims('$(token "t$i")') \\g /dev/null
+\\copy fm10 FROM '$WORK/t$i.tsv'
+COMMIT;
+EOF
+done
+t=$(now)
+psql_ -c "CREATE INDEX fm10_idx ON fm10 USING ehnsw (emb)" -c "ANALYZE fm10"
+echo "10 tenants: build $(printf '%.1f' "$(since "$t")") s"
+TOK3=$(token t3)
+psql_ <<EOF
+BEGIN;
+SELECT vecphi.set_claims('$TOK3') \\g /dev/null
+\\copy fmq3 FROM '$WORK/queries.tsv'
+COMMIT;
+CREATE TABLE gt10 (qid int PRIMARY KEY, ids int[], kth float8);
+BEGIN;
+SELECT vecphi.set_claims('$TOK3') \\g /dev/null
+SET LOCAL ROLE app;
+SET LOCAL enable_indexscan = off;
+CREATE TEMP TABLE gt10_tmp AS
+SELECT q.id AS qid, array_agg(n.id ORDER BY n.d) AS ids, max(n.d) AS kth
+FROM fmq3 q, LATERAL (SELECT f.id, f.emb <-> (SELECT emb FROM fmq3 WHERE id = q.id) AS d FROM fm10 f ORDER BY 2 LIMIT 10) n
+GROUP BY q.id;
+RESET ROLE;
+INSERT INTO gt10 SELECT * FROM gt10_tmp;
+COMMIT;
+EOF
+rls_run() { # label, enable_indexscan
+	{
+		echo "BEGIN;"
+		echo "SELECT vecphi.set_claims('$TOK3') \\g /dev/null"
+		echo "SET LOCAL ROLE app;"
+		echo "SET LOCAL enable_indexscan = $2;"
+		for ((q = 0; q < QUERIES; q++)); do
+			echo "SELECT $q, array(SELECT id FROM fm10 ORDER BY emb <-> (SELECT emb FROM fmq3 WHERE id = $q) LIMIT 10);"
+		done
+		echo "COMMIT;"
+	} >"$WORK/rls.sql"
+	t=$(now)
+	psql_ -At -F $'\t' -f "$WORK/rls.sql" >"$WORK/rls_$1.tsv"
+	local qps
+	qps=$(div "$QUERIES" "$(since "$t")")
+	local rec
+	rec=$(psql_ -At <<EOF
+CREATE TEMP TABLE r (qid int, ids int[]);
+\\copy r FROM '$WORK/rls_$1.tsv'
+SELECT round(avg((SELECT count(*) FROM unnest(r.ids) i WHERE i = ANY (g.ids))::numeric) / 10, 4)
+FROM r JOIN gt10 g USING (qid);
+EOF
+)
+	rows=$(awk -F'\t' '{ n += split(substr($2, 2, length($2) - 2), a, ",") } END { printf "%.1f", n / NR }' "$WORK/rls_$1.tsv")
+	printf '10 tenants under RLS, %-11s %7.1f QPS, recall@10 %s, rows per query %s\n' "$1:" "$qps" "$rec" "$rows"
+}
+rls_run index on
+rls_run exact off
