@@ -228,6 +228,8 @@ typedef struct EhnswState
 	uint64		ndecrypted;		/* elements decrypted so far */
 	EhnswBuildGraph *graph;		/* set while building in memory */
 	BlockNumber nblocks;		/* index size last seen; grows, never shrinks */
+	uint32		tenant_id;		/* only this tenant's vectors are decrypted;
+								 * 0: any (vacuum) */
 	MemoryContextCallback wipe;
 } EhnswState;
 

@@ -25,6 +25,7 @@
 
 #include "common/pg_prng.h"
 #include "nodes/execnodes.h"
+#include "storage/freespace.h"
 #include "storage/lmgr.h"
 #include "utils/memutils.h"
 
@@ -227,9 +228,14 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	Page		page;
 	OffsetNumber offno;
 	BlockNumber blkno;
+	Size		freespace;
 
 	ehnsw_read_meta(index, &meta, NULL, 0, &found);
-	blkno = meta.insert_blkno;
+
+	/* Space VACUUM freed first, then the last page, then a new one. */
+	blkno = GetPageWithFreeSpace(index, MAXALIGN(size) + sizeof(ItemIdData));
+	if (blkno == InvalidBlockNumber)
+		blkno = meta.insert_blkno;
 	if (blkno != InvalidBlockNumber && blkno != EHNSW_METAPAGE_BLKNO)
 	{
 		buf = ReadBuffer(index, blkno);
@@ -237,6 +243,7 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 		ehnsw_check_page(index, buf, blkno);
 		if (PageGetFreeSpace(BufferGetPage(buf)) < MAXALIGN(size))
 		{
+			RecordPageWithFreeSpace(index, blkno, PageGetFreeSpace(BufferGetPage(buf)));
 			UnlockReleaseBuffer(buf);
 			buf = InvalidBuffer;
 		}
@@ -259,9 +266,12 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	if (offno == InvalidOffsetNumber)
 		elog(ERROR, "failed to add element to ehnsw index \"%s\"",
 			 RelationGetRelationName(index));
+	freespace = PageGetFreeSpace(page);
 	GenericXLogFinish(xlog);
 	UnlockReleaseBuffer(buf);
 	ItemPointerSet(tid, blkno, offno);
+	if (freespace < MAXALIGN(size))
+		RecordPageWithFreeSpace(index, blkno, freespace);
 
 	if (blkno != meta.insert_blkno)
 	{
@@ -378,6 +388,7 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	q = ehnsw_decrypt_vector(state, env, &tenant_id);
 	if (!ehnsw_indexable(state, q))
 		return false;
+	state->tenant_id = tenant_id;
 	level = random_level(state->m, envsize);
 
 	if (state->graph != NULL)

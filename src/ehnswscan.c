@@ -104,6 +104,7 @@ ehnsw_search(IndexScanDesc scan)
 	q = ehnsw_decrypt_vector(state, env, &tenant_id);
 	if (!ehnsw_indexable(state, q))
 		return;
+	state->tenant_id = tenant_id;
 	so->q = q;
 	so->tenant_id = tenant_id;
 

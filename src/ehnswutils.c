@@ -381,13 +381,27 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 		ehnsw_check_page(state->index, buf, blkno);
 		page = BufferGetPage(buf);
 		if (offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page) ||
-			!ItemIdIsNormal(itemid = PageGetItemId(page, offno)) ||
-			ItemIdGetLength(itemid) < offsetof(EhnswElementTupleData, neighbors))
+			!ItemIdIsNormal(itemid = PageGetItemId(page, offno)))
+		{
+			/*
+			 * VACUUM removed it after repairing every live link to it; a
+			 * search that copied a neighbour list before then can still name
+			 * it.  Treat it as deleted.  (index_check reports a live link to
+			 * a removed element.)
+			 */
+			UnlockReleaseBuffer(buf);
+			element = MemoryContextAllocZero(state->opcxt, sizeof(EhnswElement));
+			element->tid = *tid;
+			element->deleted = true;
+			entry->element = element;
+			return element;
+		}
+		if (ItemIdGetLength(itemid) < offsetof(EhnswElementTupleData, neighbors))
 		{
 			UnlockReleaseBuffer(buf);
 			ereport(ERROR,
 					(errcode(ERRCODE_INDEX_CORRUPTED),
-					 errmsg("index \"%s\" links to a missing element at (%u,%u)",
+					 errmsg("index \"%s\" has a damaged element at (%u,%u)",
 							RelationGetRelationName(state->index), blkno, offno),
 					 errhint("Please REINDEX it.")));
 		}
@@ -414,6 +428,14 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 		element->nslots = etup->nslots;
 		element->neighbors = etup->neighbors;
 		entry->element = element;
+
+		/*
+		 * Never decrypt another tenant's vector for a search or an insert: it
+		 * can only be reached through a link to a slot that VACUUM freed and
+		 * an insert of that tenant reused; callers skip it.
+		 */
+		if (state->tenant_id != 0 && element->tenant_id != state->tenant_id)
+			return element;
 		if (!element->deleted && decrypt)
 		{
 			uint32		tenant_id;
@@ -515,8 +537,8 @@ ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp)
 /*
  * HNSW's SEARCH-LAYER: the ef elements nearest to q found by a greedy
  * best-first walk of one level of one tenant's graph from the entry
- * candidates.  Returns candidates, nearest first.  An edge to another
- * tenant's element means the index is corrupt.
+ * candidates.  Returns candidates, nearest first.  Elements of another
+ * tenant are skipped undecrypted (see ehnsw_load_element).
  *
  * With rest, what a scan needs to go on past the first ef results is
  * handed back: the candidates not yet expanded, and every element found
@@ -593,14 +615,8 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 			if (!ehnsw_visit(state, ntid, stamp))
 				continue;
 			ne = ehnsw_load_element(state, ntid, true);
-			if (ne->tenant_id != tenant_id)
-				ereport(ERROR,
-						(errcode(ERRCODE_INDEX_CORRUPTED),
-						 errmsg("index \"%s\" links elements of two tenants",
-								RelationGetRelationName(state->index)),
-						 errhint("Please REINDEX it.")));
-			if (ne->x == NULL)
-				continue;		/* deleted */
+			if (ne->x == NULL || ne->tenant_id != tenant_id)
+				continue;		/* deleted, or a freed slot reused */
 			d = ehnsw_distance(state, q, ne->x);
 			if (wlen >= ef &&
 				d >= pairingheap_container(EhnswCandidate, far_node,

@@ -14,8 +14,12 @@
  * neighbour list chosen afresh (HNSW's heuristic) among its live
  * neighbours and the live neighbours of the deleted ones, which keeps the
  * graph connected where the deleted elements were.  The deleted items'
- * neighbour lists stay on the page for this; their space is not reused yet
- * (planned).
+ * neighbour lists stay on the page for this.  Finally the deleted items
+ * are removed from their pages (their line pointers stay, unused, so no
+ * TID changes) and the space goes to the free space map for inserts.
+ * A search that copied a neighbour list before the repair may still name
+ * a removed or reused slot; it treats it as deleted, and never decrypts an
+ * element of another tenant (ehnswutils.c).
  *
  * Vacuum takes the writers' lock (see ehnswinsert.c), so it never races an
  * insert; scans keep running and see each element before or after.
@@ -27,6 +31,8 @@
 #include "access/genam.h"
 #include "commands/vacuum.h"
 #include "miscadmin.h"
+#include "storage/freespace.h"
+#include "storage/indexfsm.h"
 #include "storage/lmgr.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -152,6 +158,54 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level)
 						  ehnsw_select_neighbors(state, candidates, nslots));
 }
 
+/*
+ * Third pass: remove the items of deleted elements, whose every live link
+ * was repaired, and offer their space to later inserts through the free
+ * space map.  Line pointers stay (as unused), so no other element's TID
+ * changes.
+ */
+static void
+free_deleted(Relation index, BufferAccessStrategy strategy)
+{
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	BlockNumber blkno;
+
+	for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	{
+		Buffer		buf;
+		Page		page;
+		GenericXLogState *xlog = NULL;
+		OffsetNumber off;
+		Size		freespace;
+
+		vacuum_delay_point();
+		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		ehnsw_check_page(index, buf, blkno);
+		page = BufferGetPage(buf);
+		for (off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
+		{
+			ItemId		itemid = PageGetItemId(page, off);
+
+			if (!ItemIdIsNormal(itemid) ||
+				!((EhnswElementTuple) PageGetItem(page, itemid))->deleted)
+				continue;
+			if (xlog == NULL)
+			{
+				xlog = GenericXLogStart(index);
+				page = GenericXLogRegisterBuffer(xlog, buf, 0);
+			}
+			PageIndexTupleDeleteNoCompact(page, off);
+		}
+		freespace = PageGetFreeSpace(page);
+		if (xlog != NULL)
+			GenericXLogFinish(xlog);
+		UnlockReleaseBuffer(buf);
+		RecordPageWithFreeSpace(index, blkno, freespace);
+	}
+	IndexFreeSpaceMapVacuum(index);
+}
+
 /* Second pass: repair every live element that links to a deleted one. */
 static void
 repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
@@ -203,8 +257,12 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 		foreach(lc, broken)
 		{
 			MemoryContext old = MemoryContextSwitchTo(state.opcxt);
-			EhnswElement *e = ehnsw_load_element(&state, lfirst(lc), true);
+			EhnswElement *e;
 			int			level;
+
+			state.tenant_id = 0;
+			e = ehnsw_load_element(&state, lfirst(lc), true);
+			state.tenant_id = e->tenant_id;
 
 			for (level = 0; level <= e->level; level++)
 			{
@@ -335,7 +393,10 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	 * deleted by earlier vacuums were repaired then.
 	 */
 	if (newly_deleted > 0)
+	{
 		repair_graph(index, deleted, info->strategy);
+		free_deleted(index, info->strategy);
+	}
 
 	/* Give tenants whose entry point is gone a live one. */
 	ehnsw_read_meta(index, &meta, NULL, 0, &found);
