@@ -93,7 +93,7 @@ GRANT EXECUTE ON FUNCTION vecphi.create_tenant(text), vecphi.rotate_kek(text),
 
 CREATE FUNCTION vecphi.set_claims(token text) RETURNS void
 	AS 'MODULE_PATHNAME', 'vecphi_set_claims'
-	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION vecphi.set_claims(text) IS
 	'verify a signed JWT (HS256, vecphi.jwt_secret_file) and hold its claims until the end of the current transaction';
 

@@ -411,12 +411,13 @@ PG_FUNCTION_INFO_V1(vecphi_set_claims);
 Datum
 vecphi_set_claims(PG_FUNCTION_ARGS)
 {
-	char	   *token = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	VecphiClaims *verified;
 
 	/* A failed attempt leaves no claims at all, not the previous ones. */
 	claims_clear();
-	verified = jwt_verify(token);
+	if (PG_ARGISNULL(0))
+		token_reject("The token is NULL.");
+	verified = jwt_verify(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	if (!IsTransactionBlock())
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),

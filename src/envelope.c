@@ -196,6 +196,22 @@ envelope_text_is_envelope(const char *str)
 	return strncmp(str, ENVELOPE_TEXT_PREFIX, ENVELOPE_TEXT_PREFIX_LEN) == 0;
 }
 
+/*
+ * A well-formed envelope of the other type, given as input, is a user
+ * error (22P02), not damage.
+ */
+static void
+check_kind(const struct varlena *env, uint8 kind)
+{
+	const uint8 *p = (const uint8 *) VARDATA_ANY(env);
+
+	if (VARSIZE_ANY_EXHDR(env) >= 2 && p[0] == ENVELOPE_FORMAT_V1 && p[1] != kind)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s", kind_type_name(kind)),
+				 errdetail("The envelope holds a value of another type.")));
+}
+
 /* Parse "vecphi:<base64>" and check the envelope's structure. */
 struct varlena *
 envelope_from_text(const char *str, uint8 kind)
@@ -216,14 +232,7 @@ envelope_from_text(const char *str, uint8 kind)
 				 errdetail("Text after \"%s\" is not valid base64.", ENVELOPE_TEXT_PREFIX)));
 	SET_VARSIZE(env, VARHDRSZ + declen);
 
-	/* A well-formed envelope of the other type is a user error, not damage. */
-	if (declen >= 2 && ((uint8 *) VARDATA(env))[0] == ENVELOPE_FORMAT_V1 &&
-		((uint8 *) VARDATA(env))[1] != kind)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type %s", kind_type_name(kind)),
-				 errdetail("The envelope holds a value of another type.")));
-
+	check_kind(env, kind);
 	envelope_read_header(env, kind, &hdr);
 	return env;
 }
@@ -257,6 +266,7 @@ envelope_recv(StringInfo buf, uint8 kind)
 	env = (struct varlena *) palloc(VARHDRSZ + nbytes);
 	SET_VARSIZE(env, VARHDRSZ + nbytes);
 	pq_copymsgbytes(buf, VARDATA(env), nbytes);
+	check_kind(env, kind);
 	envelope_read_header(env, kind, &hdr);
 	return env;
 }
