@@ -105,27 +105,27 @@ COMMENT ON FUNCTION vecphi.clear_claims() IS
 
 CREATE FUNCTION vecphi.tenant() RETURNS text
 	AS 'MODULE_PATHNAME', 'vecphi_claim_tenant'
-	LANGUAGE C STABLE PARALLEL RESTRICTED;
+	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.tenant() IS 'verified tenant claim, or NULL';
 
 CREATE FUNCTION vecphi.app_role() RETURNS text
 	AS 'MODULE_PATHNAME', 'vecphi_claim_role'
-	LANGUAGE C STABLE PARALLEL RESTRICTED;
+	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.app_role() IS 'verified application role claim, or NULL';
 
 CREATE FUNCTION vecphi.subject() RETURNS text
 	AS 'MODULE_PATHNAME', 'vecphi_claim_subject'
-	LANGUAGE C STABLE PARALLEL RESTRICTED;
+	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.subject() IS 'verified subject (sub) claim, or NULL';
 
 CREATE FUNCTION vecphi.purpose() RETURNS text
 	AS 'MODULE_PATHNAME', 'vecphi_claim_purpose'
-	LANGUAGE C STABLE PARALLEL RESTRICTED;
+	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.purpose() IS 'verified purpose claim, or NULL';
 
 CREATE FUNCTION vecphi.break_glass() RETURNS text
 	AS 'MODULE_PATHNAME', 'vecphi_claim_break_glass'
-	LANGUAGE C STABLE PARALLEL RESTRICTED;
+	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.break_glass() IS 'verified break-glass reason, or NULL';
 
 ---------------------------------------------------------------------------
@@ -135,7 +135,7 @@ COMMENT ON FUNCTION vecphi.break_glass() IS 'verified break-glass reason, or NUL
 CREATE TYPE evector;
 
 CREATE FUNCTION evector_in(cstring, oid, integer) RETURNS evector
-	AS 'MODULE_PATHNAME' LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION evector_in(cstring, oid, integer) IS
 	'''[1,2,3]'' encrypts under the claimant tenant''s current data key; an envelope is checked and kept';
 
@@ -181,7 +181,7 @@ CREATE CAST (evector AS evector) WITH FUNCTION evector(evector, integer, boolean
 
 CREATE FUNCTION vecphi.encrypt(real[]) RETURNS evector
 	AS 'MODULE_PATHNAME', 'vecphi_encrypt_vector'
-	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.encrypt(real[]) IS
 	'encrypt a vector under the claimant tenant''s current data key';
 
@@ -189,7 +189,7 @@ CREATE CAST (real[] AS evector) WITH FUNCTION vecphi.encrypt(real[]) AS ASSIGNME
 
 CREATE FUNCTION vecphi.decrypt(evector) RETURNS real[]
 	AS 'MODULE_PATHNAME', 'vecphi_decrypt_vector'
-	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.decrypt(evector) IS
 	'decrypt a vector; needs the claims of the tenant that owns it';
 
@@ -212,7 +212,7 @@ COMMENT ON FUNCTION vecphi.key_id(evector) IS
 CREATE TYPE etext;
 
 CREATE FUNCTION etext_in(cstring) RETURNS etext
-	AS 'MODULE_PATHNAME' LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION etext_in(cstring) IS
 	'text encrypts under the claimant tenant''s current data key; text starting with vecphi: is read as an envelope';
 
@@ -240,13 +240,13 @@ COMMENT ON TYPE etext IS 'text encrypted with AES-256-GCM under its tenant''s da
 
 CREATE FUNCTION vecphi.encrypt(text) RETURNS etext
 	AS 'MODULE_PATHNAME', 'vecphi_encrypt_text'
-	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.encrypt(text) IS
 	'encrypt text under the claimant tenant''s current data key (never read as an envelope)';
 
 CREATE FUNCTION vecphi.decrypt(etext) RETURNS text
 	AS 'MODULE_PATHNAME', 'vecphi_decrypt_text'
-	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.decrypt(etext) IS
 	'decrypt text; needs the claims of the tenant that owns it';
 
@@ -266,23 +266,23 @@ COMMENT ON FUNCTION vecphi.key_id(etext) IS
 
 CREATE FUNCTION l2_distance(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_l2_distance'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 500;
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
 COMMENT ON FUNCTION l2_distance(evector, evector) IS 'Euclidean distance';
 
 CREATE FUNCTION cosine_distance(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_cosine_distance'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 500;
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
 COMMENT ON FUNCTION cosine_distance(evector, evector) IS
 	'1 - cosine similarity; NaN when either vector is zero, as pgvector';
 
 CREATE FUNCTION inner_product(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_inner_product'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 500;
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
 COMMENT ON FUNCTION inner_product(evector, evector) IS 'inner product';
 
 CREATE FUNCTION vecphi.negative_inner_product(evector, evector) RETURNS float8
 	AS 'MODULE_PATHNAME', 'evector_negative_inner_product'
-	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED COST 500;
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
 COMMENT ON FUNCTION vecphi.negative_inner_product(evector, evector) IS
 	'negative inner product, the <#> operator';
 
@@ -352,3 +352,117 @@ CREATE FUNCTION vecphi.index_check(index regclass) RETURNS boolean
 	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION vecphi.index_check(regclass) IS
 	'verify the structure of an ehnsw index (edges within one tenant, valid entry points); raises XX002 on the first problem';
+
+---------------------------------------------------------------------------
+-- Row-level security tied to the verified claims
+---------------------------------------------------------------------------
+
+CREATE TABLE vecphi.role_categories (
+	app_role	text NOT NULL CHECK (app_role <> ''),
+	category	text NOT NULL CHECK (category <> ''),
+	PRIMARY KEY (app_role, category)
+);
+COMMENT ON TABLE vecphi.role_categories IS
+	'which categories of rows each application role (the role claim) may see; managed by vecphi_security_officer';
+SELECT pg_catalog.pg_extension_config_dump('vecphi.role_categories', '');
+REVOKE ALL ON vecphi.role_categories FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON vecphi.role_categories TO vecphi_security_officer;
+
+CREATE FUNCTION vecphi.allowed_categories() RETURNS text[]
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $$
+		SELECT coalesce(array_agg(category ORDER BY category), '{}')
+		FROM vecphi.role_categories
+		WHERE app_role = vecphi.app_role()
+	$$;
+COMMENT ON FUNCTION vecphi.allowed_categories() IS
+	'categories the claimant''s role is granted in vecphi.role_categories (empty without claims)';
+
+CREATE FUNCTION vecphi.owned_by_claimant(evector) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'evector_owned_by_claimant'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.owned_by_claimant(evector) IS
+	'true when the value is NULL or encrypted under the claimant''s tenant (reads the authenticated header; decrypts nothing)';
+
+CREATE FUNCTION vecphi.owned_by_claimant(etext) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'etext_owned_by_claimant'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.owned_by_claimant(etext) IS
+	'true when the value is NULL or encrypted under the claimant''s tenant (reads the authenticated header; decrypts nothing)';
+
+CREATE FUNCTION vecphi.protect(tbl regclass, tenant_column name,
+							   category_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $protect$
+DECLARE
+	visible text;
+	writable text;
+	col record;
+	colname name;
+	coltype regtype;
+BEGIN
+	IF tenant_column IS NULL THEN
+		RAISE EXCEPTION 'tenant_column must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	FOREACH colname IN ARRAY ARRAY[tenant_column, category_column] LOOP
+		CONTINUE WHEN colname IS NULL;
+		SELECT atttypid::regtype INTO coltype FROM pg_attribute
+		WHERE attrelid = tbl AND attname = colname AND attnum > 0 AND NOT attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'column "%" of relation % does not exist', colname, tbl
+				USING ERRCODE = '42703';
+		END IF;
+		IF coltype NOT IN ('text'::regtype, 'character varying'::regtype) THEN
+			RAISE EXCEPTION 'column "%" of relation % has type %, not text', colname, tbl, coltype
+				USING ERRCODE = '42804',
+					  DETAIL = 'Tenant and category columns are compared with the text claims.';
+		END IF;
+	END LOOP;
+
+	-- (SELECT ...) makes each claim an init plan: evaluated once per
+	-- statement, not once per row.
+	visible := format('%I = (SELECT vecphi.tenant())', tenant_column);
+	IF category_column IS NOT NULL THEN
+		visible := visible || format(
+			' AND ((SELECT vecphi.break_glass()) IS NOT NULL'
+			' OR %I = ANY ((SELECT vecphi.allowed_categories())::text[]))', category_column);
+	END IF;
+
+	-- Writes must also carry only the claimant's ciphertext.
+	writable := visible;
+	FOR col IN
+		SELECT attname FROM pg_attribute
+		WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+		  AND atttypid IN ('@extschema@.evector'::regtype, '@extschema@.etext'::regtype)
+		ORDER BY attnum
+	LOOP
+		writable := writable || format(' AND vecphi.owned_by_claimant(%I)', col.attname);
+	END LOOP;
+
+	EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+	EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+	-- Calling protect() again replaces its policies (say, after adding a
+	-- column of ciphertext).
+	FOR col IN
+		SELECT polname FROM pg_policy
+		WHERE polrelid = tbl AND polname IN ('vecphi_select', 'vecphi_insert',
+											 'vecphi_update', 'vecphi_delete')
+	LOOP
+		EXECUTE format('DROP POLICY %I ON %s', col.polname, tbl);
+	END LOOP;
+	EXECUTE format('CREATE POLICY vecphi_select ON %s FOR SELECT USING (%s)', tbl, visible);
+	EXECUTE format('CREATE POLICY vecphi_insert ON %s FOR INSERT WITH CHECK (%s)', tbl, writable);
+	EXECUTE format('CREATE POLICY vecphi_update ON %s FOR UPDATE USING (%s) WITH CHECK (%s)',
+				   tbl, visible, writable);
+	EXECUTE format('CREATE POLICY vecphi_delete ON %s FOR DELETE USING (%s)', tbl, visible);
+END
+$protect$;
+COMMENT ON FUNCTION vecphi.protect(regclass, name, name) IS
+	'enable and force row-level security tying rows to the verified claims: tenant, and categories granted to the role (all of them under break-glass)';
+
+-- The minimum-necessary limit is for the security officer, not for
+-- application roles (the setting itself is superuser-only by default).
+GRANT SET ON PARAMETER vecphi.max_scan_rows TO vecphi_security_officer;

@@ -16,8 +16,17 @@
  * one of treatment, payment, operations; "break_glass" is a reason;
  * "exp" and "nbf" are enforced with a small allowance for clock skew.
  *
- * Claims are not passed to parallel workers, so every function that
- * needs them is PARALLEL RESTRICTED.
+ * Parallel workers: a worker cannot see the leader's private memory, but
+ * it receives the leader's settings.  So set_claims() also puts the
+ * verified token into vecphi.claims_token, a setting local to the
+ * transaction that only set_claims() may set (its check hook refuses
+ * anyone else, except the parallel worker machinery copying it), and a
+ * worker verifies that token again on first use.  Clearing it is always
+ * allowed and can only take claims away.
+ *
+ * Every rejected token is logged (LOG, "vecphi: rejected claims token")
+ * with the reason and the database user, never the token, for the audit
+ * trail.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "common/base64.h"
 #include "common/jsonapi.h"
@@ -35,7 +45,9 @@
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "storage/fd.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -60,6 +72,12 @@ static MemoryContext ClaimsContext = NULL;
 static VecphiClaims *current_claims = NULL;
 static SubTransactionId claims_subxact = InvalidSubTransactionId;
 
+/* vecphi.claims_token: the verified token, for parallel workers. */
+static char *claims_token_setting = NULL;
+static bool claims_token_setting_allowed = false;
+
+static VecphiClaims *jwt_verify(const char *token);
+
 /* Forget the claims. */
 static void
 claims_clear(void)
@@ -70,14 +88,35 @@ claims_clear(void)
 		MemoryContextReset(ClaimsContext);
 }
 
+/* Log a refused token for the audit trail: the reason, never the token. */
+static void
+token_log_rejection(const char *reason)
+{
+	ereport(LOG,
+			(errmsg("vecphi: rejected claims token for database user \"%s\": %s",
+					GetUserNameFromId(GetUserId(), true) ? GetUserNameFromId(GetUserId(), true) : "?",
+					reason)));
+}
+
 /* Refuse a token; never returns. */
 static void
 token_reject(const char *detail)
 {
+	token_log_rejection(detail);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("invalid claims token"),
 			 errdetail("%s", detail)));
+}
+
+/* Refuse an expired or not yet valid token; never returns. */
+static void
+token_reject_time(const char *message)
+{
+	token_log_rejection(message);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("%s", message)));
 }
 
 /* Decode base64url without padding; false on any other character. */
@@ -300,14 +339,10 @@ jwt_verify(const char *token)
 	claims = palloc0(sizeof(VecphiClaims));
 	if (json_time_member(payload, "exp", &claims->expires) &&
 		now > claims->expires + CLAIMS_CLOCK_SKEW_SECS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("claims token has expired")));
+		token_reject_time("claims token has expired");
 	if (json_time_member(payload, "nbf", &nbf) &&
 		now + CLAIMS_CLOCK_SKEW_SECS < nbf)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("claims token is not valid yet")));
+		token_reject_time("claims token is not valid yet");
 
 	claims->tenant = json_string_member(payload, "tenant");
 	claims->role = json_string_member(payload, "role");
@@ -333,6 +368,50 @@ claims_strdup(const char *s)
 	return s ? MemoryContextStrdup(ClaimsContext, s) : NULL;
 }
 
+/* Make verified claims the current ones, copied into the claims context. */
+static void
+claims_install(const VecphiClaims *verified)
+{
+	current_claims = MemoryContextAllocZero(ClaimsContext, sizeof(VecphiClaims));
+	current_claims->tenant = claims_strdup(verified->tenant);
+	current_claims->role = claims_strdup(verified->role);
+	current_claims->subject = claims_strdup(verified->subject);
+	current_claims->purpose = claims_strdup(verified->purpose);
+	current_claims->break_glass = claims_strdup(verified->break_glass);
+	current_claims->expires = verified->expires;
+	claims_subxact = GetCurrentSubTransactionId();
+}
+
+/* Check hook of vecphi.claims_token: only set_claims() may set it. */
+static bool
+claims_token_check(char **newval, void **extra, GucSource source)
+{
+	if (claims_token_setting_allowed || InitializingParallelWorker ||
+		*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("vecphi.claims_token can only be set by vecphi.set_claims()");
+	return false;
+}
+
+/* Set vecphi.claims_token for the rest of the transaction. */
+static void
+claims_token_set(const char *token)
+{
+	claims_token_setting_allowed = true;
+	PG_TRY();
+	{
+		(void) set_config_option("vecphi.claims_token", token,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+	}
+	PG_FINALLY();
+	{
+		claims_token_setting_allowed = false;
+	}
+	PG_END_TRY();
+}
+
 /*
  * The claims of this transaction, or NULL.  Claims whose token expired
  * since they were set are refused, judged at the statement's start.
@@ -340,6 +419,11 @@ claims_strdup(const char *s)
 const VecphiClaims *
 claims_current(void)
 {
+	/* A parallel worker verifies the leader's token once. */
+	if (current_claims == NULL && IsParallelWorker() &&
+		claims_token_setting != NULL && claims_token_setting[0] != '\0')
+		claims_install(jwt_verify(claims_token_setting));
+
 	if (current_claims != NULL && current_claims->expires != 0 &&
 		unix_now(GetCurrentStatementStartTimestamp()) >
 		current_claims->expires + CLAIMS_CLOCK_SKEW_SECS)
@@ -403,6 +487,15 @@ claims_init(void)
 {
 	ClaimsContext = AllocSetContextCreate(TopMemoryContext, "vecphi claims",
 										  ALLOCSET_SMALL_SIZES);
+	DefineCustomStringVariable("vecphi.claims_token",
+							   "Verified claims token of the transaction, passed to parallel workers.",
+							   "Set only by vecphi.set_claims(); internal.",
+							   &claims_token_setting,
+							   "",
+							   PGC_USERSET,
+							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_NO_RESET_ALL |
+							   GUC_SUPERUSER_ONLY | GUC_DISALLOW_IN_FILE,
+							   claims_token_check, NULL, NULL);
 	RegisterXactCallback(claims_xact_callback, NULL);
 	RegisterSubXactCallback(claims_subxact_callback, NULL);
 }
@@ -412,26 +505,23 @@ Datum
 vecphi_set_claims(PG_FUNCTION_ARGS)
 {
 	VecphiClaims *verified;
+	char	   *token;
 
 	/* A failed attempt leaves no claims at all, not the previous ones. */
 	claims_clear();
+	claims_token_set("");
 	if (PG_ARGISNULL(0))
 		token_reject("The token is NULL.");
-	verified = jwt_verify(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	verified = jwt_verify(token);
 	if (!IsTransactionBlock())
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
 				 errmsg("vecphi.set_claims() outside a transaction block lasts only for this statement"),
 				 errhint("Claims end with the transaction; call it after BEGIN.")));
 
-	current_claims = MemoryContextAllocZero(ClaimsContext, sizeof(VecphiClaims));
-	current_claims->tenant = claims_strdup(verified->tenant);
-	current_claims->role = claims_strdup(verified->role);
-	current_claims->subject = claims_strdup(verified->subject);
-	current_claims->purpose = claims_strdup(verified->purpose);
-	current_claims->break_glass = claims_strdup(verified->break_glass);
-	current_claims->expires = verified->expires;
-	claims_subxact = GetCurrentSubTransactionId();
+	claims_install(verified);
+	claims_token_set(token);
 	PG_RETURN_VOID();
 }
 
@@ -440,6 +530,7 @@ Datum
 vecphi_clear_claims(PG_FUNCTION_ARGS)
 {
 	claims_clear();
+	claims_token_set("");
 	PG_RETURN_VOID();
 }
 

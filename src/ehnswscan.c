@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 
 #include "ehnsw.h"
+#include "vecphi.h"
 
 typedef struct EhnswScanOpaqueData
 {
@@ -40,6 +41,7 @@ typedef struct EhnswScanOpaqueData
 	int			next;
 	EhnswSearchRest rest;		/* for going on past them */
 	uint64		decrypted_first;	/* elements decrypted by the first round */
+	int64		returned;		/* rows handed to the executor */
 } EhnswScanOpaqueData;
 
 typedef EhnswScanOpaqueData *EhnswScanOpaque;
@@ -71,6 +73,7 @@ ehnswrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys,
 	so->next = 0;
 	memset(&so->rest, 0, sizeof(so->rest));
 	so->decrypted_first = 0;
+	so->returned = 0;
 }
 
 /* Run the HNSW search for the query; results go to so->results. */
@@ -190,6 +193,13 @@ ehnswgettuple(IndexScanDesc scan, ScanDirection dir)
 		if (c->element->deleted || c->element->x == NULL || c->element->returned)
 			continue;
 		c->element->returned = true;
+		if (vecphi_max_scan_rows > 0 && ++so->returned > vecphi_max_scan_rows)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("similarity scan exceeds vecphi.max_scan_rows (%d)",
+							vecphi_max_scan_rows),
+					 errdetail("An ehnsw scan may return at most that many rows, counting rows a filter or row-level security discards afterwards."),
+					 errhint("Ask for fewer rows (LIMIT), or ask the security officer to raise the limit.")));
 		scan->xs_heaptid = c->element->heaptid;
 		scan->xs_recheck = false;
 		scan->xs_recheckorderby = false;

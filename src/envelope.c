@@ -179,6 +179,22 @@ envelope_check_claimant(const EnvelopeHeader *hdr, uint8 kind)
 				 errdetail("The value belongs to another tenant than the verified claims.")));
 }
 
+/*
+ * Is the envelope the claimant tenant's?  False without claims.  Reads the
+ * authenticated header only: a forged header fails later, at decryption.
+ */
+bool
+envelope_owned_by_claimant(const struct varlena *env, uint8 kind)
+{
+	EnvelopeHeader hdr;
+	const VecphiClaims *claims = claims_current();
+
+	envelope_read_header(env, kind, &hdr);
+	if (claims == NULL)
+		return false;
+	return hdr.tenant_id == claims_require_tenant_id();
+}
+
 /* Decrypt a detoasted envelope for the claimant (see envelope_decrypt). */
 void *
 envelope_open(const struct varlena *env, uint8 kind, EnvelopeHeader *hdr,

@@ -61,6 +61,7 @@ extern void *envelope_open(const struct varlena *env, uint8 kind,
 extern void *envelope_decrypt(const struct varlena *env, uint8 kind,
 							  const EnvelopeHeader *hdr, Size *len);
 extern void envelope_check_claimant(const EnvelopeHeader *hdr, uint8 kind);
+extern bool envelope_owned_by_claimant(const struct varlena *env, uint8 kind);
 extern void envelope_read_header(const struct varlena *env, uint8 kind,
 								 EnvelopeHeader *hdr);
 extern bool envelope_text_is_envelope(const char *str);

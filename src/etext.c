@@ -96,6 +96,16 @@ vecphi_decrypt_text(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(result);
 }
 
+PG_FUNCTION_INFO_V1(etext_owned_by_claimant);
+Datum
+etext_owned_by_claimant(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(envelope_owned_by_claimant(PG_GETARG_ETEXT_P(0),
+											  ENVELOPE_KIND_TEXT));
+}
+
 PG_FUNCTION_INFO_V1(etext_key_id);
 Datum
 etext_key_id(PG_FUNCTION_ARGS)

@@ -318,6 +318,16 @@ evector_key_id(PG_FUNCTION_ARGS)
 													 ENVELOPE_KIND_VECTOR)));
 }
 
+PG_FUNCTION_INFO_V1(evector_owned_by_claimant);
+Datum
+evector_owned_by_claimant(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(envelope_owned_by_claimant(PG_GETARG_EVECTOR_P(0),
+											  ENVELOPE_KIND_VECTOR));
+}
+
 PG_FUNCTION_INFO_V1(vecphi_encrypt_vector);
 Datum
 vecphi_encrypt_vector(PG_FUNCTION_ARGS)

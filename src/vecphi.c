@@ -25,6 +25,7 @@ PG_MODULE_MAGIC;
 char	   *vecphi_key_directory = NULL;
 char	   *vecphi_kek_command = NULL;
 char	   *vecphi_jwt_secret_file = NULL;
+int			vecphi_max_scan_rows = 0;
 
 void		_PG_init(void);
 
@@ -81,9 +82,16 @@ _PG_init(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("vecphi.max_scan_rows",
+							"Most rows one similarity scan may return to a claimant (0: no limit).",
+							"A minimum-necessary control and a brake on extracting a tenant's data by nearest-neighbour walking.",
+							&vecphi_max_scan_rows,
+							0, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 	ehnsw_init();
+	claims_init();
 	MarkGUCPrefixReserved("vecphi");
 
 	keys_init();
-	claims_init();
 }
