@@ -10,9 +10,9 @@
  * pooler hands the next client a connection without them), when the
  * subtransaction that set them aborts, and when a token fails to verify.
  *
- * Tokens: HS256 only in this version, keyed by the contents of
- * vecphi.jwt_secret_file (surrounding white space trimmed, at least 32
- * bytes).  "tenant", "role" and "sub" are required strings; "purpose" is
+ * Tokens: HS256, keyed by the contents of vecphi.jwt_secret_file
+ * (surrounding white space trimmed, at least 32 bytes), or ES256 / RS256,
+ * verified with the PEM public key in vecphi.jwt_public_key_file.  "tenant", "role" and "sub" are required strings; "purpose" is
  * one of treatment, payment, operations; "break_glass" is a reason;
  * "exp" and "nbf" are enforced with a small allowance for clock skew.
  *
@@ -222,9 +222,14 @@ unix_now(TimestampTz ts)
 		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
 }
 
-/* Read the HMAC secret; palloc'd, the caller wipes it. */
+/*
+ * Read a key file: the HS256 secret (secret: readable by the server's user
+ * only, surrounding white space trimmed, at least 32 bytes) or a PEM public
+ * key (writable by the server's user only, since whoever can replace it can
+ * sign tokens).  palloc'd; the caller wipes a secret.
+ */
 static char *
-jwt_secret_read(int *len)
+read_key_file(const char *path, const char *what, bool secret, int *len)
 {
 	int			fd;
 	struct stat st;
@@ -232,27 +237,23 @@ jwt_secret_read(int *len)
 	ssize_t		nread;
 	int			start = 0;
 	int			end;
+	mode_t		forbidden = secret ? (S_IRWXG | S_IRWXO) : (S_IWGRP | S_IWOTH);
 
-	if (vecphi_jwt_secret_file == NULL || vecphi_jwt_secret_file[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("vecphi.jwt_secret_file is not set"),
-				 errhint("Point it at the file holding the HS256 secret in postgresql.conf.")));
-	fd = OpenTransientFile(vecphi_jwt_secret_file, O_RDONLY | PG_BINARY);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open token secret file \"%s\": %m",
-						vecphi_jwt_secret_file)));
+				 errmsg("could not open %s file \"%s\": %m", what, path)));
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		(st.st_mode & forbidden) != 0)
 	{
 		CloseTransientFile(fd);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("token secret file \"%s\" has unsafe permissions",
-						vecphi_jwt_secret_file),
-				 errdetail("It must be a regular file readable only by the server's user (mode 0600).")));
+				 errmsg("%s file \"%s\" has unsafe permissions", what, path),
+				 errdetail(secret ?
+						   "It must be a regular file readable only by the server's user (mode 0600)." :
+						   "It must be a regular file that only the server's user can write (mode 0644 or stricter).")));
 	}
 	buf = palloc(JWT_SECRET_MAX_LEN + 1);
 	nread = read(fd, buf, JWT_SECRET_MAX_LEN + 1);
@@ -262,23 +263,24 @@ jwt_secret_read(int *len)
 		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 1);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not read token secret file \"%s\"", vecphi_jwt_secret_file),
-				 errdetail("The file must hold 32 to %d bytes.", JWT_SECRET_MAX_LEN)));
+				 errmsg("could not read %s file \"%s\"", what, path),
+				 errdetail("The file must hold at most %d bytes.", JWT_SECRET_MAX_LEN)));
 	}
 	end = (int) nread;
 	while (start < end && isspace((unsigned char) buf[start]))
 		start++;
 	while (end > start && isspace((unsigned char) buf[end - 1]))
 		end--;
-	if (end - start < JWT_SECRET_MIN_LEN)
+	if (secret && end - start < JWT_SECRET_MIN_LEN)
 	{
 		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 1);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("token secret in \"%s\" is too short", vecphi_jwt_secret_file),
+				 errmsg("token secret in \"%s\" is too short", path),
 				 errdetail("HS256 secrets must be at least %d bytes.", JWT_SECRET_MIN_LEN)));
 	}
 	memmove(buf, buf + start, end - start);
+	buf[end - start] = '\0';
 	*len = end - start;
 	return buf;
 }
@@ -315,23 +317,51 @@ jwt_verify(const char *token)
 	/* The header decides how to verify: only HS256 is accepted. */
 	header = token_json_object(token, dot1 - token, "header");
 	alg = json_string_member(header, "alg");
-	if (alg == NULL || strcmp(alg, "HS256") != 0)
-		token_reject("Only tokens signed with HS256 are accepted.");
+	if (alg == NULL ||
+		(strcmp(alg, "HS256") != 0 && strcmp(alg, "ES256") != 0 &&
+		 strcmp(alg, "RS256") != 0))
+		token_reject("Only tokens signed with HS256, ES256 or RS256 are accepted.");
 	typ = json_string_member(header, "typ");
 	if (typ != NULL && pg_strcasecmp(typ, "JWT") != 0)
 		token_reject("The token type is not JWT.");
 	if (getKeyJsonValueFromContainer(&header->root, "crit", 4, &v) != NULL)
 		token_reject("The token requires extensions this server does not implement.");
-
-	if (!base64url_decode(dot2 + 1, strlen(dot2 + 1), &sig, &siglen) ||
-		siglen != VECPHI_HMAC_LEN)
+	if (!base64url_decode(dot2 + 1, strlen(dot2 + 1), &sig, &siglen))
 		token_reject("The token signature is malformed.");
-	secret = jwt_secret_read(&secretlen);
-	crypto_hmac_sha256((uint8 *) secret, secretlen, (const uint8 *) token,
-					   dot2 - token, mac);
-	crypto_wipe(secret, secretlen);
-	valid = crypto_equal(mac, sig, VECPHI_HMAC_LEN);
-	crypto_wipe(mac, sizeof(mac));
+
+	/*
+	 * The algorithm picks the key, and each key serves one algorithm: an
+	 * HS256 token is never checked with the public key as an HMAC secret.
+	 */
+	if (strcmp(alg, "HS256") == 0)
+	{
+		if (siglen != VECPHI_HMAC_LEN)
+			token_reject("The token signature is malformed.");
+		if (vecphi_jwt_secret_file == NULL || vecphi_jwt_secret_file[0] == '\0')
+			token_reject("HS256 tokens are not accepted: vecphi.jwt_secret_file is not set.");
+		secret = read_key_file(vecphi_jwt_secret_file, "token secret", true, &secretlen);
+		crypto_hmac_sha256((uint8 *) secret, secretlen, (const uint8 *) token,
+						   dot2 - token, mac);
+		crypto_wipe(secret, secretlen);
+		valid = crypto_equal(mac, sig, VECPHI_HMAC_LEN);
+		crypto_wipe(mac, sizeof(mac));
+	}
+	else
+	{
+		char	   *pem;
+		int			pemlen;
+		CryptoSignatureResult result;
+
+		if (vecphi_jwt_public_key_file == NULL || vecphi_jwt_public_key_file[0] == '\0')
+			token_reject(psprintf("%s tokens are not accepted: vecphi.jwt_public_key_file is not set.", alg));
+		pem = read_key_file(vecphi_jwt_public_key_file, "token public key", false, &pemlen);
+		result = crypto_verify_signature(alg, pem, pemlen, (const uint8 *) token,
+										 dot2 - token, (const uint8 *) sig, siglen);
+		if (result == CRYPTO_SIG_WRONG_KEY)
+			token_reject(psprintf("The configured public key is not a %s key.",
+								  strcmp(alg, "ES256") == 0 ? "P-256 ECDSA" : "2048-bit or larger RSA"));
+		valid = result == CRYPTO_SIG_OK;
+	}
 	if (!valid)
 		token_reject("The token signature does not verify.");
 

@@ -14,10 +14,14 @@
  */
 #include "postgres.h"
 
+#include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "crypto.h"
@@ -206,6 +210,100 @@ crypto_hmac_sha256(const uint8 *key, size_t keylen,
 	if (HMAC(EVP_sha256(), key, (int) keylen, data, len, mac, &maclen) == NULL ||
 		maclen != VECPHI_HMAC_LEN)
 		crypto_fail("HMAC-SHA-256");
+}
+
+/*
+ * Verify a JWT signature made with a public-key algorithm: ES256 (ECDSA
+ * P-256 with SHA-256, signature as JWS's raw 64-byte r || s) or RS256
+ * (RSASSA-PKCS1-v1_5 with SHA-256).  pem holds the verifying public key.
+ * Returns CRYPTO_SIG_OK, CRYPTO_SIG_BAD (signature does not verify), or
+ * CRYPTO_SIG_WRONG_KEY (the key is not of the algorithm's type, so the
+ * token must not be accepted under it).  A key that cannot be read at all
+ * is an error.
+ */
+CryptoSignatureResult
+crypto_verify_signature(const char *alg, const char *pem, size_t pemlen,
+						const uint8 *data, size_t len,
+						const uint8 *sig, size_t siglen)
+{
+	BIO		   *bio;
+	EVP_PKEY   *pkey;
+	EVP_MD_CTX *md = NULL;
+	unsigned char *der = NULL;
+	const unsigned char *check_sig = sig;
+	size_t		check_len = siglen;
+	CryptoSignatureResult result = CRYPTO_SIG_BAD;
+	bool		es256 = strcmp(alg, "ES256") == 0;
+
+	bio = BIO_new_mem_buf(pem, (int) pemlen);
+	if (bio == NULL)
+		crypto_fail("reading the public key");
+	pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (pkey == NULL)
+	{
+		ERR_clear_error();
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("vecphi.jwt_public_key_file does not hold a PEM public key")));
+	}
+
+	if (es256)
+	{
+		char		group[64];
+		size_t		glen = 0;
+
+		if (!EVP_PKEY_is_a(pkey, "EC") ||
+			EVP_PKEY_get_utf8_string_param(pkey, "group", group, sizeof(group), &glen) != 1 ||
+			strcmp(group, "prime256v1") != 0)
+			result = CRYPTO_SIG_WRONG_KEY;
+		else if (siglen == 64)
+		{
+			/* JWS carries r || s; OpenSSL wants a DER ECDSA-Sig-Value. */
+			ECDSA_SIG  *esig = ECDSA_SIG_new();
+			BIGNUM	   *r = BN_bin2bn(sig, 32, NULL);
+			BIGNUM	   *s = BN_bin2bn(sig + 32, 32, NULL);
+			int			derlen;
+
+			if (esig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(esig, r, s) != 1)
+			{
+				BN_free(r);
+				BN_free(s);
+				ECDSA_SIG_free(esig);
+				EVP_PKEY_free(pkey);
+				crypto_fail("decoding an ECDSA signature");
+			}
+			derlen = i2d_ECDSA_SIG(esig, &der);
+			ECDSA_SIG_free(esig);
+			if (derlen > 0)
+			{
+				check_sig = der;
+				check_len = (size_t) derlen;
+				result = CRYPTO_SIG_OK; /* provisional: verified below */
+			}
+		}
+	}
+	else
+	{
+		if (!EVP_PKEY_is_a(pkey, "RSA") || EVP_PKEY_get_bits(pkey) < 2048)
+			result = CRYPTO_SIG_WRONG_KEY;
+		else
+			result = CRYPTO_SIG_OK; /* provisional: verified below */
+	}
+
+	if (result == CRYPTO_SIG_OK)
+	{
+		md = EVP_MD_CTX_new();
+		if (md == NULL ||
+			EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pkey) != 1 ||
+			EVP_DigestVerify(md, check_sig, check_len, data, len) != 1)
+			result = CRYPTO_SIG_BAD;
+	}
+	ERR_clear_error();
+	EVP_MD_CTX_free(md);
+	OPENSSL_free(der);
+	EVP_PKEY_free(pkey);
+	return result;
 }
 
 /* Compare in time that does not depend on where the inputs differ. */

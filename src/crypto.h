@@ -5,8 +5,9 @@
  *	  keeps OpenSSL out of every other file.
  *
  * Only FIPS-approved algorithms: AES-256-GCM for data, AES-256 key wrap
- * with padding (RFC 5649) for data keys, HMAC-SHA-256 for claim tokens and
- * the DRBG behind RAND_bytes for keys and nonces.
+ * with padding (RFC 5649) for data keys, HMAC-SHA-256, ECDSA P-256 and
+ * RSA PKCS#1 v1.5 with SHA-256 for claim tokens, and the DRBG behind
+ * RAND_bytes for keys and nonces.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +43,17 @@ extern bool crypto_unwrap_key(const uint8 *kek, const uint8 *wrapped,
 
 extern void crypto_hmac_sha256(const uint8 *key, size_t keylen,
 							   const uint8 *data, size_t len, uint8 *mac);
+typedef enum CryptoSignatureResult
+{
+	CRYPTO_SIG_OK,
+	CRYPTO_SIG_BAD,
+	CRYPTO_SIG_WRONG_KEY
+}			CryptoSignatureResult;
+
+extern CryptoSignatureResult crypto_verify_signature(const char *alg,
+													 const char *pem, size_t pemlen,
+													 const uint8 *data, size_t len,
+													 const uint8 *sig, size_t siglen);
 extern bool crypto_equal(const void *a, const void *b, size_t len);
 extern void crypto_wipe(void *ptr, size_t len);
 

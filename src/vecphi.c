@@ -25,6 +25,7 @@ PG_MODULE_MAGIC;
 char	   *vecphi_key_directory = NULL;
 char	   *vecphi_kek_command = NULL;
 char	   *vecphi_jwt_secret_file = NULL;
+char	   *vecphi_jwt_public_key_file = NULL;
 int			vecphi_max_scan_rows = 0;
 
 void		_PG_init(void);
@@ -78,6 +79,14 @@ _PG_init(void)
 							   "File holding the HS256 secret that signs claim tokens.",
 							   "Surrounding white space is trimmed; at least 32 bytes.",
 							   &vecphi_jwt_secret_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("vecphi.jwt_public_key_file",
+							   "PEM public key that verifies ES256 or RS256 claim tokens.",
+							   "Only the server's user may be able to write it.",
+							   &vecphi_jwt_public_key_file,
 							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
