@@ -24,6 +24,7 @@
 typedef struct VecphiAead VecphiAead;
 
 extern void crypto_random_bytes(uint8 *buf, size_t len);
+extern void crypto_random_nonce(uint8 *nonce);
 
 extern VecphiAead *crypto_aead_create(const uint8 *key);
 extern void crypto_aead_destroy(VecphiAead *aead);

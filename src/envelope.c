@@ -126,7 +126,7 @@ envelope_seal(uint8 kind, uint32 count, const void *plaintext, Size len)
 	SET_VARSIZE(env, VARHDRSZ + ENVELOPE_OVERHEAD + len);
 	p = (uint8 *) VARDATA(env);
 	header_encode(p, kind, tenant_id, dek->dek_version, count);
-	crypto_random_bytes(p + ENVELOPE_HEADER_LEN, VECPHI_NONCE_LEN);
+	crypto_random_nonce(p + ENVELOPE_HEADER_LEN);
 	crypto_aead_seal(dek->aead, p + ENVELOPE_HEADER_LEN,
 					 p, ENVELOPE_HEADER_LEN,
 					 plaintext, (int) len,
