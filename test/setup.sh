@@ -23,6 +23,8 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Cluster
 #   make gcc perl             the build and prove(1)
 #   pg-bsd-indent             the indenter behind pgindent (test/check_indent.sh)
+#   openssl                   the CLI, to make ES256/RS256 test keys and tokens
+#   dataset-fashion-mnist     real vectors for the ehnsw recall test and benchmark
 PACKAGES=(
 	postgresql-15
 	postgresql-server-dev-15
@@ -33,6 +35,8 @@ PACKAGES=(
 	gcc
 	perl
 	pg-bsd-indent
+	openssl
+	dataset-fashion-mnist
 )
 
 # Ask dpkg rather than apt: it works offline and without package lists.
