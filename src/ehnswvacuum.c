@@ -70,6 +70,20 @@ entry_point_deleted(Relation index, EhnswEntryPoint *entry)
 	return deleted;
 }
 
+/* Read and lock one element page for a vacuum pass. */
+static Buffer
+vacuum_read_page(Relation index, BlockNumber blkno,
+				 BufferAccessStrategy strategy, int lockmode)
+{
+	Buffer		buf;
+
+	vacuum_delay_point();
+	buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
+	LockBuffer(buf, lockmode);
+	ehnsw_check_page(index, buf, blkno);
+	return buf;
+}
+
 /* Location of an element as a hash key. */
 static inline uint64
 tid_key(ItemPointer tid)
@@ -178,10 +192,7 @@ free_deleted(Relation index, BufferAccessStrategy strategy)
 		OffsetNumber off;
 		Size		freespace;
 
-		vacuum_delay_point();
-		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		ehnsw_check_page(index, buf, blkno);
+		buf = vacuum_read_page(index, blkno, strategy, BUFFER_LOCK_EXCLUSIVE);
 		page = BufferGetPage(buf);
 		for (off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
 		{
@@ -224,10 +235,7 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 		List	   *broken = NIL;
 		ListCell   *lc;
 
-		vacuum_delay_point();
-		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		ehnsw_check_page(index, buf, blkno);
+		buf = vacuum_read_page(index, blkno, strategy, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		maxoff = PageGetMaxOffsetNumber(page);
 		for (off = FirstOffsetNumber; off <= maxoff; off++)
@@ -331,11 +339,7 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		OffsetNumber off;
 		OffsetNumber maxoff;
 
-		vacuum_delay_point();
-		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL,
-								 info->strategy);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		ehnsw_check_page(index, buf, blkno);
+		buf = vacuum_read_page(index, blkno, info->strategy, BUFFER_LOCK_EXCLUSIVE);
 		page = BufferGetPage(buf);
 		maxoff = PageGetMaxOffsetNumber(page);
 		for (off = FirstOffsetNumber; off <= maxoff; off++)
