@@ -444,6 +444,10 @@ BEGIN
 
 	EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
 	EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+	-- VACUUM must always clean the indexes, so that a deleted row's
+	-- ciphertext leaves ehnsw pages too; by default PostgreSQL skips index
+	-- cleanup when few pages have dead rows.
+	EXECUTE format('ALTER TABLE %s SET (vacuum_index_cleanup = on)', tbl);
 	-- Calling protect() again replaces its policies (say, after adding a
 	-- column of ciphertext).
 	FOR col IN

@@ -104,6 +104,11 @@ typedef EhnswMetaPageData *EhnswMetaPage;
 
 #define EhnswPageGetMeta(page) ((EhnswMetaPage) PageGetContents(page))
 
+/* What PageGetFreeSpace says of an empty element page. */
+#define EHNSW_EMPTY_PAGE_FREE_SPACE \
+	(BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(EhnswPageOpaqueData)) - \
+	 sizeof(ItemIdData))
+
 /* How many tenants the metapage's directory can hold. */
 #define EHNSW_MAX_TENANTS \
 	((BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - \
@@ -245,6 +250,7 @@ extern void ehnsw_state_init(EhnswState *state, Relation index, bool need_meta);
 extern void ehnsw_state_reset(EhnswState *state);
 extern void ehnsw_init_page(Page page, uint16 flags);
 extern void ehnsw_check_page(Relation index, Buffer buf, BlockNumber blkno);
+extern bool ehnsw_page_usable(Relation index, Buffer buf, BlockNumber blkno);
 extern void ehnsw_read_meta(Relation index, EhnswMetaPageData *meta,
 							EhnswEntryPoint *entry, uint32 tenant_id,
 							bool *found);

@@ -66,7 +66,12 @@ check_elements(Relation index, EhnswMetaPageData *meta, HTAB *elements,
 		OffsetNumber off;
 
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		ehnsw_check_page(index, buf, blkno);
+		if (!ehnsw_page_usable(index, buf, blkno))
+		{
+			/* New page left by a crash: holds nothing, links to nothing. */
+			UnlockReleaseBuffer(buf);
+			continue;
+		}
 		page = BufferGetPage(buf);
 		for (off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
 		{

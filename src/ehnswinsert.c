@@ -229,6 +229,7 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	OffsetNumber offno;
 	BlockNumber blkno;
 	Size		freespace;
+	bool		init_page = false;
 
 	ehnsw_read_meta(index, &meta, NULL, 0, &found);
 
@@ -240,8 +241,9 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	{
 		buf = ReadBuffer(index, blkno);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		ehnsw_check_page(index, buf, blkno);
-		if (PageGetFreeSpace(BufferGetPage(buf)) < MAXALIGN(size))
+		if (!ehnsw_page_usable(index, buf, blkno))
+			init_page = true;	/* left new by a crash: take it */
+		else if (PageGetFreeSpace(BufferGetPage(buf)) < MAXALIGN(size))
 		{
 			RecordPageWithFreeSpace(index, blkno, PageGetFreeSpace(BufferGetPage(buf)));
 			UnlockReleaseBuffer(buf);
@@ -250,7 +252,12 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	}
 
 	xlog = GenericXLogStart(index);
-	if (BufferIsValid(buf))
+	if (BufferIsValid(buf) && init_page)
+	{
+		page = GenericXLogRegisterBuffer(xlog, buf, GENERIC_XLOG_FULL_IMAGE);
+		ehnsw_init_page(page, EHNSW_PAGE_ELEMENTS);
+	}
+	else if (BufferIsValid(buf))
 		page = GenericXLogRegisterBuffer(xlog, buf, 0);
 	else
 	{

@@ -93,6 +93,7 @@ ehnsw_search(IndexScanDesc scan)
 	EhnswElement *epel;
 	List	   *ep;
 	int			l;
+	int			attempt;
 
 	if (scan->numberOfOrderBys == 0)
 		ereport(ERROR,
@@ -111,17 +112,26 @@ ehnsw_search(IndexScanDesc scan)
 	so->q = q;
 	so->tenant_id = tenant_id;
 
-	ehnsw_read_meta(scan->indexRelation, &meta, &entry, tenant_id, &found);
-	if (!found)
-		return;
-	ItemPointerSet(&etid, entry.blkno, entry.offno);
-	epel = ehnsw_load_element(state, &etid, true);
-	if (epel->tenant_id != tenant_id)
-		ereport(ERROR,
-				(errcode(ERRCODE_INDEX_CORRUPTED),
-				 errmsg("index \"%s\" has an invalid entry point for a tenant",
-						RelationGetRelationName(scan->indexRelation)),
-				 errhint("Please REINDEX it.")));
+	/*
+	 * VACUUM names a new entry point before it deletes the old one, so an
+	 * entry point found deleted was read just before that: read again.
+	 */
+	for (attempt = 0;; attempt++)
+	{
+		ehnsw_read_meta(scan->indexRelation, &meta, &entry, tenant_id, &found);
+		if (!found)
+			return;
+		ItemPointerSet(&etid, entry.blkno, entry.offno);
+		epel = ehnsw_load_element(state, &etid, true);
+		if (epel->tenant_id == tenant_id && epel->x != NULL)
+			break;
+		if (attempt == 3)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" has an invalid entry point for a tenant",
+							RelationGetRelationName(scan->indexRelation)),
+					 errhint("Please REINDEX it.")));
+	}
 	ep = list_make1(ehnsw_make_candidate(state, epel, q));
 	for (l = entry.level; l > 0; l--)
 		ep = ehnsw_search_layer(state, q, ep, 1, l, tenant_id, NULL);

@@ -118,7 +118,21 @@ ehnsw_init_page(Page page, uint16 flags)
 	opaque->page_id = EHNSW_PAGE_ID;
 }
 
-/* Refuse a page that is not one of ours. */
+/*
+ * Is this page one of ours with elements on it (true), or new, all zeros
+ * (false)?  A crash leaves such pages behind when an insert extended the
+ * index but its WAL never reached disk.  Anything else is corruption.
+ */
+bool
+ehnsw_page_usable(Relation index, Buffer buf, BlockNumber blkno)
+{
+	if (PageIsNew(BufferGetPage(buf)))
+		return false;
+	ehnsw_check_page(index, buf, blkno);
+	return true;
+}
+
+/* Refuse a page that is not one of ours (a new page included). */
 void
 ehnsw_check_page(Relation index, Buffer buf, BlockNumber blkno)
 {
@@ -378,9 +392,9 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 					 errhint("Please REINDEX it.")));
 		buf = ReadBuffer(state->index, blkno);
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		ehnsw_check_page(state->index, buf, blkno);
 		page = BufferGetPage(buf);
-		if (offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page) ||
+		if (!ehnsw_page_usable(state->index, buf, blkno) ||
+			offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page) ||
 			!ItemIdIsNormal(itemid = PageGetItemId(page, offno)))
 		{
 			/*

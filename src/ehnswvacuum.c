@@ -57,9 +57,9 @@ entry_point_deleted(Relation index, EhnswEntryPoint *entry)
 	bool		deleted = true;
 
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	ehnsw_check_page(index, buf, entry->blkno);
 	page = BufferGetPage(buf);
-	if (entry->offno >= FirstOffsetNumber &&
+	if (ehnsw_page_usable(index, buf, entry->blkno) &&
+		entry->offno >= FirstOffsetNumber &&
 		entry->offno <= PageGetMaxOffsetNumber(page))
 	{
 		itemid = PageGetItemId(page, entry->offno);
@@ -70,7 +70,11 @@ entry_point_deleted(Relation index, EhnswEntryPoint *entry)
 	return deleted;
 }
 
-/* Read and lock one element page for a vacuum pass. */
+/*
+ * Read and lock one element page for a vacuum pass.  It may be new (all
+ * zeros): a crash can leave pages an uncommitted insert added; callers
+ * skip those.
+ */
 static Buffer
 vacuum_read_page(Relation index, BlockNumber blkno,
 				 BufferAccessStrategy strategy, int lockmode)
@@ -80,7 +84,7 @@ vacuum_read_page(Relation index, BlockNumber blkno,
 	vacuum_delay_point();
 	buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
 	LockBuffer(buf, lockmode);
-	ehnsw_check_page(index, buf, blkno);
+	(void) ehnsw_page_usable(index, buf, blkno);
 	return buf;
 }
 
@@ -103,19 +107,27 @@ is_deleted(HTAB *deleted, ItemPointer tid)
 
 /*
  * Choose afresh the neighbours of one level of a live element that links to
- * deleted elements.
+ * deleted elements.  Candidates: its live neighbours, and the live elements
+ * reached through its deleted ones, following chains of deleted elements
+ * (whole neighbourhoods may have been deleted together) up to
+ * REPAIR_MAX_DELETED_VISITS.  If that yields too few, a search of the level
+ * from the tenant's entry point supplies more, as an insert would.
  */
+#define REPAIR_MAX_DELETED_VISITS	512
+
 static void
-repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level)
+repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
+			 EhnswEntryPoint *entry)
 {
 	int			start = EhnswLevelOffset(state->m, level);
 	int			nslots = EhnswLevelSlots(state->m, level);
 	List	   *candidates = NIL;
+	List	   *to_visit = NIL;
 	HTAB	   *seen;
 	HASHCTL		ctl;
-	uint64		self_key;
+	uint64		key;
+	int			visits = 0;
 	int			i;
-	int			j;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint64);
@@ -123,48 +135,74 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level)
 	ctl.hcxt = CurrentMemoryContext;
 	seen = hash_create("ehnsw repair", 128, &ctl,
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	self_key = tid_key(&e->tid);
-	hash_search(seen, &self_key, HASH_ENTER, NULL);
+	key = tid_key(&e->tid);
+	hash_search(seen, &key, HASH_ENTER, NULL);
 
-	for (i = start; i < start + nslots; i++)
+	/* Breadth first from e through deleted elements only. */
+	to_visit = lappend(to_visit, e);
+	while (to_visit != NIL)
 	{
-		ItemPointer ntid = &e->neighbors[i];
-		List	   *via = NIL;
-		ListCell   *lc;
+		EhnswElement *from = linitial(to_visit);
 
-		if (!ItemPointerIsValid(ntid))
-			break;
-		if (is_deleted(deleted, ntid))
+		to_visit = list_delete_first(to_visit);
+		for (i = start; i < Min(start + nslots, from->nslots); i++)
 		{
-			/* Reach past a deleted neighbour to its own neighbours. */
-			EhnswElement *d = ehnsw_load_element(state, ntid, false);
-
-			if (d->level >= level)
-				for (j = start; j < Min(start + nslots, d->nslots); j++)
-				{
-					if (!ItemPointerIsValid(&d->neighbors[j]))
-						break;
-					if (!is_deleted(deleted, &d->neighbors[j]))
-						via = lappend(via, &d->neighbors[j]);
-				}
-		}
-		else
-			via = list_make1(ntid);
-
-		foreach(lc, via)
-		{
-			ItemPointer ctid = lfirst(lc);
-			uint64		key = tid_key(ctid);
+			ItemPointer ntid = &from->neighbors[i];
 			bool		found;
 			EhnswElement *c;
 
+			if (!ItemPointerIsValid(ntid))
+				break;
+			key = tid_key(ntid);
 			hash_search(seen, &key, HASH_ENTER, &found);
 			if (found)
 				continue;
-			c = ehnsw_load_element(state, ctid, true);
+			if (is_deleted(deleted, ntid))
+			{
+				if (visits++ < REPAIR_MAX_DELETED_VISITS)
+				{
+					c = ehnsw_load_element(state, ntid, false);
+					if (c->level >= level && c->nslots > 0)
+						to_visit = lappend(to_visit, c);
+				}
+				continue;
+			}
+			c = ehnsw_load_element(state, ntid, true);
 			if (c->x == NULL || c->level < level || c->tenant_id != e->tenant_id)
 				continue;
 			candidates = lappend(candidates, ehnsw_make_candidate(state, c, e->x));
+		}
+	}
+
+	if (list_length(candidates) < nslots / 2 && entry != NULL)
+	{
+		ItemPointerData etid;
+		EhnswElement *epel;
+
+		ItemPointerSet(&etid, entry->blkno, entry->offno);
+		epel = ehnsw_load_element(state, &etid, true);
+		if (epel->x != NULL && epel->tenant_id == e->tenant_id &&
+			!ItemPointerEquals(&epel->tid, &e->tid))
+		{
+			List	   *ep = list_make1(ehnsw_make_candidate(state, epel, e->x));
+			List	   *found_list;
+			ListCell   *lc;
+			int			l;
+
+			for (l = entry->level; l > level; l--)
+				ep = ehnsw_search_layer(state, e->x, ep, 1, l, e->tenant_id, NULL);
+			found_list = ehnsw_search_layer(state, e->x, ep, state->ef_construction,
+											level, e->tenant_id, NULL);
+			foreach(lc, found_list)
+			{
+				EhnswCandidate *c = lfirst(lc);
+				bool		found;
+
+				key = tid_key(&c->element->tid);
+				hash_search(seen, &key, HASH_ENTER, &found);
+				if (!found && !ItemPointerEquals(&c->element->tid, &e->tid))
+					candidates = lappend(candidates, c);
+			}
 		}
 	}
 	list_sort(candidates, ehnsw_candidate_cmp);
@@ -194,6 +232,13 @@ free_deleted(Relation index, BufferAccessStrategy strategy)
 
 		buf = vacuum_read_page(index, blkno, strategy, BUFFER_LOCK_EXCLUSIVE);
 		page = BufferGetPage(buf);
+		if (PageIsNew(page))
+		{
+			/* Left by a crash; an insert initialises it when it takes it. */
+			UnlockReleaseBuffer(buf);
+			RecordPageWithFreeSpace(index, blkno, EHNSW_EMPTY_PAGE_FREE_SPACE);
+			continue;
+		}
 		for (off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
 		{
 			ItemId		itemid = PageGetItemId(page, off);
@@ -208,6 +253,16 @@ free_deleted(Relation index, BufferAccessStrategy strategy)
 			}
 			PageIndexTupleDeleteNoCompact(page, off);
 		}
+
+		/*
+		 * Deleting moves the remaining items and leaves stale copies of their
+		 * bytes in the gap.  Generic WAL zeroes the gap of a logged
+		 * relation's page; do it ourselves so unlogged ones hold no old
+		 * ciphertext either.
+		 */
+		if (xlog != NULL)
+			memset((char *) page + ((PageHeader) page)->pd_lower, 0,
+				   ((PageHeader) page)->pd_upper - ((PageHeader) page)->pd_lower);
 		freespace = PageGetFreeSpace(page);
 		if (xlog != NULL)
 			GenericXLogFinish(xlog);
@@ -217,7 +272,7 @@ free_deleted(Relation index, BufferAccessStrategy strategy)
 	IndexFreeSpaceMapVacuum(index);
 }
 
-/* Second pass: repair every live element that links to a deleted one. */
+/* Repair every live element that links to a deleted one. */
 static void
 repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 {
@@ -283,7 +338,13 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 						break;
 					if (is_deleted(deleted, &e->neighbors[i]))
 					{
-						repair_level(&state, deleted, e, level);
+						EhnswEntryPoint entry;
+						EhnswMetaPageData meta;
+						bool		have_entry;
+
+						ehnsw_read_meta(index, &meta, &entry, e->tenant_id, &have_entry);
+						repair_level(&state, deleted, e, level,
+									 have_entry ? &entry : NULL);
 						break;
 					}
 				}
@@ -305,13 +366,13 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	BlockNumber blkno;
 	HASHCTL		ctl;
 	HTAB	   *best;
+	HTAB	   *deleted;
+	HTAB	   *dying;
 	EhnswMetaPageData meta;
 	EhnswEntryPoint *entries;
 	bool		found;
 	uint32		i;
 	Buffer		mbuf;
-	HTAB	   *deleted;
-	uint64		newly_deleted = 0;
 
 	if (stats == NULL)
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
@@ -328,52 +389,39 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	ctl.hcxt = CurrentMemoryContext;
 	deleted = hash_create("ehnsw vacuum deleted", 1024, &ctl,
 						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	dying = hash_create("ehnsw vacuum dying", 1024, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
 	nblocks = RelationGetNumberOfBlocks(index);
+
+	/*
+	 * Pass 1, read only: which elements die (their heap rows are dead), and
+	 * each tenant's highest surviving element.
+	 */
 	for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
 	{
-		Buffer		buf;
-		Page		page;
-		GenericXLogState *xlog = NULL;
+		Buffer		buf = vacuum_read_page(index, blkno, info->strategy,
+										   BUFFER_LOCK_SHARE);
+		Page		page = BufferGetPage(buf);
 		OffsetNumber off;
-		OffsetNumber maxoff;
 
-		buf = vacuum_read_page(index, blkno, info->strategy, BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buf);
-		maxoff = PageGetMaxOffsetNumber(page);
-		for (off = FirstOffsetNumber; off <= maxoff; off++)
+		for (off = FirstOffsetNumber;
+			 !PageIsNew(page) && off <= PageGetMaxOffsetNumber(page); off++)
 		{
 			ItemId		itemid = PageGetItemId(page, off);
 			EhnswElementTuple etup;
+			uint64		key = ((uint64) blkno << 16) | off;
 
 			if (!ItemIdIsNormal(itemid))
 				continue;
 			etup = (EhnswElementTuple) PageGetItem(page, itemid);
 			if (etup->deleted)
-			{
-				uint64		key = ((uint64) blkno << 16) | off;
-
 				hash_search(deleted, &key, HASH_ENTER, NULL);
-			}
 			else if (callback(&etup->heaptid, callback_state))
 			{
-				uint64		key = ((uint64) blkno << 16) | off;
-
 				hash_search(deleted, &key, HASH_ENTER, NULL);
-				newly_deleted++;
-				if (xlog == NULL)
-				{
-					xlog = GenericXLogStart(index);
-					page = GenericXLogRegisterBuffer(xlog, buf, 0);
-					itemid = PageGetItemId(page, off);
-					etup = (EhnswElementTuple) PageGetItem(page, itemid);
-				}
-				etup->deleted = 1;
-				ItemPointerSetInvalid(&etup->heaptid);
-				memset((char *) etup + etup->envelope_offset, 0,
-					   ItemIdGetLength(itemid) - etup->envelope_offset);
-				stats->tuples_removed++;
+				hash_search(dying, &key, HASH_ENTER, NULL);
 			}
 			else
 			{
@@ -387,26 +435,17 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 				stats->num_index_tuples++;
 			}
 		}
-		if (xlog != NULL)
-			GenericXLogFinish(xlog);
 		UnlockReleaseBuffer(buf);
 	}
 
 	/*
-	 * Repair the links into what this vacuum deleted.  Links into elements
-	 * deleted by earlier vacuums were repaired then.
+	 * Move every entry point off a dying element before anything dies, so a
+	 * search never starts from a deleted or removed element.
 	 */
-	if (newly_deleted > 0)
-	{
-		repair_graph(index, deleted, info->strategy);
-		free_deleted(index, info->strategy);
-	}
-
-	/* Give tenants whose entry point is gone a live one. */
 	ehnsw_read_meta(index, &meta, NULL, 0, &found);
 	mbuf = ReadBuffer(index, EHNSW_METAPAGE_BLKNO);
 	LockBuffer(mbuf, BUFFER_LOCK_SHARE);
-	entries = palloc(meta.ntenants * sizeof(EhnswEntryPoint));
+	entries = palloc(Max(meta.ntenants, 1) * sizeof(EhnswEntryPoint));
 	memcpy(entries, EhnswPageGetMeta(BufferGetPage(mbuf))->tenants,
 		   meta.ntenants * sizeof(EhnswEntryPoint));
 	UnlockReleaseBuffer(mbuf);
@@ -414,8 +453,10 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	{
 		TenantBest *b;
 		ItemPointerData tid;
+		uint64		key = ((uint64) entries[i].blkno << 16) | entries[i].offno;
 
-		if (!entry_point_deleted(index, &entries[i]))
+		if (hash_search(deleted, &key, HASH_FIND, NULL) == NULL &&
+			!entry_point_deleted(index, &entries[i]))
 			continue;
 		b = hash_search(best, &entries[i].tenant_id, HASH_FIND, NULL);
 		if (b == NULL)
@@ -425,6 +466,54 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		ehnsw_set_entry_point(index, entries[i].tenant_id, &tid,
 							  b ? b->level : 0, false);
 	}
+
+	/* Pass 2: mark the dying elements deleted and zero their ciphertext. */
+	if (hash_get_num_entries(dying) > 0)
+	{
+		for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+		{
+			Buffer		buf = vacuum_read_page(index, blkno, info->strategy,
+											   BUFFER_LOCK_EXCLUSIVE);
+			Page		page = BufferGetPage(buf);
+			GenericXLogState *xlog = NULL;
+			OffsetNumber off;
+
+			for (off = FirstOffsetNumber;
+				 !PageIsNew(page) && off <= PageGetMaxOffsetNumber(page); off++)
+			{
+				uint64		key = ((uint64) blkno << 16) | off;
+				ItemId		itemid;
+				EhnswElementTuple etup;
+
+				if (hash_search(dying, &key, HASH_FIND, NULL) == NULL)
+					continue;
+				if (xlog == NULL)
+				{
+					xlog = GenericXLogStart(index);
+					page = GenericXLogRegisterBuffer(xlog, buf, 0);
+				}
+				itemid = PageGetItemId(page, off);
+				etup = (EhnswElementTuple) PageGetItem(page, itemid);
+				etup->deleted = 1;
+				ItemPointerSetInvalid(&etup->heaptid);
+				memset((char *) etup + etup->envelope_offset, 0,
+					   ItemIdGetLength(itemid) - etup->envelope_offset);
+				stats->tuples_removed++;
+			}
+			if (xlog != NULL)
+				GenericXLogFinish(xlog);
+			UnlockReleaseBuffer(buf);
+		}
+
+		/*
+		 * Pass 3 repairs the links into what this vacuum deleted (links into
+		 * elements deleted by earlier vacuums were repaired then), pass 4
+		 * frees the deleted items.
+		 */
+		repair_graph(index, deleted, info->strategy);
+		free_deleted(index, info->strategy);
+	}
+
 	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
 	stats->num_pages = nblocks;
 	return stats;
