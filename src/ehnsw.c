@@ -17,6 +17,7 @@
 #include "commands/progress.h"
 #include "commands/vacuum.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/selfuncs.h"
@@ -98,6 +99,7 @@ ehnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	double		npages;
 	double		visited;
 	double		pages_fetched;
+	Selectivity filter_selectivity;
 	int			m = EHNSW_DEFAULT_M;
 	Relation	index;
 
@@ -121,7 +123,20 @@ ehnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 
 	ntuples = Max(path->indexinfo->tuples, 1.0);
 	npages = Max((double) path->indexinfo->pages, 1.0);
-	visited = Min(ntuples, (double) ehnsw_ef_search * m);
+
+	/*
+	 * A filter on the table (a WHERE clause, row-level security) that keeps a
+	 * fraction of the rows makes the scan go on until LIMIT rows pass it:
+	 * about 1 / fraction times the work, within vecphi.scan_budget.
+	 */
+	filter_selectivity = clauselist_selectivity(root,
+												path->indexinfo->rel->baserestrictinfo,
+												path->indexinfo->rel->relid,
+												JOIN_INNER, NULL);
+	filter_selectivity = Max(filter_selectivity, 1.0 / ntuples);
+	visited = (double) ehnsw_ef_search * m;
+	visited = Min(visited / filter_selectivity, visited + ehnsw_scan_budget);
+	visited = Min(ntuples, visited);
 	pages_fetched = npages * (1.0 - exp(-visited / npages));
 
 	*indexStartupCost = visited * (cpu_index_tuple_cost +
