@@ -12,6 +12,7 @@ OBJS = \
 	src/envelope.o \
 	src/evector.o \
 	src/etext.o \
+	src/rls.o \
 	src/distance.o \
 	src/ehnsw.o \
 	src/ehnswbuild.o \
@@ -26,7 +27,7 @@ DATA = sql/vecphi--$(EXTVERSION).sql
 # pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
 # server started with shared_preload_libraries = 'vecphi' and test keys, so
 # test/run_tests.sh runs them against a temporary instance; see README.md.
-REGRESS = setup evector_input etext claims keys distance exact_search ehnsw
+REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
 SHLIB_LINK = -lcrypto

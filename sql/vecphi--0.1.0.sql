@@ -391,6 +391,12 @@ CREATE FUNCTION vecphi.owned_by_claimant(etext) RETURNS boolean
 COMMENT ON FUNCTION vecphi.owned_by_claimant(etext) IS
 	'true when the value is NULL or encrypted under the claimant''s tenant (reads the authenticated header; decrypts nothing)';
 
+CREATE FUNCTION vecphi.row_owned_by_claimant(record) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'vecphi_row_owned_by_claimant'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.row_owned_by_claimant(record) IS
+	'true when every evector and etext value in the row (domains, arrays and composites included) is NULL or the claimant tenant''s ciphertext';
+
 CREATE FUNCTION vecphi.protect(tbl regclass, tenant_column name,
 							   category_column name DEFAULT NULL)
 RETURNS void
@@ -400,12 +406,18 @@ AS $protect$
 DECLARE
 	visible text;
 	writable text;
-	col record;
+	part record;
+	pol record;
 	colname name;
 	coltype regtype;
+	kind "char";
 BEGIN
-	IF tenant_column IS NULL THEN
-		RAISE EXCEPTION 'tenant_column must not be NULL' USING ERRCODE = '22004';
+	IF tbl IS NULL OR tenant_column IS NULL THEN
+		RAISE EXCEPTION 'table and tenant column must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	SELECT relkind INTO kind FROM pg_class WHERE oid = tbl;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
 	END IF;
 	FOREACH colname IN ARRAY ARRAY[tenant_column, category_column] LOOP
 		CONTINUE WHEN colname IS NULL;
@@ -431,37 +443,52 @@ BEGIN
 			' OR %I = ANY ((SELECT vecphi.allowed_categories())::text[]))', category_column);
 	END IF;
 
-	-- Writes must also carry only the claimant's ciphertext.
-	writable := visible;
-	FOR col IN
-		SELECT attname FROM pg_attribute
-		WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
-		  AND atttypid IN ('@extschema@.evector'::regtype, '@extschema@.etext'::regtype)
-		ORDER BY attnum
+	-- A partitioned table's partitions are tables of their own: a query
+	-- naming a partition directly sees only the partition's policies.
+	-- Partitions attached later need protect() too.
+	FOR part IN
+		SELECT relid FROM pg_partition_tree(tbl)
+		UNION SELECT tbl
 	LOOP
-		writable := writable || format(' AND vecphi.owned_by_claimant(%I)', col.attname);
-	END LOOP;
+		-- Writes must carry only the claimant's ciphertext: every evector or
+		-- etext value in the new row, whatever column, domain or array.
+		writable := visible || format(' AND vecphi.row_owned_by_claimant(%I.*)',
+									  (SELECT relname FROM pg_class WHERE oid = part.relid));
 
-	EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
-	EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
-	-- VACUUM must always clean the indexes, so that a deleted row's
-	-- ciphertext leaves ehnsw pages too; by default PostgreSQL skips index
-	-- cleanup when few pages have dead rows.
-	EXECUTE format('ALTER TABLE %s SET (vacuum_index_cleanup = on)', tbl);
-	-- Calling protect() again replaces its policies (say, after adding a
-	-- column of ciphertext).
-	FOR col IN
-		SELECT polname FROM pg_policy
-		WHERE polrelid = tbl AND polname IN ('vecphi_select', 'vecphi_insert',
-											 'vecphi_update', 'vecphi_delete')
-	LOOP
-		EXECUTE format('DROP POLICY %I ON %s', col.polname, tbl);
+		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part.relid::regclass);
+		EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part.relid::regclass);
+		-- VACUUM must always clean the indexes, so that a deleted row's
+		-- ciphertext leaves ehnsw pages too; by default PostgreSQL skips
+		-- index cleanup when few pages have dead rows.
+		IF (SELECT relkind FROM pg_class WHERE oid = part.relid) = 'r' THEN
+			EXECUTE format('ALTER TABLE %s SET (vacuum_index_cleanup = on)', part.relid::regclass);
+		END IF;
+
+		-- Calling protect() again replaces its policies (say, after a new
+		-- category column).
+		FOR pol IN
+			SELECT polname FROM pg_policy
+			WHERE polrelid = part.relid
+			  AND polname IN ('vecphi_base', 'vecphi_select', 'vecphi_insert',
+							  'vecphi_update', 'vecphi_delete')
+		LOOP
+			EXECUTE format('DROP POLICY %I ON %s', pol.polname, part.relid::regclass);
+		END LOOP;
+
+		-- vecphi's rules are RESTRICTIVE: they hold whatever other
+		-- (permissive) policies the table has or gets.  Row-level security
+		-- needs one permissive policy to allow anything at all.
+		EXECUTE format('CREATE POLICY vecphi_base ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)',
+					   part.relid::regclass);
+		EXECUTE format('CREATE POLICY vecphi_select ON %s AS RESTRICTIVE FOR SELECT USING (%s)',
+					   part.relid::regclass, visible);
+		EXECUTE format('CREATE POLICY vecphi_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK (%s)',
+					   part.relid::regclass, writable);
+		EXECUTE format('CREATE POLICY vecphi_update ON %s AS RESTRICTIVE FOR UPDATE USING (%s) WITH CHECK (%s)',
+					   part.relid::regclass, visible, writable);
+		EXECUTE format('CREATE POLICY vecphi_delete ON %s AS RESTRICTIVE FOR DELETE USING (%s)',
+					   part.relid::regclass, visible);
 	END LOOP;
-	EXECUTE format('CREATE POLICY vecphi_select ON %s FOR SELECT USING (%s)', tbl, visible);
-	EXECUTE format('CREATE POLICY vecphi_insert ON %s FOR INSERT WITH CHECK (%s)', tbl, writable);
-	EXECUTE format('CREATE POLICY vecphi_update ON %s FOR UPDATE USING (%s) WITH CHECK (%s)',
-				   tbl, visible, writable);
-	EXECUTE format('CREATE POLICY vecphi_delete ON %s FOR DELETE USING (%s)', tbl, visible);
 END
 $protect$;
 COMMENT ON FUNCTION vecphi.protect(regclass, name, name) IS

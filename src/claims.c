@@ -17,12 +17,20 @@
  * "exp" and "nbf" are enforced with a small allowance for clock skew.
  *
  * Parallel workers: a worker cannot see the leader's private memory, but
- * it receives the leader's settings.  So set_claims() also puts the
- * verified token into vecphi.claims_token, a setting local to the
- * transaction that only set_claims() may set (its check hook refuses
- * anyone else, except the parallel worker machinery copying it), and a
- * worker verifies that token again on first use.  Clearing it is always
- * allowed and can only take claims away.
+ * it receives the leader's settings.  So the verified token travels in
+ * vecphi.claims_token, a setting that only vecphi may set (its check hook
+ * refuses anyone else, except the parallel worker machinery copying it),
+ * and a worker verifies that token again on first use.  Settings roll
+ * back on their own rules (a savepoint, a function's SET clause), so the
+ * setting is not trusted to follow the claims: before every query the
+ * executor hook makes it equal to the leader's current claims (the token,
+ * or empty), and workers only ever start inside a query.
+ *
+ * The token itself is a bearer credential: set_claims() replaces it with
+ * <token> in the statement text this backend reports to
+ * pg_stat_activity, so other sessions of the same role cannot copy it
+ * from there.  (Send it as a bind parameter all the same; see
+ * docs/security.md.)
  *
  * Every rejected token is logged (LOG, "vecphi: rejected claims token")
  * with the reason and the database user, never the token, for the audit
@@ -39,6 +47,11 @@
 
 #include "access/parallel.h"
 #include "access/xact.h"
+#include "executor/executor.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "common/base64.h"
 #include "common/jsonapi.h"
 #include "datatype/timestamp.h"
@@ -75,6 +88,12 @@ static SubTransactionId claims_subxact = InvalidSubTransactionId;
 /* vecphi.claims_token: the verified token, for parallel workers. */
 static char *claims_token_setting = NULL;
 static bool claims_token_setting_allowed = false;
+
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* A WITH HOLD cursor was declared in this transaction. */
+static bool holdable_cursor_declared = false;
 
 static VecphiClaims *jwt_verify(const char *token);
 
@@ -388,6 +407,7 @@ jwt_verify(const char *token)
 		strcmp(claims->purpose, "operations") != 0)
 		token_reject("Claim \"purpose\" must be treatment, payment or operations.");
 	claims->break_glass = json_string_member(payload, "break_glass");
+	claims->token = pstrdup(token);
 	return claims;
 }
 
@@ -409,6 +429,7 @@ claims_install(const VecphiClaims *verified)
 	current_claims->purpose = claims_strdup(verified->purpose);
 	current_claims->break_glass = claims_strdup(verified->break_glass);
 	current_claims->expires = verified->expires;
+	current_claims->token = claims_strdup(verified->token);
 	claims_subxact = GetCurrentSubTransactionId();
 }
 
@@ -493,6 +514,7 @@ claims_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			claims_clear();
+			holdable_cursor_declared = false;
 			break;
 		default:
 			break;
@@ -509,6 +531,96 @@ claims_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	else if (event == SUBXACT_EVENT_COMMIT_SUB && current_claims != NULL &&
 			 claims_subxact == mySubid)
 		claims_subxact = parentSubid;
+}
+
+/*
+ * Before every query of the leader, make vecphi.claims_token say what the
+ * leader's claims are, so parallel workers get exactly those (or none).
+ */
+static void
+claims_ExecutorStart(QueryDesc * queryDesc, int eflags)
+{
+	if (!IsParallelWorker() && !IsInParallelMode() && IsTransactionState())
+	{
+		const char *want = current_claims != NULL ? current_claims->token : "";
+
+		if (claims_token_setting == NULL || strcmp(claims_token_setting, want) != 0)
+			claims_token_set(want);
+	}
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/*
+ * A WITH HOLD cursor is run to completion at commit and read afterwards,
+ * when the claims that decrypted its rows are gone: the next transaction
+ * on the connection (another user's, behind a pooler) would read them.
+ * So no such cursor while claims are set, and no claims in a transaction
+ * that declared one.
+ */
+static void
+claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment * queryEnv,
+					  DestReceiver * dest, QueryCompletion * qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (IsA(parsetree, DeclareCursorStmt) &&
+		(((DeclareCursorStmt *) parsetree)->options & CURSOR_OPT_HOLD) != 0)
+	{
+		if (current_claims != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot declare a WITH HOLD cursor while vecphi claims are set"),
+					 errdetail("Its rows would be computed under these claims and outlive them into the next transaction."),
+					 errhint("Declare the cursor without WITH HOLD.")));
+		holdable_cursor_declared = true;
+	}
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/*
+ * Take the token out of the statement text pg_stat_activity shows for this
+ * backend.  If the text was cut short (track_activity_query_size), what is
+ * left of the token goes too.
+ */
+static void
+claims_redact_activity(const char *token)
+{
+	const char *query = debug_query_string;
+	StringInfoData redacted;
+	const char *p;
+	size_t		toklen = strlen(token);
+	size_t		prefix = Min(toklen, 32);
+	bool		changed = false;
+
+	if (query == NULL || toklen == 0)
+		return;
+	initStringInfo(&redacted);
+	p = query;
+	while (*p)
+	{
+		if (strncmp(p, token, prefix) == 0)
+		{
+			appendStringInfoString(&redacted, "<token>");
+			/* Skip the token, or all of what is left of it. */
+			p += strncmp(p, token, toklen) == 0 ? toklen : strlen(p);
+			changed = true;
+		}
+		else
+			appendStringInfoChar(&redacted, *p++);
+	}
+	if (changed)
+		pgstat_report_activity(STATE_RUNNING, redacted.data);
+	pfree(redacted.data);
 }
 
 /* Register the callbacks; called once from _PG_init. */
@@ -528,6 +640,10 @@ claims_init(void)
 							   claims_token_check, NULL, NULL);
 	RegisterXactCallback(claims_xact_callback, NULL);
 	RegisterSubXactCallback(claims_subxact_callback, NULL);
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = claims_ExecutorStart;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = claims_ProcessUtility;
 }
 
 PG_FUNCTION_INFO_V1(vecphi_set_claims);
@@ -543,6 +659,12 @@ vecphi_set_claims(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		token_reject("The token is NULL.");
 	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	claims_redact_activity(token);
+	if (holdable_cursor_declared)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot set vecphi claims in a transaction that declared a WITH HOLD cursor"),
+				 errdetail("The cursor's rows would be computed under these claims and outlive them.")));
 	verified = jwt_verify(token);
 	if (!IsTransactionBlock())
 		ereport(WARNING,

@@ -16,6 +16,7 @@ typedef struct VecphiClaims
 	char	   *purpose;		/* NULL when absent */
 	char	   *break_glass;	/* reason, NULL when absent */
 	int64		expires;		/* Unix seconds, 0 when the token has none */
+	char	   *token;			/* the verified token, for parallel workers */
 	uint32		tenant_id;		/* resolved lazily, 0 until then */
 } VecphiClaims;
 

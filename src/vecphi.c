@@ -96,7 +96,7 @@ _PG_init(void)
 							"A minimum-necessary control and a brake on extracting a tenant's data by nearest-neighbour walking.",
 							&vecphi_max_scan_rows,
 							0, 0, INT_MAX,
-							PGC_SUSET, 0,
+							PGC_SUSET, GUC_NO_RESET_ALL,
 							NULL, NULL, NULL);
 	ehnsw_init();
 	claims_init();
