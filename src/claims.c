@@ -674,6 +674,16 @@ vecphi_set_claims(PG_FUNCTION_ARGS)
 
 	claims_install(verified);
 	claims_token_set(token);
+
+	/*
+	 * Break-glass access is flagged in the server log until the audit log
+	 * records it with every access.
+	 */
+	if (verified->break_glass != NULL)
+		ereport(LOG,
+				(errmsg("vecphi: break-glass claims for tenant \"%s\", role \"%s\", subject \"%s\": %s",
+						verified->tenant, verified->role, verified->subject,
+						verified->break_glass)));
 	PG_RETURN_VOID();
 }
 

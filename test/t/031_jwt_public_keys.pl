@@ -381,10 +381,18 @@ like(VecphiCheck::error_of($node, 'postgres',
 		"CREATE ROLE regress_pk_app; SET ROLE regress_pk_app; SET vecphi.jwt_public_key_file = '$dir/ec_other.pub';"),
 	qr/^55P02: /, 'vecphi.jwt_public_key_file cannot be SET in a session');
 
+# Break-glass claims are flagged in the log.
+is(try_token(VecphiTest::token(tenant => 'pk_a', role => 'billing', sub => 'er_doc',
+			break_glass => 'cardiac arrest in ward 3')),
+	'accepted: pk_a', 'a break-glass token is accepted');
+
 # ---------------------------------------------------------------------------
-# The log: every refusal, never the token.
+# The log: every refusal, never the token; every break-glass use.
 # ---------------------------------------------------------------------------
 my $log = slurp_file($node->logfile, $log_offset);
+like($log,
+	qr/LOG:\s+vecphi: break-glass claims for tenant "pk_a", role "billing", subject "er_doc": cardiac arrest in ward 3/,
+	'break-glass claims are flagged in the server log');
 my @rejections = $log =~ /LOG:\s+vecphi: rejected claims token for database user "[^"]+": [^\n]+/g;
 cmp_ok(scalar(@rejections), '>=', scalar(keys %refused) + scalar(keys %refused_rsa),
 	'a LOG line "vecphi: rejected claims token" for every refused token (' . scalar(@rejections) . ')');
