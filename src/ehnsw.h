@@ -235,6 +235,8 @@ typedef struct EhnswState
 	BlockNumber nblocks;		/* index size last seen; grows, never shrinks */
 	uint32		tenant_id;		/* only this tenant's vectors are decrypted;
 								 * 0: any (vacuum) */
+	bool		traverse_deleted;	/* VACUUM's repair: walk through elements
+									 * marked deleted but not yet removed */
 	MemoryContextCallback wipe;
 } EhnswState;
 
@@ -284,6 +286,9 @@ extern List *ehnsw_select_neighbors(EhnswState *state, List *candidates,
 									int max);
 extern void ehnsw_write_neighbors(EhnswState *state, EhnswElement *element,
 								  int level, List *neighbors);
+extern void ehnsw_add_connection(EhnswState *state, EhnswElement *n,
+								 EhnswElement *newel, double distance,
+								 int level);
 extern bool ehnsw_insert_value(EhnswState *state, Datum value,
 							   ItemPointer heaptid);
 extern bool ehnswinsert(Relation index, Datum *values, bool *isnull,

@@ -333,9 +333,9 @@ ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
  * or, when n's list is full, by choosing n's neighbours afresh among the
  * old ones and the new one.
  */
-static void
-add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
-			   double distance, int level)
+void
+ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
+					 double distance, int level)
 {
 	int			start = EhnswLevelOffset(state->m, level);
 	int			nslots = EhnswLevelSlots(state->m, level);
@@ -470,7 +470,7 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		{
 			EhnswCandidate *c = lfirst(lc);
 
-			add_connection(state, c->element, newel, c->distance, l);
+			ehnsw_add_connection(state, c->element, newel, c->distance, l);
 		}
 	}
 

@@ -364,7 +364,10 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 		entry->visit_stamp = 0;
 	}
 	element = entry->element;
-	if (element != NULL && (!decrypt || element->x != NULL || element->deleted))
+	if (element != NULL &&
+		(!decrypt || element->x != NULL ||
+		 (element->deleted && !state->traverse_deleted) ||
+		 element->nslots == 0))
 		return element;
 
 	/* Building in memory: every element is there, decrypted. */
@@ -450,7 +453,9 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 		 */
 		if (state->tenant_id != 0 && element->tenant_id != state->tenant_id)
 			return element;
-		if (!element->deleted && decrypt)
+		if ((!element->deleted || state->traverse_deleted) && decrypt &&
+			etup->envelope_offset + VARHDRSZ <= size &&
+			VARSIZE(EhnswElementEnvelope(etup)) > VARHDRSZ)
 		{
 			uint32		tenant_id;
 
@@ -632,6 +637,16 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 			if (ne->x == NULL || ne->tenant_id != tenant_id)
 				continue;		/* deleted, or a freed slot reused */
 			d = ehnsw_distance(state, q, ne->x);
+			if (ne->deleted)
+			{
+				/* A waypoint for VACUUM's repair, never a result. */
+				EhnswCandidate *wc = palloc0(sizeof(EhnswCandidate));
+
+				wc->element = ne;
+				wc->distance = d;
+				pairingheap_add(near, &wc->near_node);
+				continue;
+			}
 			if (wlen >= ef &&
 				d >= pairingheap_container(EhnswCandidate, far_node,
 										   pairingheap_first(far))->distance)

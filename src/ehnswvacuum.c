@@ -110,10 +110,12 @@ is_deleted(HTAB *deleted, ItemPointer tid)
  * deleted elements.  Candidates: its live neighbours, and the live elements
  * reached through its deleted ones, following chains of deleted elements
  * (whole neighbourhoods may have been deleted together) up to
- * REPAIR_MAX_DELETED_VISITS.  If that yields too few, a search of the level
- * from the tenant's entry point supplies more, as an insert would.
+ * REPAIR_MAX_DELETED_VISITS of them and twice as many candidates as slots.
+ * If the element lost a quarter of its links or more, or that yields too
+ * few, a search of the level from the tenant's entry point adds more, as
+ * an insert would.
  */
-#define REPAIR_MAX_DELETED_VISITS	512
+#define REPAIR_MAX_DELETED_VISITS	64
 
 static void
 repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
@@ -127,6 +129,10 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 	HASHCTL		ctl;
 	uint64		key;
 	int			visits = 0;
+	int			nlinks = 0;
+	int			nlost = 0;
+	bool		searched = false;
+	List	   *chosen;
 	int			i;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -138,9 +144,14 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 	key = tid_key(&e->tid);
 	hash_search(seen, &key, HASH_ENTER, NULL);
 
-	/* Breadth first from e through deleted elements only. */
+	/*
+	 * Breadth first from e through deleted elements only, until there are
+	 * twice as many candidates as slots: random deletions of a tenth of a
+	 * graph already connect most deleted elements to each other, so an
+	 * unbounded walk would decrypt most of the graph for every repair.
+	 */
 	to_visit = lappend(to_visit, e);
-	while (to_visit != NIL)
+	while (to_visit != NIL && list_length(candidates) < 2 * nslots)
 	{
 		EhnswElement *from = linitial(to_visit);
 
@@ -174,7 +185,18 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 		}
 	}
 
-	if (list_length(candidates) < nslots / 2 && entry != NULL)
+	/*
+	 * Lost a quarter of its links or more (deletions that took whole
+	 * neighbourhoods), or found too few: the surroundings may have fallen
+	 * apart, so search the level as an insert would.
+	 */
+	for (i = start; i < start + nslots && ItemPointerIsValid(&e->neighbors[i]); i++)
+	{
+		nlinks++;
+		if (is_deleted(deleted, &e->neighbors[i]))
+			nlost++;
+	}
+	if ((nlost * 4 >= nlinks || list_length(candidates) < nslots) && entry != NULL)
 	{
 		ItemPointerData etid;
 		EhnswElement *epel;
@@ -188,6 +210,8 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 			List	   *found_list;
 			ListCell   *lc;
 			int			l;
+
+			searched = true;
 
 			for (l = entry->level; l > level; l--)
 				ep = ehnsw_search_layer(state, e->x, ep, 1, l, e->tenant_id, NULL);
@@ -206,8 +230,25 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 		}
 	}
 	list_sort(candidates, ehnsw_candidate_cmp);
-	ehnsw_write_neighbors(state, e, level,
-						  ehnsw_select_neighbors(state, candidates, nslots));
+	chosen = ehnsw_select_neighbors(state, candidates, nslots);
+	ehnsw_write_neighbors(state, e, level, chosen);
+
+	/*
+	 * An element that needed a search has likely lost its incoming links too
+	 * (they came from the deleted neighbourhood): link the chosen neighbours
+	 * back, or it could stay unreachable.
+	 */
+	if (searched)
+	{
+		ListCell   *lc;
+
+		foreach(lc, chosen)
+		{
+			EhnswCandidate *c = lfirst(lc);
+
+			ehnsw_add_connection(state, c->element, e, c->distance, level);
+		}
+	}
 }
 
 /*
@@ -281,6 +322,7 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 	BlockNumber blkno;
 
 	ehnsw_state_init(&state, index, true);
+	state.traverse_deleted = true;
 	for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
 	{
 		Buffer		buf;
@@ -467,8 +509,12 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 							  b ? b->level : 0, false);
 	}
 
-	/* Pass 2: mark the dying elements deleted and zero their ciphertext. */
-	if (hash_get_num_entries(dying) > 0)
+	/*
+	 * Pass 2: mark the dying elements deleted.  (Also when nothing new dies
+	 * but an interrupted VACUUM left deleted elements behind: passes 3 and 4
+	 * finish its work.)
+	 */
+	if (hash_get_num_entries(deleted) > 0)
 	{
 		for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
 		{
@@ -494,10 +540,14 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 				}
 				itemid = PageGetItemId(page, off);
 				etup = (EhnswElementTuple) PageGetItem(page, itemid);
+
+				/*
+				 * The envelope stays until pass 4 removes the whole item: the
+				 * repair walks through deleted elements as waypoints.
+				 * Searches never return or decrypt a deleted element.
+				 */
 				etup->deleted = 1;
 				ItemPointerSetInvalid(&etup->heaptid);
-				memset((char *) etup + etup->envelope_offset, 0,
-					   ItemIdGetLength(itemid) - etup->envelope_offset);
 				stats->tuples_removed++;
 			}
 			if (xlog != NULL)
