@@ -18,6 +18,7 @@
 #include "commands/vacuum.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
+#include "parser/parsetree.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/selfuncs.h"
@@ -100,6 +101,9 @@ ehnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	double		visited;
 	double		pages_fetched;
 	Selectivity filter_selectivity;
+	List	   *filters = NIL;
+	ListCell   *lc;
+	int			nsecurity;
 	int			m = EHNSW_DEFAULT_M;
 	Relation	index;
 
@@ -129,8 +133,23 @@ ehnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	 * fraction of the rows makes the scan go on until LIMIT rows pass it:
 	 * about 1 / fraction times the work, within vecphi.scan_budget.
 	 */
-	filter_selectivity = clauselist_selectivity(root,
-												path->indexinfo->rel->baserestrictinfo,
+	nsecurity = list_length(planner_rt_fetch(path->indexinfo->rel->relid,
+											 root)->securityQuals);
+	foreach(lc, path->indexinfo->rel->baserestrictinfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+		/*
+		 * Row-level security quals (levels below the number of security qual
+		 * lists; the query's own quals come after them) are left out:
+		 * vecphi's policies tie rows to the claimant's tenant, and a scan
+		 * walks that tenant's graph only, so the tenant test discards nothing
+		 * the index returns.
+		 */
+		if (rinfo->security_level >= nsecurity)
+			filters = lappend(filters, rinfo);
+	}
+	filter_selectivity = clauselist_selectivity(root, filters,
 												path->indexinfo->rel->relid,
 												JOIN_INNER, NULL);
 	filter_selectivity = Max(filter_selectivity, 1.0 / ntuples);

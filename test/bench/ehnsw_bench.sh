@@ -9,7 +9,9 @@
 # vectors encrypted, and prints: build time and index size; single-client
 # QPS and tie-aware recall@10 at ef_search 10/20/40/100/200 against an exact
 # scan; single-row insert rate; DELETE 10 % + VACUUM time; and the
-# 10-tenant row-level-security case (index scan vs. exact scan).  Figures
+# 10-tenant row-level-security case (index scan vs. exact scan).  Query
+# rates are timed by the server's clock inside one session, after 20
+# warm-up queries.  Figures
 # only, never assertions.  Environment: BASE, QUERIES, PGBIN, SKIP_SETUP=1
 # (do not run test/setup.sh), KEEP=1 (keep the cluster directory).
 set -euo pipefail
@@ -100,6 +102,27 @@ psql_ -c "CREATE INDEX fm_idx ON fm USING ehnsw (emb evector_l2_ops) WITH (m = 1
 echo "build: $(printf '%.1f' "$(since "$t")") s, index size $(psql_ -At -c "SELECT pg_size_pretty(pg_relation_size('fm_idx'))")"
 
 # One psql session, one transaction with claims, one statement per query.
+# The timed part of a query script: 20 untimed warm-up queries first (a new
+# backend fills its caches), then the server's clock around the timed
+# queries, so connection set-up and warm-up are not counted.  The format
+# takes the query number twice.
+warm_and_time() { # count, printf format
+	local q
+	for ((q = 0; q < 20 && q < $1; q++)); do
+		# shellcheck disable=SC2059
+		printf "$2 \\g /dev/null\n" "$q" "$q"
+	done
+	echo "SELECT extract(epoch FROM clock_timestamp()) \\g '$WORK/t0'"
+	for ((q = 0; q < $1; q++)); do
+		# shellcheck disable=SC2059
+		printf "$2\n" "$q" "$q"
+	done
+	echo "SELECT extract(epoch FROM clock_timestamp()) \\g '$WORK/t1'"
+}
+elapsed_qps() { # queries per second between the two marks
+	awk -v n="$QUERIES" -v a="$(tr -d ' \n' <"$WORK/t0")" -v b="$(tr -d ' \n' <"$WORK/t1")" \
+		'BEGIN { printf "%.6f", n / (b - a) }'
+}
 run_queries() { # table, ef_search, results table
 	local table=$1 ef=$2 out=$3
 	{
@@ -108,12 +131,11 @@ run_queries() { # table, ef_search, results table
 		echo "SET LOCAL vecphi.ef_search = $ef;"
 		echo "SET LOCAL enable_seqscan = ${5:-on};"
 		echo "SET LOCAL enable_indexscan = ${6:-on};"
-		for ((q = 0; q < QUERIES; q++)); do
-			echo "SELECT $q, array(SELECT id FROM $table ORDER BY emb <-> (SELECT emb FROM fmq WHERE id = $q) LIMIT 10);"
-		done
+		warm_and_time "$QUERIES" "SELECT %d, array(SELECT id FROM $table ORDER BY emb <-> (SELECT emb FROM fmq WHERE id = %d) LIMIT 10);"
 		echo "COMMIT;"
 	} >"$WORK/queries.sql"
 	psql_ -At -F $'\t' -f "$WORK/queries.sql" >"$WORK/$out.tsv"
+	elapsed_qps
 }
 recall() { # results table name; tie-aware recall@10 against gt
 	psql_ -At <<EOF
@@ -129,12 +151,10 @@ COMMIT;
 EOF
 }
 
-run_queries fm 40 warmup "$TOK"
+run_queries fm 40 warmup "$TOK" >/dev/null
 echo "ef_search  QPS     recall@10"
 for ef in 10 20 40 100 200; do
-	t=$(now)
-	run_queries fm "$ef" "ef$ef" "$TOK"
-	qps=$(div "$QUERIES" "$(since "$t")")
+	qps=$(run_queries fm "$ef" "ef$ef" "$TOK")
 	printf '%-10s %-7.1f %s\n' "$ef" "$qps" "$(recall "ef$ef")"
 done
 
@@ -202,15 +222,12 @@ rls_run() { # label, enable_indexscan
 		echo "SELECT vecphi.set_claims('$TOK3') \\g /dev/null"
 		echo "SET LOCAL ROLE app;"
 		echo "SET LOCAL enable_indexscan = $2;"
-		for ((q = 0; q < QUERIES; q++)); do
-			echo "SELECT $q, array(SELECT id FROM fm10 ORDER BY emb <-> (SELECT emb FROM fmq3 WHERE id = $q) LIMIT 10);"
-		done
+		warm_and_time "$QUERIES" "SELECT %d, array(SELECT id FROM fm10 ORDER BY emb <-> (SELECT emb FROM fmq3 WHERE id = %d) LIMIT 10);"
 		echo "COMMIT;"
 	} >"$WORK/rls.sql"
-	t=$(now)
 	psql_ -At -F $'\t' -f "$WORK/rls.sql" >"$WORK/rls_$1.tsv"
 	local qps
-	qps=$(div "$QUERIES" "$(since "$t")")
+	qps=$(elapsed_qps)
 	local rec
 	rec=$(psql_ -At <<EOF
 CREATE TEMP TABLE r (qid int, ids int[]);
