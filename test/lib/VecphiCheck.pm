@@ -113,4 +113,21 @@ sub write_file
 	return;
 }
 
+# Comma-separated ids of an ehnsw index search of table docs: the $limit
+# rows nearest to the SQL expression $query (an evector), under the claims
+# that $claims_sql sets (see claims_do), with sequential scans off.
+sub index_search_ids
+{
+	my ($node, $claims_sql, $query, $limit) = @_;
+	return $node->safe_psql(
+		'postgres', qq{
+		BEGIN;
+		$claims_sql
+		SET LOCAL enable_seqscan = off;
+		SELECT string_agg(id::text, ',') FROM
+			(SELECT id FROM docs ORDER BY emb <-> ($query) LIMIT $limit) s;
+		COMMIT;
+	});
+}
+
 1;

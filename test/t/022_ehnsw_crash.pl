@@ -153,15 +153,8 @@ sub self_found
 sub search_ids
 {
 	my ($tenant, $g, $limit) = @_;
-	return $node->safe_psql(
-		'postgres', qq{
-		BEGIN;
-		$claims{$tenant}
-		SET LOCAL enable_seqscan = off;
-		SELECT string_agg(id::text, ',') FROM
-			(SELECT id FROM docs ORDER BY emb <-> (SELECT vec($g)::evector) LIMIT $limit) s;
-		COMMIT;
-	});
+	return VecphiCheck::index_search_ids($node, $claims{$tenant},
+		"SELECT vec($g)::evector", $limit);
 }
 
 my %rows = (t_a => 200, t_b => 400);

@@ -171,15 +171,8 @@ is(floats_in($bytes, @all), 0, 'and no row\'s plaintext floats');
 sub nearest
 {
 	my ($tenant, $x, $limit) = @_;
-	return $node->safe_psql(
-		'postgres', qq{
-		BEGIN;
-		$claims{$tenant}
-		SET LOCAL enable_seqscan = off;
-		SELECT string_agg(id::text, ',') FROM
-			(SELECT id FROM docs ORDER BY emb <-> '@{[ literal($x) ]}' LIMIT $limit) s;
-		COMMIT;
-	});
+	return VecphiCheck::index_search_ids($node, $claims{$tenant},
+		"'@{[ literal($x) ]}'::evector", $limit);
 }
 
 # ---- delete half of each tenant's rows ----
