@@ -6,6 +6,7 @@ EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*
 MODULE_big = vecphi
 OBJS = \
 	src/vecphi.o \
+	src/audit.o \
 	src/crypto.o \
 	src/keys.o \
 	src/claims.o \

@@ -25,20 +25,24 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
-PG_CONFIG=$PGBIN/pg_config
-PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
+die() { echo "run_tests.sh: $*" >&2; exit 1; }
+
+[[ $EUID -eq 0 ]] || die "must run as root (it installs packages and switches to the postgres user): sudo bash $0"
+
+# PG_CONFIG may point at another (e.g. relocated) PostgreSQL 15 installation;
+# everything else is derived from it.
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PG_CONFIG
+bash "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+PGBIN=$("$PG_CONFIG" --bindir)
+PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/../..
+PGXS_DIR=$(cd "$PGXS_DIR" && pwd)
 PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
 TAP_PERL_LIB=$PGXS_DIR/src/test/perl
 # The secret is public on purpose: it only ever protects throwaway test
 # servers.  test/lib/VecphiTest.pm uses the same value.
 TEST_SECRET='vecphi-regression-secret-0123456789abcdef'
 
-die() { echo "run_tests.sh: $*" >&2; exit 1; }
-
-[[ $EUID -eq 0 ]] || die "must run as root (it installs packages and switches to the postgres user): sudo bash $0"
-
-bash "$REPO/test/setup.sh"
 
 # ---------------------------------------------------------------------------
 # Test list: the REGRESS and REGRESS_OPTS variables of the Makefile, read by

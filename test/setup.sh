@@ -9,7 +9,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+# PG_CONFIG may point at another (e.g. relocated) PostgreSQL 15 installation.
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 
 die() { echo "setup.sh: $*" >&2; exit 1; }
 
