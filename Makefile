@@ -7,6 +7,8 @@ MODULE_big = vecphi
 OBJS = \
 	src/vecphi.o \
 	src/audit.o \
+	src/auditexec.o \
+	src/auditqueue.o \
 	src/crypto.o \
 	src/keys.o \
 	src/claims.o \

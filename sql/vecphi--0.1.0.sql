@@ -497,3 +497,100 @@ COMMENT ON FUNCTION vecphi.protect(regclass, name, name) IS
 -- The minimum-necessary limit is for the security officer, not for
 -- application roles (the setting itself is superuser-only by default).
 GRANT SET ON PARAMETER vecphi.max_scan_rows TO vecphi_security_officer;
+
+---------------------------------------------------------------------------
+-- Audit.  One row per similarity scan, decryption, denial, key event and
+-- erasure, written only by vecphi's audit writer (a background worker) in
+-- its own transactions, so a record survives the rollback of the
+-- transaction that caused it.  Each row carries a keyed hash chain (HMAC-
+-- SHA-256 over its predecessor's hash and its own columns, key outside the
+-- database); vecphi.verify_audit() recomputes it.  See docs/audit.md.
+---------------------------------------------------------------------------
+CREATE TABLE vecphi.audit_log (
+	seq bigint PRIMARY KEY,
+	at timestamptz NOT NULL,
+	db_user text NOT NULL,
+	backend_pid integer NOT NULL,
+	statement_id bigint,
+	subject text,
+	tenant text,
+	app_role text,
+	purpose text,
+	break_glass boolean NOT NULL,
+	break_glass_reason text,
+	action text NOT NULL,
+	relation text,
+	index_name text,
+	rows_returned bigint,
+	row_ids text[],
+	query_fingerprint text,
+	outcome text NOT NULL,
+	detail text,
+	prev_hash bytea NOT NULL,
+	row_hash bytea NOT NULL
+);
+COMMENT ON TABLE vecphi.audit_log IS
+	'append-only, hash-chained audit trail of vecphi: scans, decryptions, denials, key events, erasures';
+CREATE INDEX audit_log_at ON vecphi.audit_log (at);
+CREATE INDEX audit_log_subject ON vecphi.audit_log (subject, at);
+REVOKE ALL ON vecphi.audit_log FROM PUBLIC;
+GRANT SELECT ON vecphi.audit_log TO vecphi_security_officer;
+
+-- Refuses every INSERT, UPDATE, DELETE and TRUNCATE that does not come from
+-- vecphi itself (the audit writer; the retention purge for expired rows).
+CREATE FUNCTION vecphi.audit_log_guard() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'vecphi_audit_log_guard'
+	LANGUAGE C;
+CREATE TRIGGER audit_log_append_only
+	BEFORE INSERT OR UPDATE OR DELETE ON vecphi.audit_log
+	FOR EACH ROW EXECUTE FUNCTION vecphi.audit_log_guard();
+CREATE TRIGGER audit_log_no_truncate
+	BEFORE TRUNCATE ON vecphi.audit_log
+	FOR EACH STATEMENT EXECUTE FUNCTION vecphi.audit_log_guard();
+-- ALWAYS: the triggers fire under session_replication_role = replica too.
+ALTER TABLE vecphi.audit_log ENABLE ALWAYS TRIGGER audit_log_append_only;
+ALTER TABLE vecphi.audit_log ENABLE ALWAYS TRIGGER audit_log_no_truncate;
+
+CREATE FUNCTION vecphi.verify_audit(anchor_seq bigint DEFAULT NULL,
+									anchor_hash text DEFAULT NULL,
+									OUT ok boolean, OUT rows_checked bigint,
+									OUT first_bad_seq bigint, OUT problem text)
+	AS 'MODULE_PATHNAME', 'vecphi_verify_audit'
+	LANGUAGE C CALLED ON NULL INPUT;
+COMMENT ON FUNCTION vecphi.verify_audit(bigint, text) IS
+	'recompute the audit hash chain; name the first bad row; optionally check an exported head (seq, hash)';
+
+CREATE FUNCTION vecphi.audit_head(OUT seq bigint, OUT row_hash text, OUT at timestamptz)
+	AS 'MODULE_PATHNAME', 'vecphi_audit_head'
+	LANGUAGE C STRICT;
+COMMENT ON FUNCTION vecphi.audit_head() IS
+	'the newest audit row''s sequence number and hash, for anchoring outside the database';
+
+-- SECURITY DEFINER: the caller (the security officer) has no DELETE
+-- privilege; the trigger still lets only rows past retention go.
+CREATE FUNCTION vecphi.purge_audit() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'vecphi_purge_audit'
+	LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog;
+COMMENT ON FUNCTION vecphi.purge_audit() IS
+	'remove audit rows older than vecphi.audit_retention, leaving a checkpoint row that keeps the chain verifiable';
+
+CREATE FUNCTION vecphi.audit_flush() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'vecphi_audit_flush'
+	LANGUAGE C STRICT;
+COMMENT ON FUNCTION vecphi.audit_flush() IS
+	'wait until every audit record this session queued is committed; returns how many are still queued cluster-wide';
+
+CREATE FUNCTION vecphi.standby_audit_log(OUT seq bigint, OUT at timestamptz,
+										 OUT db_user text, OUT action text,
+										 OUT record text, OUT row_hash text,
+										 OUT chain_ok boolean)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'vecphi_standby_audit_log'
+	LANGUAGE C STRICT;
+COMMENT ON FUNCTION vecphi.standby_audit_log() IS
+	'audit records a hot standby wrote to its local append-only file (a standby cannot write tables)';
+
+REVOKE ALL ON FUNCTION vecphi.verify_audit(bigint, text), vecphi.audit_head(),
+	vecphi.purge_audit(), vecphi.standby_audit_log() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.verify_audit(bigint, text), vecphi.audit_head(),
+	vecphi.purge_audit(), vecphi.standby_audit_log() TO vecphi_security_officer;

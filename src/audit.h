@@ -46,5 +46,6 @@ typedef struct AuditEvent
 } AuditEvent;
 
 extern void audit_emit(const AuditEvent *event, bool wait_durable);
+extern void audit_init(void);
 
 #endif							/* VECPHI_AUDIT_H */

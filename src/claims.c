@@ -487,6 +487,16 @@ claims_current(void)
 	return current_claims;
 }
 
+/*
+ * The claims as they stand, without the expiry check: for the audit trail,
+ * which must describe even a statement that failed because of them.
+ */
+const VecphiClaims *
+claims_peek(void)
+{
+	return current_claims;
+}
+
 /* Tenant id of the claimant; 42501 without claims. */
 uint32
 claims_require_tenant_id(void)

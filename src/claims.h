@@ -21,6 +21,7 @@ typedef struct VecphiClaims
 } VecphiClaims;
 
 extern const VecphiClaims *claims_current(void);
+extern const VecphiClaims *claims_peek(void);
 extern uint32 claims_require_tenant_id(void);
 extern void claims_init(void);
 

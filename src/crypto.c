@@ -245,6 +245,17 @@ crypto_hmac_sha256(const uint8 *key, size_t keylen,
 		crypto_fail("HMAC-SHA-256");
 }
 
+/* SHA-256 of a buffer (the audit's fingerprint of a query vector). */
+void
+crypto_sha256(const uint8 *data, size_t len, uint8 *digest)
+{
+	unsigned int dlen = 0;
+
+	if (EVP_Digest(data, len, digest, &dlen, EVP_sha256(), NULL) != 1 ||
+		dlen != VECPHI_HMAC_LEN)
+		crypto_fail("SHA-256");
+}
+
 /*
  * Verify a JWT signature made with a public-key algorithm: ES256 (ECDSA
  * P-256 with SHA-256, signature as JWS's raw 64-byte r || s) or RS256

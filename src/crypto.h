@@ -44,6 +44,7 @@ extern bool crypto_unwrap_key(const uint8 *kek, const uint8 *wrapped,
 
 extern void crypto_hmac_sha256(const uint8 *key, size_t keylen,
 							   const uint8 *data, size_t len, uint8 *mac);
+extern void crypto_sha256(const uint8 *data, size_t len, uint8 *digest);
 typedef enum CryptoSignatureResult
 {
 	CRYPTO_SIG_OK,

@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 
 #include "crypto.h"
+#include "auditint.h"
 #include "envelope.h"
 
 #define PG_GETARG_ETEXT_P(n) ((struct varlena *) PG_DETOAST_DATUM(PG_GETARG_DATUM(n)))
@@ -90,6 +91,7 @@ vecphi_decrypt_text(PG_FUNCTION_ARGS)
 	text	   *result;
 
 	plaintext = envelope_open(PG_GETARG_ETEXT_P(0), ENVELOPE_KIND_TEXT, &hdr, &len);
+	audit_count_decrypt(true);
 	pg_verifymbstr(plaintext, (int) len, false);
 	result = cstring_to_text_with_len(plaintext, (int) len);
 	crypto_wipe(plaintext, len);

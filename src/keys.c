@@ -62,6 +62,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "audit.h"
 #include "crypto.h"
 #include "keys.h"
 #include "vecphi.h"
@@ -984,6 +985,23 @@ keys_invalidate_all(void)
 	CacheInvalidateRelcacheByRelid(keyring_table_oid("keyring"));
 }
 
+/*
+ * Record a key event in the audit log.  Queued, not awaited: the event's
+ * own transaction may still roll back, and the record says it was tried.
+ */
+static void
+key_event_audit(const char *action, const char *tenant, uint32 version)
+{
+	AuditEvent	ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.action = action;
+	ev.outcome = AUDIT_OUTCOME_OK;
+	ev.rows = -1;
+	ev.detail = psprintf("tenant %s, version %u", tenant, version);
+	audit_emit(&ev, false);
+}
+
 PG_FUNCTION_INFO_V1(vecphi_create_tenant);
 Datum
 vecphi_create_tenant(PG_FUNCTION_ARGS)
@@ -1031,6 +1049,7 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	keys_invalidate_all();
+	key_event_audit(AUDIT_ACTION_KEY_CREATE, name, 1);
 	PG_RETURN_INT32(tenant_id);
 }
 
@@ -1136,6 +1155,7 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 	if (embedded)
 		pending_key_file_add(kek_file_path(name, old_version), true);
 	keys_invalidate_all();
+	key_event_audit(AUDIT_ACTION_KEY_ROTATE_KEK, name, new_version);
 	PG_RETURN_INT32(new_version);
 }
 
@@ -1175,6 +1195,7 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 			2, types, values, false, SPI_OK_UPDATE);
 	SPI_finish();
 	keys_invalidate_all();
+	key_event_audit(AUDIT_ACTION_KEY_ROTATE_DEK, name, new_dek);
 	PG_RETURN_INT32(new_dek);
 }
 

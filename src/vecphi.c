@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "audit.h"
 #include "claims.h"
 #include "ehnsw.h"
 #include "keys.h"
@@ -100,6 +101,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	ehnsw_init();
 	claims_init();
+	audit_init();
 	MarkGUCPrefixReserved("vecphi");
 
 	keys_init();

@@ -1,0 +1,105 @@
+/*-------------------------------------------------------------------------
+ *
+ * auditint.h
+ *	  Internals shared by the parts of the audit: the record that travels
+ *	  from a backend to the audit writer, the hash chain, the queue.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef VECPHI_AUDITINT_H
+#define VECPHI_AUDITINT_H
+
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+
+#include "audit.h"
+
+#define AUDIT_DIGEST_LEN	32
+#define AUDIT_KEY_LEN		32
+
+/* Columns of vecphi.audit_log covered by the hash chain, in table order. */
+typedef enum AuditColumn
+{
+	AC_SEQ,
+	AC_AT,
+	AC_DB_USER,
+	AC_BACKEND_PID,
+	AC_STATEMENT_ID,
+	AC_SUBJECT,
+	AC_TENANT,
+	AC_APP_ROLE,
+	AC_PURPOSE,
+	AC_BREAK_GLASS,
+	AC_BREAK_GLASS_REASON,
+	AC_ACTION,
+	AC_RELATION,
+	AC_INDEX_NAME,
+	AC_ROWS_RETURNED,
+	AC_ROW_IDS,
+	AC_QUERY_FINGERPRINT,
+	AC_OUTCOME,
+	AC_DETAIL,
+	AUDIT_HASHED_COLUMNS
+} AuditColumn;
+
+/* An audit record as queued by a backend (before it has a seq). */
+typedef struct AuditRecord
+{
+	TimestampTz at;
+	int32		backend_pid;
+	bool		break_glass;
+	bool		has_statement_id;
+	bool		has_rows;
+	bool		has_digest;
+	int64		statement_id;
+	int64		rows;
+	uint8		digest[AUDIT_DIGEST_LEN];	/* SHA-256 of the query vector */
+	/* NULL when absent */
+	char	   *db_user;
+	char	   *subject;
+	char	   *tenant;
+	char	   *app_role;
+	char	   *purpose;
+	char	   *break_glass_reason;
+	char	   *action;
+	char	   *relation;
+	char	   *index_name;
+	char	   *row_ids;		/* text[] literal */
+	char	   *outcome;
+	char	   *detail;
+} AuditRecord;
+
+/* Settings (audit.c) */
+extern bool vecphi_audit_enabled;
+extern bool vecphi_audit_synchronous;
+extern int	vecphi_audit_timeout_ms;
+extern int	vecphi_audit_queue_kb;
+
+/* True in the audit writer process (its own statements are not audited). */
+extern bool am_audit_writer;
+
+/* audit.c */
+extern void audit_record_serialize(const AuditRecord *rec, StringInfo buf);
+extern void audit_record_deserialize(const char *data, Size len,
+									 AuditRecord *rec);
+extern void audit_load_key(uint8 *key, bool create_if_missing);
+extern void audit_chain_hash(const uint8 *key, const uint8 *prev_hash,
+							 const char *const *values, uint8 *hash);
+extern char *audit_fingerprint_hex(const uint8 *key, const uint8 *digest);
+extern uint64 audit_enqueue_record(const AuditRecord *rec, bool nothrow);
+
+/* auditqueue.c */
+extern void auditqueue_install_hooks(void);
+extern void auditqueue_shmem_request(void);
+extern void auditqueue_shmem_startup(void);
+extern uint64 auditqueue_push(const char *payload, Size len, bool nothrow);
+extern void auditqueue_wait(uint64 ticket);
+extern uint64 auditqueue_pending(void);
+extern void auditqueue_last_ticket_wait(void);
+extern char *audit_standby_file_path(void);
+
+/* auditexec.c */
+extern void auditexec_init(void);
+extern void audit_count_decrypt(bool is_text);
+
+#endif							/* VECPHI_AUDITINT_H */
