@@ -6,12 +6,13 @@
  *
  * Every record is chained: row_hash = HMAC-SHA-256(key, prev_hash ||
  * canonical columns), where prev_hash is the row_hash of the row before.
- * The key lives with the key provider, outside the database
- * (vecphi.audit_key_file, by default "audit.key" in vecphi.key_directory,
- * created by the first audit writer), so someone who can edit the table
- * cannot forge matching hashes; vecphi.audit_head() exports the newest
- * hash for anchoring outside the server, which also exposes a rewrite by
- * someone who holds the key.
+ * The key is a file only the server's OS user can read
+ * (vecphi.audit_key_file; by default vecphi_audit/audit.key in the data
+ * directory, created by the first audit writer), so someone who can only
+ * edit the table cannot forge matching hashes.  A superuser can read any
+ * file the server can, so against a superuser the chain proves edits made
+ * by hand; vecphi.audit_head() exports the newest hash for anchoring
+ * outside the server, which also exposes a chain recomputed with the key.
  *
  * The canonical form of a row is each hashed column, in table order, as
  * its text output (timestamps as microseconds, so DateStyle and TimeZone
@@ -232,7 +233,7 @@ audit_enqueue_record(const AuditRecord *rec, bool nothrow)
 }
 
 /* Schema-qualified name of a relation, or NULL. */
-static char *
+char *
 audit_relation_name(Oid relid)
 {
 	char	   *rel;
@@ -283,14 +284,7 @@ audit_key_file_path(void)
 {
 	if (vecphi_audit_key_file != NULL && vecphi_audit_key_file[0] != '\0')
 		return pstrdup(vecphi_audit_key_file);
-	if (vecphi_key_directory != NULL && vecphi_key_directory[0] != '\0')
-		return psprintf("%s/%s", vecphi_key_directory, AUDIT_KEY_FILE_DEFAULT);
-	ereport(ERROR,
-			(errcode(ERRCODE_CONFIG_FILE_ERROR),
-			 errmsg("no key for the audit hash chain"),
-			 errhint("Set vecphi.audit_key_file, or vecphi.key_directory for the default \"%s\" there.",
-					 AUDIT_KEY_FILE_DEFAULT)));
-	return NULL;				/* keep compiler quiet */
+	return psprintf("%s/%s/%s", DataDir, AUDIT_DIR, AUDIT_KEY_FILE_DEFAULT);
 }
 
 /* Create the audit key file: 64 random hex digits, mode 0600, new only. */
@@ -339,7 +333,16 @@ audit_load_key(uint8 *key, bool create_if_missing)
 	Size		len;
 
 	if (create_if_missing && access(path, F_OK) != 0 && errno == ENOENT)
+	{
+		char	   *dir = psprintf("%s/%s", DataDir, AUDIT_DIR);
+
+		if (strncmp(path, dir, strlen(dir)) == 0 &&
+			mkdir(dir, S_IRWXU) != 0 && errno != EEXIST)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not create directory \"%s\": %m", dir)));
 		audit_create_key_file(path);
+	}
 
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
@@ -1098,7 +1101,7 @@ audit_init(void)
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("vecphi.audit_key_file",
 							   "File with the key of the audit hash chain (64 hex digits).",
-							   "Empty: audit.key in vecphi.key_directory, created when missing.",
+							   "Empty: vecphi_audit/audit.key in the data directory, created when missing.",
 							   &vecphi_audit_key_file,
 							   "",
 							   PGC_SIGHUP,

@@ -1066,7 +1066,7 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 				rec.statement_id = (int64) GetCurrentStatementStartTimestamp();
 				rec.action = (char *) cap->action;
 				rec.outcome = (char *) outcome;
-				rec.relation = get_rel_name(cap->relid);
+				rec.relation = audit_relation_name(cap->relid);
 				rec.has_rows = true;
 				rec.rows = cap->nids;
 				rec.row_ids = ids;
@@ -1274,13 +1274,17 @@ audit_ExecutorRun(QueryDesc * qd, ScanDirection direction, uint64 count,
 	PG_END_TRY();
 	qd->dest = real;
 
-	/* A run for the client ends with its records durable. */
-	if (ad != NULL)
-	{
+	/*
+	 * A run ends with its records durable: rows for the client are still
+	 * held, rows into a tuplestore (FETCH, RETURN QUERY) or SPI are about to
+	 * be used.  A lazily evaluated SQL function is run a row at a time; it is
+	 * flushed at its end instead (its rows are held by the caller's run).
+	 */
+	if (audit_active_here() && real->mydest != DestSQLFunction &&
+		(ad != NULL || audit_query_of(qd) != NULL))
 		audit_flush_all(AUDIT_OUTCOME_OK, NULL, true, false);
-		if (ad->rows != NIL)
-			audit_dest_release(ad);
-	}
+	if (ad != NULL && ad->rows != NIL)
+		audit_dest_release(ad);
 }
 
 static void

@@ -17,6 +17,9 @@
 #define AUDIT_DIGEST_LEN	32
 #define AUDIT_KEY_LEN		32
 
+/* Directory in the data directory: default audit key, standby file. */
+#define AUDIT_DIR			"vecphi_audit"
+
 /* Columns of vecphi.audit_log covered by the hash chain, in table order. */
 typedef enum AuditColumn
 {
@@ -87,6 +90,7 @@ extern void audit_chain_hash(const uint8 *key, const uint8 *prev_hash,
 							 const char *const *values, uint8 *hash);
 extern char *audit_fingerprint_hex(const uint8 *key, const uint8 *digest);
 extern uint64 audit_enqueue_record(const AuditRecord *rec, bool nothrow);
+extern char *audit_relation_name(Oid relid);
 
 /* auditqueue.c */
 extern void auditqueue_install_hooks(void);

@@ -75,7 +75,6 @@
 /* At most this many records per writer transaction. */
 #define WRITER_BATCH_RECORDS	4096
 
-#define STANDBY_AUDIT_DIR		"vecphi_audit"
 
 typedef enum WriterState
 {
@@ -469,7 +468,7 @@ writer_detach(int code, Datum arg)
 char *
 audit_standby_file_path(void)
 {
-	return psprintf("%s/%s/standby-%u.log", DataDir, STANDBY_AUDIT_DIR, MyDatabaseId);
+	return psprintf("%s/%s/standby-%u.log", DataDir, AUDIT_DIR, MyDatabaseId);
 }
 
 /* Read the newest row of vecphi.audit_log to continue its chain. */
@@ -678,7 +677,7 @@ writer_standby_line(StringInfo out, const char **vals,
 static void
 writer_standby_append(StringInfo lines)
 {
-	char	   *dir = psprintf("%s/%s", DataDir, STANDBY_AUDIT_DIR);
+	char	   *dir = psprintf("%s/%s", DataDir, AUDIT_DIR);
 	char	   *path = audit_standby_file_path();
 	int			fd;
 
@@ -835,7 +834,8 @@ vecphi_audit_writer_main(Datum main_arg)
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
 	StartTransactionCommand();
-	audit_load_key(writer_key, !RecoveryInProgress());
+	/* A standby without the primary's key chains its file with its own. */
+	audit_load_key(writer_key, true);
 	CommitTransactionCommand();
 
 	idle_since = GetCurrentTimestamp();
