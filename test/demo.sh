@@ -10,11 +10,13 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
-
 die() { echo "demo.sh: $*" >&2; exit 1; }
 
 [[ $EUID -eq 0 ]] || die "must run as root (it installs packages and switches to the postgres user): sudo bash $0"
+
+# PG_CONFIG may point at another (e.g. relocated) PostgreSQL 15 installation.
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PG_CONFIG
 
 # /tmp rather than $TMPDIR: 'postgres' must be able to enter it, and the
 # socket path must stay short.
@@ -50,6 +52,7 @@ trap cleanup EXIT
 echo "demo.sh: installing prerequisites and building vecphi (test/setup.sh; minutes on a new machine)"
 bash "$REPO/test/setup.sh" >"$DEMO/setup.log" 2>&1 ||
 	{ cat "$DEMO/setup.log" >&2; die "test/setup.sh failed"; }
+PGBIN=$("$PG_CONFIG" --bindir)
 
 # A fresh random secret: demo tokens are worthless anywhere else.
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')

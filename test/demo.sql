@@ -169,4 +169,11 @@ DO $$ BEGIN RAISE EXCEPTION 'demo check failed: a forged token was accepted'; EN
 ROLLBACK;
 
 \echo
+\echo '== 10. The audit log: every search, decryption and refusal above, hash-chained'
+SELECT vecphi.audit_flush() \g /dev/null
+SELECT seq, tenant, app_role, action, relation, rows_returned, row_ids, outcome
+FROM vecphi.audit_log WHERE action <> 'key_create' ORDER BY seq;
+SELECT ok AS chain_verifies, rows_checked FROM vecphi.verify_audit();
+
+\echo
 \echo '== Done: each hospital saw and decrypted only its own notes.'

@@ -97,7 +97,7 @@ is(join(',', @sids), join(',', @pids), 'the search on the standby returns the pr
 my $records = sub {
 	return $standby->safe_psql(
 		'postgres', q{
-		SELECT string_agg(action || ' ' || db_user || ' ' || (row_hash ~ '^[0-9a-f]{64}$'), E'\n' ORDER BY seq)
+		SELECT string_agg(action || ' ' || db_user || ' ' || CASE WHEN row_hash ~ '^[0-9a-f]{64}$' THEN 't' ELSE 'f' END, E'\n' ORDER BY seq)
 		FROM vecphi.standby_audit_log()});
 };
 my $user = $standby->safe_psql('postgres', 'SELECT current_user');
