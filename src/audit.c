@@ -349,6 +349,7 @@ audit_load_key(uint8 *key, bool create_if_missing)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),
 				 errmsg("could not open audit key file \"%s\": %m", path)));
+
 	/*
 	 * A configured key file must be private.  The default one lives in the
 	 * data directory, whose own mode protects it; copies of a data directory
