@@ -197,17 +197,22 @@ audit_record_deserialize(const char *data, Size len, AuditRecord *rec)
 static void
 audit_record_fill_context(AuditRecord *rec)
 {
+	static char last_user[NAMEDATALEN] = "?";
 	const VecphiClaims *claims = claims_peek();
-	char	   *user = GetUserNameFromId(GetUserId(), true);
 
 	rec->at = GetCurrentTimestamp();
 	rec->backend_pid = MyProcPid;
-	rec->db_user = user ? user : "?";
+	/* Catalog lookups only inside a transaction (VACUUM runs between). */
 	if (IsTransactionState())
 	{
+		char	   *user = GetUserNameFromId(GetUserId(), true);
+
+		if (user != NULL)
+			strlcpy(last_user, user, NAMEDATALEN);
 		rec->has_statement_id = true;
 		rec->statement_id = (int64) GetCurrentStatementStartTimestamp();
 	}
+	rec->db_user = pstrdup(last_user);
 	if (claims != NULL)
 	{
 		rec->subject = claims->subject;
@@ -241,6 +246,8 @@ audit_relation_name(Oid relid)
 
 	if (!OidIsValid(relid))
 		return NULL;
+	if (!IsTransactionState())
+		return psprintf("%u", relid);
 	rel = get_rel_name(relid);
 	if (rel == NULL)
 		return psprintf("%u", relid);
@@ -261,7 +268,8 @@ audit_emit(const AuditEvent *event, bool wait_durable)
 	rec.action = (char *) event->action;
 	rec.outcome = (char *) event->outcome;
 	rec.relation = audit_relation_name(event->relid);
-	rec.index_name = OidIsValid(event->indexid) ? get_rel_name(event->indexid) : NULL;
+	rec.index_name = OidIsValid(event->indexid) && IsTransactionState() ?
+		get_rel_name(event->indexid) : NULL;
 	rec.has_rows = event->rows >= 0;
 	rec.rows = event->rows;
 	rec.row_ids = (char *) event->row_ids;
