@@ -41,6 +41,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/fd.h"
+#include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -73,6 +74,10 @@ static bool extension_seen = false;
 
 /* Guards against recursion when recording a denial fails. */
 static bool recording_denial = false;
+
+/* The denial vecphi recorded itself just before raising it. */
+static char *self_denial_message = NULL;
+static TimestampTz self_denial_statement = 0;
 
 #define AUDIT_KEY_FILE_DEFAULT "audit.key"
 #define CHECKPOINT_FORMAT "purged through seq=" INT64_FORMAT " hash=%s"
@@ -201,7 +206,9 @@ audit_record_fill_context(AuditRecord *rec)
 	const VecphiClaims *claims = claims_peek();
 
 	rec->at = GetCurrentTimestamp();
-	rec->backend_pid = MyProcPid;
+	/* A parallel worker's records carry its leader's pid. */
+	rec->backend_pid = MyProc->lockGroupLeader != NULL ?
+		MyProc->lockGroupLeader->pid : MyProcPid;
 	/* Catalog lookups only inside a transaction (VACUUM runs between). */
 	if (IsTransactionState())
 	{
@@ -261,7 +268,7 @@ audit_emit(const AuditEvent *event, bool wait_durable)
 	AuditRecord rec;
 	uint64		ticket;
 
-	if (!vecphi_audit_enabled || am_audit_writer || IsParallelWorker())
+	if (!vecphi_audit_enabled || am_audit_writer)
 		return;
 	memset(&rec, 0, sizeof(rec));
 	audit_record_fill_context(&rec);
@@ -280,7 +287,7 @@ audit_emit(const AuditEvent *event, bool wait_durable)
 		memcpy(rec.digest, event->query_digest, AUDIT_DIGEST_LEN);
 	}
 	ticket = audit_enqueue_record(&rec, false);
-	if (wait_durable && vecphi_audit_synchronous)
+	if (wait_durable && vecphi_audit_synchronous && !IsParallelWorker())
 		auditqueue_wait(ticket);
 }
 
@@ -623,6 +630,35 @@ audit_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 }
 
 /*
+ * Record a denial vecphi is about to raise (a bad token, no claims, another
+ * tenant's value, vecphi.max_scan_rows).  Recorded here, before the error,
+ * because a PL/pgSQL EXCEPTION block that catches the error would keep it
+ * from ever being reported to the log hook below - and probing tokens or
+ * tenants inside such a block must leave a trace too.  The log hook then
+ * skips the same error when it is reported.
+ */
+void
+audit_denial(const char *message, const char *detail)
+{
+	AuditRecord rec;
+
+	if (!vecphi_audit_enabled || am_audit_writer || IsParallelWorker() ||
+		!OidIsValid(MyDatabaseId) || !IsTransactionState())
+		return;
+	memset(&rec, 0, sizeof(rec));
+	audit_record_fill_context(&rec);
+	rec.action = AUDIT_ACTION_DENIAL;
+	rec.outcome = AUDIT_OUTCOME_DENIED;
+	rec.detail = detail ? psprintf("%s: %s", message, detail) : (char *) message;
+	(void) audit_enqueue_record(&rec, true);
+
+	if (self_denial_message != NULL)
+		pfree(self_denial_message);
+	self_denial_message = MemoryContextStrdup(TopMemoryContext, message);
+	self_denial_statement = GetCurrentStatementStartTimestamp();
+}
+
+/*
  * Denials: every error of class 28000 (bad or expired token) or 42501
  * (no claims, wrong tenant, row-level security refusing a write,
  * vecphi.max_scan_rows, permission denied) reported in a database that has
@@ -642,6 +678,16 @@ audit_emit_log_hook(ErrorData * edata)
 	if (edata->sqlerrcode != ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION &&
 		edata->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE)
 		return;
+
+	/* Already recorded by audit_denial()? */
+	if (self_denial_message != NULL &&
+		self_denial_statement == GetCurrentStatementStartTimestamp() &&
+		edata->message != NULL && strcmp(edata->message, self_denial_message) == 0)
+	{
+		pfree(self_denial_message);
+		self_denial_message = NULL;
+		return;
+	}
 
 	recording_denial = true;
 	if (!extension_seen)

@@ -46,6 +46,7 @@ typedef struct AuditEvent
 } AuditEvent;
 
 extern void audit_emit(const AuditEvent *event, bool wait_durable);
+extern void audit_denial(const char *message, const char *detail);
 extern void audit_init(void);
 
 #endif							/* VECPHI_AUDIT_H */

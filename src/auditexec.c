@@ -861,7 +861,18 @@ audit_query_forget(void *arg)
 static bool
 audit_active_here(void)
 {
-	return vecphi_audit_enabled && !am_audit_writer && !IsParallelWorker();
+	return vecphi_audit_enabled && !am_audit_writer;
+}
+
+/*
+ * Parallel workers queue their own records but never wait: the leader's
+ * wait, after the workers have finished, covers theirs (tickets of one
+ * database are committed in order).
+ */
+static bool
+audit_may_wait(void)
+{
+	return !IsParallelWorker();
 }
 
 static void
@@ -880,8 +891,10 @@ audit_ExecutorStart(QueryDesc * qd, int eflags)
 	else
 		standard_ExecutorStart(qd, eflags);
 
-	if (!audit_active_here() || (eflags & EXEC_FLAG_EXPLAIN_ONLY) ||
-		claims_peek() == NULL)
+	if (!audit_active_here() || (eflags & EXEC_FLAG_EXPLAIN_ONLY))
+		return;
+	/* A worker verifies the leader's claims lazily; do it now. */
+	if ((IsParallelWorker() ? claims_current() : claims_peek()) == NULL)
 		return;
 
 	stmt_search_calls(qd->plannedstmt, &cs);
@@ -901,6 +914,12 @@ audit_ExecutorStart(QueryDesc * qd, int eflags)
 
 		if (te->resjunk && te->resname && strcmp(te->resname, IDENTITY_RESNAME) == 0)
 			top_identity = true;
+	}
+	if (top_identity && IsParallelWorker())
+	{
+		/* The leader reads the identity column from the Gather. */
+		MemoryContextSwitchTo(old);
+		return;
 	}
 	if (top_identity && (scan = chain_scan(top)) != NULL)
 		capture_create(aq, top, scan, &cs);
@@ -1067,6 +1086,7 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 				rec.action = (char *) cap->action;
 				rec.outcome = (char *) outcome;
 				rec.relation = audit_relation_name(cap->relid);
+				rec.index_name = OidIsValid(cap->indexid) ? get_rel_name(cap->indexid) : NULL;
 				rec.has_rows = true;
 				rec.rows = cap->nids;
 				rec.row_ids = ids;
@@ -1099,7 +1119,7 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 			queued = true;
 		}
 	}
-	if (queued && wait && !nothrow && vecphi_audit_synchronous)
+	if (queued && wait && !nothrow && vecphi_audit_synchronous && audit_may_wait())
 		auditqueue_last_ticket_wait();
 }
 

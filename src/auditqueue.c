@@ -43,6 +43,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "common/string.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -505,31 +506,28 @@ writer_load_chain_from_file(void)
 {
 	char	   *path = audit_standby_file_path();
 	FILE	   *fh;
-	char		line[256];
-	char		last[256] = "";
+	StringInfoData line;
+	StringInfoData last;
 
 	memset(writer_last_hash, 0, sizeof(writer_last_hash));
 	writer_last_seq = 0;
 	fh = AllocateFile(path, "r");
 	if (fh == NULL)
 		return;
-	/* Lines can be long; only the start of the last line matters. */
-	while (fgets(line, sizeof(line), fh) != NULL)
+	initStringInfo(&line);
+	initStringInfo(&last);
+	while (pg_get_line_buf(fh, &line))
 	{
-		size_t		n = strlen(line);
-
-		if (n > 0 && (last[0] == '\0' || last[strlen(last) - 1] == '\n'))
-			strlcpy(last, line, sizeof(last));
-		else if (n > 0 && line[n - 1] == '\n')
-			strcat(last, "\n");
+		resetStringInfo(&last);
+		appendBinaryStringInfo(&last, line.data, line.len);
 	}
 	FreeFile(fh);
-	if (last[0] != '\0')
+	if (last.len > 0)
 	{
 		long long	seq;
 		char		hex[AUDIT_DIGEST_LEN * 2 + 1];
 
-		if (sscanf(last, "%lld\t%64s", &seq, hex) != 2 ||
+		if (sscanf(last.data, "%lld\t%64s", &seq, hex) != 2 ||
 			strlen(hex) != AUDIT_DIGEST_LEN * 2)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),

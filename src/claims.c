@@ -66,6 +66,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "audit.h"
 #include "claims.h"
 #include "crypto.h"
 #include "keys.h"
@@ -122,6 +123,7 @@ static void
 token_reject(const char *detail)
 {
 	token_log_rejection(detail);
+	audit_denial("invalid claims token", detail);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("invalid claims token"),
@@ -133,6 +135,7 @@ static void
 token_reject_time(const char *message)
 {
 	token_log_rejection(message);
+	audit_denial(message, NULL);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("%s", message)));
@@ -504,10 +507,13 @@ claims_require_tenant_id(void)
 	const VecphiClaims *claims = claims_current();
 
 	if (claims == NULL)
+	{
+		audit_denial("no verified claims in this transaction", NULL);
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("no verified claims in this transaction"),
 				 errhint("Call vecphi.set_claims() with a signed token inside the transaction.")));
+	}
 	if (claims->tenant_id == 0)
 		current_claims->tenant_id = keys_tenant_id(claims->tenant, false);
 	return current_claims->tenant_id;

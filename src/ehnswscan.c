@@ -28,6 +28,7 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "audit.h"
 #include "ehnsw.h"
 #include "vecphi.h"
 
@@ -204,12 +205,17 @@ ehnswgettuple(IndexScanDesc scan, ScanDirection dir)
 			continue;
 		c->element->returned = true;
 		if (vecphi_max_scan_rows > 0 && ++so->returned > vecphi_max_scan_rows)
+		{
+			char	   *message = psprintf("similarity scan exceeds vecphi.max_scan_rows (%d)",
+										   vecphi_max_scan_rows);
+
+			audit_denial(message, NULL);
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("similarity scan exceeds vecphi.max_scan_rows (%d)",
-							vecphi_max_scan_rows),
+					 errmsg("%s", message),
 					 errdetail("An ehnsw scan may return at most that many rows, counting rows a filter or row-level security discards afterwards."),
 					 errhint("Ask for fewer rows (LIMIT), or ask the security officer to raise the limit.")));
+		}
 		scan->xs_heaptid = c->element->heaptid;
 		scan->xs_recheck = false;
 		scan->xs_recheckorderby = false;

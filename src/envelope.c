@@ -17,6 +17,7 @@
 #include "libpq/pqformat.h"
 #include "port/pg_bswap.h"
 
+#include "audit.h"
 #include "claims.h"
 #include "envelope.h"
 #include "keys.h"
@@ -173,10 +174,16 @@ void
 envelope_check_claimant(const EnvelopeHeader *hdr, uint8 kind)
 {
 	if (hdr->tenant_id != claims_require_tenant_id())
+	{
+		char	   *message = psprintf("permission denied to decrypt %s value",
+									   kind_type_name(kind));
+
+		audit_denial(message, "another tenant's value");
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to decrypt %s value", kind_type_name(kind)),
+				 errmsg("%s", message),
 				 errdetail("The value belongs to another tenant than the verified claims.")));
+	}
 }
 
 /*

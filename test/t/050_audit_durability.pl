@@ -16,7 +16,10 @@
 #    committed;
 #  - the chain verifies after the crash and goes on without a gap;
 #  - if an audit writer is running, killing it with SIGKILL (another crash
-#    restart) loses nothing either.
+#    restart) loses nothing either;
+#  - fail closed: with a malformed chain key (vecphi.audit_key_file) no
+#    writer can write, and a search fails instead of returning rows; with
+#    the key back, searches are recorded and the chain verifies.
 use strict;
 use warnings;
 
@@ -207,6 +210,44 @@ SKIP:
 		'1 true',
 		'nothing was lost and the chain still verifies');
 }
+
+# ---- fail closed: a writer that cannot write ----
+# A malformed chain key stops every writer.  A search must then fail
+# instead of returning rows unaudited; once the key is back, searches are
+# recorded again and the chain still verifies.
+my $bad_key = $node->basedir . '/bad_audit.key';
+VecphiCheck::write_file($bad_key, "not a key\n");
+my $no_writer = "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vecphi audit writer'";
+$node->safe_psql('postgres', "ALTER SYSTEM SET vecphi.audit_key_file = '$bad_key'; SELECT pg_reload_conf();");
+ok($node->poll_query_until('postgres', $no_writer), 'no audit writer is running');
+($ret, $stdout, $stderr) = $node->psql(
+	'postgres', qq{
+	SET vecphi.audit_timeout = '2s';
+	BEGIN;
+	$claims
+	SET LOCAL enable_seqscan = off;
+	@{[ search_sql(40) ]}
+	COMMIT;
+});
+isnt($ret, 0, 'with a broken audit key a search fails');
+is($stdout, '', 'and returns no row');
+like($stderr, qr/ERROR:.*audit/, 'with an error about the audit');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET vecphi.audit_key_file; SELECT pg_reload_conf();');
+ok($node->poll_query_until('postgres', $no_writer), 'no audit writer is running');
+$out = $node->safe_psql(
+	'postgres', qq{
+	BEGIN;
+	$claims
+	SET LOCAL enable_seqscan = off;
+	SELECT pg_backend_pid();
+	@{[ search_sql(45) ]}
+	COMMIT;
+});
+($pid, @ids) = split /\n/, $out;
+is(records_of($pid), 'index_scan ok 5 ' . sorted_ids(join("\n", @ids)),
+	'with the key back, a search is recorded again');
+is($node->safe_psql('postgres', 'SELECT (vecphi.verify_audit()).ok'), 't',
+	'and the chain verifies');
 
 $node->stop;
 done_testing();

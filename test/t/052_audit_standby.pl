@@ -76,12 +76,8 @@ my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'bk', has_streaming => 1);
 VecphiTest::configure_node($standby);
 $standby->append_conf('postgresql.conf', "restart_after_crash = on\n");
-# The base backup carries the primary's audit key (vecphi_audit/audit.key)
-# when it is kept in the data directory.  The test framework copies the
-# backup with the process umask (0644), and the writer rightly refuses a key
-# file others can read: restore the mode pg_basebackup would have kept.
-my $standby_key = $standby->data_dir . '/vecphi_audit/audit.key';
-chmod 0600, $standby_key if -f $standby_key;
+# (The base backup carries the primary's audit key, vecphi_audit/audit.key,
+# and the test framework copies it with mode 0644: the standby must cope.)
 my $primary_keys = VecphiTest::key_dir($primary);
 my $standby_keys = VecphiTest::key_dir($standby);
 for my $f (VecphiCheck::dir_files($primary_keys))
