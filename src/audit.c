@@ -456,9 +456,12 @@ audit_log_relid(void)
 static void
 refuse_audit_log_change(const char *what)
 {
+	char	   *message = psprintf("vecphi.audit_log is append-only: %s is not allowed", what);
+
+	audit_denial(message, NULL);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("vecphi.audit_log is append-only: %s is not allowed", what),
+			 errmsg("%s", message),
 			 errdetail("Only vecphi's audit writer adds rows, and only vecphi.purge_audit() removes rows past vecphi.audit_retention.")));
 }
 
@@ -607,10 +610,13 @@ audit_check_utility(Node * stmt)
 			break;
 	}
 	if (hit)
+	{
+		audit_denial("only a superuser may alter vecphi.audit_log or its triggers", NULL);
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("only a superuser may alter vecphi.audit_log or its triggers"),
 				 errdetail("The audit log is append-only for every other role, its owner included.")));
+	}
 }
 
 static void

@@ -912,7 +912,9 @@ audit_ExecutorStart(QueryDesc * qd, int eflags)
 	{
 		TargetEntry *te = lfirst(lc);
 
-		if (te->resjunk && te->resname && strcmp(te->resname, IDENTITY_RESNAME) == 0)
+		/* (A worker's copy of the plan has resjunk cleared.) */
+		if ((te->resjunk || IsParallelWorker()) &&
+			te->resname && strcmp(te->resname, IDENTITY_RESNAME) == 0)
 			top_identity = true;
 	}
 	if (top_identity && IsParallelWorker())
@@ -1050,6 +1052,9 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 				nrels++;
 			}
 			if (!(cap->nids > 0 || (cap->ran && !cap->emitted)))
+				continue;
+			/* A worker's share of a parallel scan: only rows it found. */
+			if (cap->nids == 0 && IsParallelWorker())
 				continue;
 			ids = psprintf("{%s}", cap->ids.data);
 			memset(&ev, 0, sizeof(ev));
