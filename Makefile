@@ -21,7 +21,8 @@ OBJS = \
 	src/ehnswinsert.o \
 	src/ehnswscan.o \
 	src/ehnswutils.o \
-	src/ehnswvacuum.o
+	src/ehnswvacuum.o \
+	src/scrub.o
 
 DATA = sql/vecphi--$(EXTVERSION).sql
 
