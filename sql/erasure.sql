@@ -70,6 +70,28 @@ VACUUM erase_notes;
 SELECT count(*) AS pending_after_vacuum FROM vecphi.pending_erasure;
 SELECT pages_scrubbed, bytes_scrubbed, complete FROM vecphi.scrub('erase_notes');
 
+-- A partitioned table: deletions are noted against the parent, which a
+-- VACUUM or scrub of the parent certifies.
+CREATE TABLE erase_parts (id int, tenant text NOT NULL DEFAULT vecphi.tenant(),
+	patient text, body etext) PARTITION BY RANGE (id);
+CREATE TABLE erase_parts_1 PARTITION OF erase_parts FOR VALUES FROM (0) TO (100);
+CREATE TABLE erase_parts_2 PARTITION OF erase_parts FOR VALUES FROM (100) TO (200);
+SELECT vecphi.protect('erase_parts', 'tenant');
+SELECT vecphi.track_erasure('erase_parts', 'patient');
+BEGIN;
+SELECT as_tenant('erase_a');
+INSERT INTO erase_parts (id, patient, body)
+	SELECT g, 'patient_' || (g % 4), vecphi.encrypt(repeat('part note ', 300)) FROM generate_series(1, 199) g;
+COMMIT;
+DELETE FROM erase_parts WHERE patient = 'patient_1';
+SELECT count(*) AS pending FROM vecphi.pending_erasure WHERE relid = 'erase_parts'::regclass;
+VACUUM erase_parts;
+SELECT count(*) AS pending_after_vacuum FROM vecphi.pending_erasure WHERE relid = 'erase_parts'::regclass;
+DELETE FROM erase_parts WHERE patient = 'patient_2';
+SELECT pages_scrubbed > 0 AS scrubbed, complete FROM vecphi.scrub('erase_parts');
+SELECT count(*) AS pending_after_scrub FROM vecphi.pending_erasure;
+DROP TABLE erase_parts;
+
 -- A table without tracking is scrubbed all the same.
 CREATE TABLE erase_plain (id int, body etext);
 SELECT pages, complete FROM vecphi.scrub('erase_plain');

@@ -580,6 +580,18 @@ erasure_record(Oid relid, const char *how, const ScrubStats *st,
 	pfree(detail.data);
 }
 
+/* Add one table's scrub to a total. */
+static void
+scrub_stats_add(ScrubStats *total, const ScrubStats *st)
+{
+	total->pages += st->pages;
+	total->pages_scrubbed += st->pages_scrubbed;
+	total->bytes += st->bytes;
+	total->pages_busy += st->pages_busy;
+	total->pages_held += st->pages_held;
+	total->elements += st->elements;
+}
+
 /* Scrub one table for a VACUUM command or vecphi.scrub(), and record it. */
 static void
 scrub_and_record(Relation rel, bool remove_elements, const char *how,
@@ -599,9 +611,12 @@ scrub_and_record(Relation rel, bool remove_elements, const char *how,
 
 /* ---------- after VACUUM ---------- */
 
-/* The tables a VACUUM command processed that hold encrypted columns. */
+/*
+ * The plain tables a VACUUM command processed; the partitioned tables it
+ * named go to *parents (their deletions are noted under their own OID).
+ */
 static List *
-vacuumed_tables(VacuumStmt * stmt)
+vacuumed_tables(VacuumStmt * stmt, List **parents)
 {
 	List	   *relids = NIL;
 	ListCell   *lc;
@@ -633,8 +648,13 @@ vacuumed_tables(VacuumStmt * stmt)
 
 		if (!OidIsValid(relid) && vrel->relation != NULL)
 			relid = RangeVarGetRelid(vrel->relation, NoLock, true);
-		if (OidIsValid(relid))
-			relids = list_concat(relids, leaf_tables(relid));
+		if (!OidIsValid(relid))
+			continue;
+		relids = list_concat(relids, leaf_tables(relid));
+		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE &&
+			(pg_class_ownercheck(relid, GetUserId()) ||
+			 pg_database_ownercheck(MyDatabaseId, GetUserId())))
+			*parents = lappend_oid(*parents, relid);
 	}
 	return relids;
 }
@@ -645,18 +665,21 @@ scrub_after_vacuum(VacuumStmt * stmt)
 {
 	Oid			nsp;
 	List	   *relids;
+	List	   *parents = NIL;
 	ListCell   *lc;
 	BufferAccessStrategy strategy;
+	ScrubStats	total;
 
 	if (!IsTransactionState())
 		return;
 	nsp = extension_namespace();
 	if (!OidIsValid(nsp))
 		return;
-	relids = vacuumed_tables(stmt);
+	relids = vacuumed_tables(stmt, &parents);
 	if (relids == NIL)
 		return;
 	strategy = GetAccessStrategy(BAS_VACUUM);
+	memset(&total, 0, sizeof(total));
 	foreach(lc, relids)
 	{
 		Oid			relid = lfirst_oid(lc);
@@ -683,6 +706,7 @@ scrub_after_vacuum(VacuumStmt * stmt)
 		{
 			memset(&st, 0, sizeof(st));
 			scrub_and_record(rel, false, "vacuum", strategy, &st);
+			scrub_stats_add(&total, &st);
 			ereport(DEBUG1,
 					(errmsg_internal("vecphi: scrubbed \"%s\": " INT64_FORMAT " pages, " INT64_FORMAT " bytes",
 									 RelationGetRelationName(rel), st.pages_scrubbed, st.bytes)));
@@ -690,6 +714,21 @@ scrub_after_vacuum(VacuumStmt * stmt)
 		table_close(rel, ShareUpdateExclusiveLock);
 	}
 	FreeAccessStrategy(strategy);
+
+	/*
+	 * Deletions noted against a partitioned table the command named: its
+	 * record counts every partition this command scrubbed.
+	 */
+	foreach(lc, parents)
+	{
+		Oid			relid = lfirst_oid(lc);
+		bool		complete = total.pages_busy == 0 && total.pages_held == 0;
+		char	   *subjects;
+		int64		rows = erasure_consume(relid, complete, &subjects);
+
+		erasure_record(relid, "vacuum", &total, complete ? rows : 0, subjects,
+					   complete ? 0 : rows, true);
+	}
 }
 
 /* ProcessUtility hook: scrub after the standard VACUUM has run. */
@@ -799,12 +838,7 @@ vecphi_scrub(PG_FUNCTION_ARGS)
 			scrub_and_record(rel, true, "scrub", strategy, &st);
 		else
 			scrub_table(rel, true, strategy, &st);
-		total.pages += st.pages;
-		total.pages_scrubbed += st.pages_scrubbed;
-		total.bytes += st.bytes;
-		total.pages_busy += st.pages_busy;
-		total.pages_held += st.pages_held;
-		total.elements += st.elements;
+		scrub_stats_add(&total, &st);
 		table_close(rel, NoLock);
 	}
 	FreeAccessStrategy(strategy);
