@@ -530,6 +530,7 @@ GRANT EXECUTE ON FUNCTION vecphi.shred_tenant(text) TO vecphi_key_admin;
 -- Deletions not yet certified by a scrub: a salted digest of each deleted
 -- row's subject, never the subject itself.
 CREATE TABLE vecphi.pending_erasure (
+	id				bigserial PRIMARY KEY,
 	relid			oid NOT NULL,
 	subject_digest	bytea,
 	noted_at		timestamptz NOT NULL DEFAULT pg_catalog.now()

@@ -53,7 +53,9 @@
  * audit record: relation, number of deletions, and a SHA-256 over the
  * sorted distinct subject digests, which an auditor holding the list of
  * subjects can recompute with vecphi.erasure_digest().  An incomplete scrub
- * leaves the notes for the next one.  Autovacuum cannot run SQL, so its
+ * leaves the notes for the next one, and so does every scrub for notes
+ * made after it began (their pages may be behind it; see
+ * pending_watermark).  Autovacuum cannot run SQL, so its
  * records carry pages and bytes only; the next VACUUM or vecphi.scrub()
  * certifies the subjects.
  *
@@ -481,64 +483,121 @@ relation_owner(Oid relid)
 }
 
 /*
- * Consume the pending-erasure notes of a table (when complete) and return
- * how many deletions they record and, in *subjects, the digest over their
- * distinct subjects ("sha256:<hex>"), or NULL when none were noted.  Runs
- * as the owner of vecphi.pending_erasure, which nobody else may change.
+ * Run one SQL statement on vecphi's erasure tables as their owner (nobody
+ * else may read or change them), with a snapshot.  Returns SPI's code;
+ * the caller reads SPI_tuptable and calls internal_sql_end().
  */
-static int64
-erasure_consume(Oid relid, bool complete, char **subjects)
+static int
+internal_sql_begin(const char *sql, int nargs, Oid *types, Datum *values,
+				   Oid *save_userid, int *save_sec, bool *pushed)
 {
 	Oid			nsp = get_namespace_oid("vecphi", false);
 	Oid			pending = get_relname_relid("pending_erasure", nsp);
-	Oid			save_userid;
-	int			save_sec;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
-	int64		count = 0;
-	bool		pushed = false;
-	int			rc;
 
-	*subjects = NULL;
 	if (!OidIsValid(pending))
-		return 0;
-
+		elog(ERROR, "vecphi: table vecphi.pending_erasure is missing");
+	*pushed = false;
 	if (!ActiveSnapshotSet())
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pushed = true;
+		*pushed = true;
 	}
-	GetUserIdAndSecContext(&save_userid, &save_sec);
+	GetUserIdAndSecContext(save_userid, save_sec);
 	SetUserIdAndSecContext(relation_owner(pending),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
-	rc = SPI_execute_with_args(complete ?
-							   "WITH gone AS (DELETE FROM vecphi.pending_erasure WHERE relid = $1 "
-							   "RETURNING subject_digest) "
-							   "SELECT count(*), pg_catalog.encode(pg_catalog.sha256("
-							   "pg_catalog.string_agg(DISTINCT subject_digest, ''::bytea "
-							   "ORDER BY subject_digest)), 'hex') FROM gone" :
-							   "SELECT count(*), NULL::text FROM vecphi.pending_erasure WHERE relid = $1",
-							   1, types, values, NULL, false, 1);
+	return SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+}
+
+static void
+internal_sql_end(Oid save_userid, int save_sec, bool pushed)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (pushed)
+		PopActiveSnapshot();
+}
+
+/* First column of the first row of the last SPI result as int64, or 0. */
+static int64
+spi_first_int64(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_processed == 0)
+		return 0;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * The last id vecphi.pending_erasure has handed out.  Taken before a scrub
+ * reads any page: a deletion noted later may be on a page the scrub had
+ * already passed, so only notes up to it are certified (the rest wait for
+ * the next scrub).  A note's id is drawn after its row was deleted.
+ */
+static int64
+pending_watermark(void)
+{
+	Oid			save_userid;
+	int			save_sec;
+	bool		pushed;
+	int64		result;
+
+	if (internal_sql_begin("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+						   "FROM vecphi.pending_erasure_id_seq",
+						   0, NULL, NULL, &save_userid, &save_sec, &pushed) != SPI_OK_SELECT)
+		elog(ERROR, "vecphi: could not read vecphi.pending_erasure_id_seq");
+	result = spi_first_int64();
+	internal_sql_end(save_userid, save_sec, pushed);
+	return result;
+}
+
+/*
+ * Consume the pending-erasure notes of a table up to the watermark (when
+ * the scrub was complete) and return how many deletions they record and,
+ * in *subjects, the digest over their distinct subjects ("sha256:<hex>"),
+ * or NULL when none were noted.  Incomplete: count them, consume nothing.
+ */
+static int64
+erasure_consume(Oid relid, bool complete, int64 watermark, char **subjects)
+{
+	Oid			types[2] = {OIDOID, INT8OID};
+	Datum		values[2];
+	Oid			save_userid;
+	int			save_sec;
+	bool		pushed;
+	int64		count;
+	int			rc;
+
+	*subjects = NULL;
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = Int64GetDatum(watermark);
+	rc = internal_sql_begin(complete ?
+							"WITH gone AS (DELETE FROM vecphi.pending_erasure "
+							"WHERE relid = $1 AND id <= $2 RETURNING subject_digest) "
+							"SELECT count(*), pg_catalog.encode(pg_catalog.sha256("
+							"pg_catalog.string_agg(DISTINCT subject_digest, ''::bytea "
+							"ORDER BY subject_digest)), 'hex') FROM gone" :
+							"SELECT count(*), NULL::text FROM vecphi.pending_erasure "
+							"WHERE relid = $1 AND id <= $2",
+							2, types, values, &save_userid, &save_sec, &pushed);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "vecphi: could not read vecphi.pending_erasure: %s",
 			 SPI_result_code_string(rc));
+	count = spi_first_int64();
 	{
 		bool		isnull;
 		Datum		d;
 
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		count = isnull ? 0 : DatumGetInt64(d);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		if (!isnull)
 			*subjects = MemoryContextStrdup(CurTransactionContext,
 											psprintf("sha256:%s", TextDatumGetCString(d)));
 	}
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	if (pushed)
-		PopActiveSnapshot();
+	internal_sql_end(save_userid, save_sec, pushed);
 	return count;
 }
 
@@ -595,7 +654,8 @@ scrub_stats_add(ScrubStats *total, const ScrubStats *st)
 /* Scrub one table for a VACUUM command or vecphi.scrub(), and record it. */
 static void
 scrub_and_record(Relation rel, bool remove_elements, const char *how,
-				 BufferAccessStrategy strategy, ScrubStats *st)
+				 BufferAccessStrategy strategy, ScrubStats *st,
+				 int64 watermark)
 {
 	int64		rows;
 	char	   *subjects;
@@ -603,7 +663,7 @@ scrub_and_record(Relation rel, bool remove_elements, const char *how,
 
 	scrub_table(rel, remove_elements, strategy, st);
 	complete = st->pages_busy == 0 && st->pages_held == 0;
-	rows = erasure_consume(RelationGetRelid(rel), complete, &subjects);
+	rows = erasure_consume(RelationGetRelid(rel), complete, watermark, &subjects);
 	erasure_record(RelationGetRelid(rel), how, st, complete ? rows : 0,
 				   subjects, complete ? 0 : rows, true);
 }
@@ -669,6 +729,7 @@ scrub_after_vacuum(VacuumStmt * stmt)
 	ListCell   *lc;
 	BufferAccessStrategy strategy;
 	ScrubStats	total;
+	int64		watermark;
 
 	if (!IsTransactionState())
 		return;
@@ -678,6 +739,7 @@ scrub_after_vacuum(VacuumStmt * stmt)
 	relids = vacuumed_tables(stmt, &parents);
 	if (relids == NIL)
 		return;
+	watermark = pending_watermark();
 	strategy = GetAccessStrategy(BAS_VACUUM);
 	memset(&total, 0, sizeof(total));
 	foreach(lc, relids)
@@ -705,7 +767,7 @@ scrub_after_vacuum(VacuumStmt * stmt)
 		if (table_is_protected(rel, nsp))
 		{
 			memset(&st, 0, sizeof(st));
-			scrub_and_record(rel, false, "vacuum", strategy, &st);
+			scrub_and_record(rel, false, "vacuum", strategy, &st, watermark);
 			scrub_stats_add(&total, &st);
 			ereport(DEBUG1,
 					(errmsg_internal("vecphi: scrubbed \"%s\": " INT64_FORMAT " pages, " INT64_FORMAT " bytes",
@@ -724,7 +786,7 @@ scrub_after_vacuum(VacuumStmt * stmt)
 		Oid			relid = lfirst_oid(lc);
 		bool		complete = total.pages_busy == 0 && total.pages_held == 0;
 		char	   *subjects;
-		int64		rows = erasure_consume(relid, complete, &subjects);
+		int64		rows = erasure_consume(relid, complete, watermark, &subjects);
 
 		erasure_record(relid, "vacuum", &total, complete ? rows : 0, subjects,
 					   complete ? 0 : rows, true);
@@ -802,6 +864,7 @@ vecphi_scrub(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	Oid			nsp;
 	BufferAccessStrategy strategy;
+	int64		watermark;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -821,6 +884,7 @@ vecphi_scrub(PG_FUNCTION_ARGS)
 				 errdetail("vecphi.scrub() erases deleted rows of tables, materialized views and partitioned tables.")));
 
 	nsp = extension_namespace();
+	watermark = pending_watermark();
 	strategy = GetAccessStrategy(BAS_VACUUM);
 	memset(&total, 0, sizeof(total));
 	foreach(lc, leaves)
@@ -835,7 +899,7 @@ vecphi_scrub(PG_FUNCTION_ARGS)
 					 errmsg("cannot scrub temporary tables of other sessions")));
 		memset(&st, 0, sizeof(st));
 		if (OidIsValid(nsp) && table_is_protected(rel, nsp))
-			scrub_and_record(rel, true, "scrub", strategy, &st);
+			scrub_and_record(rel, true, "scrub", strategy, &st, watermark);
 		else
 			scrub_table(rel, true, strategy, &st);
 		scrub_stats_add(&total, &st);
@@ -848,7 +912,7 @@ vecphi_scrub(PG_FUNCTION_ARGS)
 	{
 		bool		complete = total.pages_busy == 0 && total.pages_held == 0;
 		char	   *subjects;
-		int64		rows = erasure_consume(relid, complete, &subjects);
+		int64		rows = erasure_consume(relid, complete, watermark, &subjects);
 
 		erasure_record(relid, "scrub", &total, complete ? rows : 0, subjects,
 					   complete ? 0 : rows, true);

@@ -2,7 +2,7 @@
 # in the table's files (heap, TOAST, their indexes, the ehnsw index), on
 # the primary and on a streaming standby.
 #
-# Four patients of one tenant, each with notes: a 784-dimension embedding
+# Five patients of one tenant, each with notes: a 784-dimension embedding
 # (its envelope goes to TOAST) and a body, half of them short (kept inline
 # in the heap page) and half long (TOAST).  From every value, as the
 # server prints its envelope, three 32-byte slices of ciphertext are taken
@@ -10,11 +10,15 @@
 # search can find bytes); then:
 #
 #   alice: DELETE, VACUUM, CHECKPOINT      -> none of her slices anywhere,
-#                                             primary and standby
+#                                             primary and standby (the
+#                                             table's first scrub reads
+#                                             every page)
 #   carol: DELETE, VACUUM with vecphi.scrub_on_vacuum off -> some of her
-#          bytes are still there (what PostgreSQL alone leaves); then
-#          vecphi.scrub()                  -> none
+#          bytes are still there (what PostgreSQL alone leaves, on pages
+#          it then marks all-visible); then a VACUUM with scrubbing, which
+#          reads only pages the visibility map says may need it -> none
 #   dave:  DELETE, vecphi.scrub() only     -> none, the ehnsw index included
+#   eve:   DELETE, VACUUM after VACUUMs that scrubbed  -> none
 #   bob:   kept                            -> every slice still there
 #
 # Each erasure leaves one audit record (the placeholder writer logs it)
@@ -68,14 +72,17 @@ for my $f (VecphiCheck::dir_files(VecphiTest::key_dir($primary)))
 }
 $standby->start;
 
-# 20 notes per patient, ids 100 * k + i; odd i have long bodies.
-my @patients = qw(alice bob carol dave);
+# 20 notes per patient, ids 100 * k + i; odd i have long bodies.  Inserted
+# in turn (note 1 of each patient, then note 2, ...), so every page holds
+# several patients' notes and no patient's notes end the table (VACUUM
+# truncating empty pages at the end would erase them whatever we do).
+my @patients = qw(alice bob carol dave eve);
 my %patient_of;
 srand(20261123);
-for my $k (0 .. $#patients)
+for my $i (1 .. 20)
 {
 	my @rows;
-	for my $i (1 .. 20)
+	for my $k (0 .. $#patients)
 	{
 		my $id = 100 * ($k + 1) + $i;
 		$patient_of{$id} = $patients[$k];
@@ -87,7 +94,6 @@ for my $k (0 .. $#patients)
 		"BEGIN; $claims INSERT INTO notes (id, patient, body, emb) VALUES "
 		  . join(",\n", @rows) . '; COMMIT;');
 }
-
 # id => [slices of its two envelopes]
 my %slices;
 for my $line (split /\n/,
@@ -106,10 +112,10 @@ for my $line (split /\n/,
 		push @{ $slices{$id} }, map { substr($env, $_, $slice_len) } @offsets;
 	}
 }
-is(scalar keys %slices, 80, 'an envelope pair for each of the 80 notes');
+is(scalar keys %slices, 100, 'an envelope pair for each of the 100 notes');
 my ($short_len) = $primary->safe_psql('postgres',
 	'SELECT count(*) FROM notes WHERE pg_column_size(body) < 200');
-is($short_len, 40, 'half the bodies are short (inline in the heap page)');
+is($short_len, 50, 'half the bodies are short (inline in the heap page)');
 
 # How many of the rows' slices the files of node's "notes" hold.
 sub slices_found
@@ -174,20 +180,21 @@ my @audit_lines = grep { /vecphi audit/ } split /\n/, $log;
 cmp_ok(scalar(@audit_lines), '>', 0, 'the log has audit records');
 is(scalar(grep { /alice/ } @audit_lines), 0, 'no audit record names the subject');
 
-# ---- carol: what PostgreSQL leaves without the scrub, then vecphi.scrub ----
+# ---- carol: what PostgreSQL leaves without the scrub, then VACUUM ----
 $primary->safe_psql('postgres', "DELETE FROM notes WHERE patient = 'carol'");
 $primary->safe_psql('postgres', 'SET vecphi.scrub_on_vacuum = off; VACUUM notes; CHECKPOINT;');
 my $left = slices_found($primary, ids_of('carol'));
 cmp_ok($left, '>', 0, "control: a VACUUM without scrubbing leaves some of carol's ciphertext ($left slices)");
-is($primary->safe_psql('postgres',
-		"SELECT pages_scrubbed > 0, bytes_scrubbed > 0, complete FROM vecphi.scrub('notes')"),
-	't|t|t', 'vecphi.scrub reports pages and bytes scrubbed, complete');
-$primary->safe_psql('postgres', 'CHECKPOINT');
-is(slices_found($primary, ids_of('carol')), 0, 'after vecphi.scrub and CHECKPOINT: none of carol\'s left');
+$primary->safe_psql('postgres', 'VACUUM notes; CHECKPOINT;');
+is(slices_found($primary, ids_of('carol')), 0,
+	'the next VACUUM (with scrubbing) finds the pages the unscrubbed one marked all-visible: none of carol\'s left');
 my $carol = $primary->safe_psql('postgres',
 	"SET ROLE vecphi_security_officer; SELECT vecphi.erasure_digest(ARRAY['carol'])");
-like(slurp_file($primary->logfile), qr/erasure ok rows 20 scrub: .*subjects \Q$carol\E/,
-	'the scrub certified carol\'s 20 deletions');
+like(slurp_file($primary->logfile), qr/erasure ok rows 20 vacuum: .*subjects \Q$carol\E/,
+	'that VACUUM certified carol\'s 20 deletions');
+is($primary->safe_psql('postgres',
+		"SELECT pages_scrubbed, bytes_scrubbed, complete FROM vecphi.scrub('notes')"),
+	'0|0|t', 'vecphi.scrub finds nothing left to zero');
 
 # ---- dave: DELETE and vecphi.scrub, no VACUUM ----
 $primary->safe_psql('postgres', "DELETE FROM notes WHERE patient = 'dave'");
@@ -202,13 +209,23 @@ is( $primary->safe_psql(
 		'postgres', "BEGIN; $claims SET LOCAL enable_seqscan = off;
 		SELECT count(*) FROM (SELECT id FROM notes ORDER BY emb <-> (SELECT emb FROM notes WHERE id = 201) LIMIT 5) s; COMMIT;"),
 	'5', 'the index still finds bob\'s notes');
+# ---- eve: DELETE and VACUUM once more ----
+$primary->safe_psql('postgres', 'VACUUM notes');
+$primary->safe_psql('postgres', "DELETE FROM notes WHERE patient = 'eve'");
+$primary->safe_psql('postgres', 'VACUUM notes; CHECKPOINT;');
+is(slices_found($primary, ids_of('eve')), 0, 'after DELETE and VACUUM: none of eve\'s ciphertext left');
+is(slices_found($primary, ids_of('bob')), $per_patient, 'bob\'s ciphertext is all there');
+
 sync_standby();
-is(slices_found($standby, ids_of('carol'), ids_of('dave')), 0, 'standby: none of carol\'s or dave\'s left');
+is(slices_found($standby, ids_of('carol'), ids_of('dave'), ids_of('eve')), 0,
+	'standby: none of carol\'s, dave\'s or eve\'s left');
 is(slices_found($standby, ids_of('bob')), $per_patient, 'standby: bob\'s is all there');
 
 # A final VACUUM clears the dead line pointers the scrub left.
 $primary->safe_psql('postgres', 'VACUUM notes');
 is($primary->safe_psql('postgres', 'SELECT count(*) FROM notes'), '20', 'bob\'s 20 notes are left');
+is($primary->safe_psql('postgres', 'SELECT count(*) FROM vecphi.pending_erasure'), '0',
+	'every deletion was certified');
 
 $standby->stop;
 $primary->stop;
