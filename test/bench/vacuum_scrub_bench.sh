@@ -11,11 +11,14 @@
 # the end, whatever happens), and loads two identical tables of notes:
 # an etext body and an evector embedding (out of line, in TOAST), under
 # vecphi.protect() and vecphi.track_erasure().  Each round deletes the same
-# scattered tenth of the rows of both tables (a few rows on nearly every
-# heap page: the costliest case for scrubbing, which then zeroes and
-# WAL-logs almost every page), checkpoints, VACUUMs one table with
-# scrubbing off and the other with it on (alternating which goes first),
-# and puts the rows back.  Times are psql's client-side \timing of the
+# rows of both tables, checkpoints, VACUUMs one table with scrubbing off
+# and the other with it on (alternating which goes first), and puts the
+# rows back.  Which rows (VECPHI_BENCH_DELETE):
+#   tenth    a scattered tenth of the rows: a few on nearly every page, the
+#            costliest case per page, since nearly every page is zeroed and
+#            WAL-logged (the default)
+#   patient  one patient's notes (one in 997): VACUUM has few pages to
+#            visit, the scrub still reads every page  Times are psql's client-side \timing of the
 # VACUUM statement.  Figures only: nothing fails because something is slow.
 #
 # Settings (environment):
@@ -23,6 +26,7 @@
 #   VECPHI_BENCH_DIM      dimensions (784)
 #   VECPHI_BENCH_ROUNDS   rounds (5)
 #   VECPHI_BENCH_INDEX    1: give both tables an ehnsw index too (0)
+#   VECPHI_BENCH_DELETE   tenth or patient (tenth)
 #   VECPHI_BENCH_PORT     socket port number (5497)
 set -euo pipefail
 
@@ -34,6 +38,7 @@ DIM=${VECPHI_BENCH_DIM:-784}
 ROUNDS=${VECPHI_BENCH_ROUNDS:-5}
 INDEX=${VECPHI_BENCH_INDEX:-0}
 PORT=${VECPHI_BENCH_PORT:-5497}
+DELETE=${VECPHI_BENCH_DELETE:-tenth}
 SECRET='vecphi-bench-secret-0123456789abcdef0123'
 
 die() { echo "vacuum_scrub_bench.sh: $*" >&2; exit 1; }
@@ -41,6 +46,11 @@ for v in ROWS DIM ROUNDS INDEX PORT; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "VECPHI_BENCH_$v must be a whole number, not '${!v}'"
 done
 ((ROWS >= 100 && DIM >= 1 && ROUNDS >= 1)) || die "need at least 100 rows, 1 dimension and 1 round"
+case $DELETE in
+tenth) WHERE='id %% 10 = %d' ;;
+patient) WHERE="patient = 'patient_%d'" ;;
+*) die "VECPHI_BENCH_DELETE must be tenth or patient, not '$DELETE'" ;;
+esac
 [[ $EUID -eq 0 ]] || die "must run as root (it builds, installs and switches to the postgres user): sudo bash $0"
 
 echo "vacuum_scrub_bench.sh: building and installing vecphi (test/setup.sh)"
@@ -101,7 +111,7 @@ SELECT s || '.' || rtrim(translate(encode(hmac(convert_to(s, 'UTF8'), convert_to
 EOF
 )
 
-echo "vacuum_scrub_bench.sh: loading $ROWS rows of $DIM dimensions into two tables"
+echo "vacuum_scrub_bench.sh: deleting: $DELETE; loading $ROWS rows of $DIM dimensions into two tables"
 INDEX_SQL=
 ((INDEX)) && INDEX_SQL="CREATE INDEX ON t_off USING ehnsw (emb); CREATE INDEX ON t_on USING ehnsw (emb);"
 psql_q <<EOF >/dev/null
@@ -138,8 +148,9 @@ vacuum_ms() {
 printf '%-6s %12s %12s %8s\n' round 'off (ms)' 'on (ms)' 'on/off'
 ratios=()
 for ((r = 1; r <= ROUNDS; r++)); do
-	k=$((r % 10))
-	psql_q -c "DELETE FROM t_off WHERE id % 10 = $k; DELETE FROM t_on WHERE id % 10 = $k;" -c CHECKPOINT
+	# shellcheck disable=SC2059 # the format is ours
+	cond=$(printf "$WHERE" $((r % 10)))
+	psql_q -c "DELETE FROM t_off WHERE $cond; DELETE FROM t_on WHERE $cond;" -c CHECKPOINT
 	if ((r % 2)); then
 		off=$(vacuum_ms t_off off)
 		on=$(vacuum_ms t_on on)
@@ -150,8 +161,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	ratio=$(awk -v a="$on" -v b="$off" 'BEGIN { printf "%.2f", a / b }')
 	ratios+=("$ratio")
 	printf '%-6s %12s %12s %8s\n' "$r" "$off" "$on" "$ratio"
-	psql_q -c "INSERT INTO t_off SELECT * FROM source WHERE id % 10 = $k;
-		INSERT INTO t_on SELECT * FROM source WHERE id % 10 = $k;
+	psql_q -c "INSERT INTO t_off SELECT * FROM source WHERE $cond;
+		INSERT INTO t_on SELECT * FROM source WHERE $cond;
 		DELETE FROM vecphi.pending_erasure;" -c CHECKPOINT
 done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
