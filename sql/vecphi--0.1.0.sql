@@ -594,3 +594,137 @@ REVOKE ALL ON FUNCTION vecphi.verify_audit(bigint, text), vecphi.audit_head(),
 	vecphi.purge_audit(), vecphi.standby_audit_log() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vecphi.verify_audit(bigint, text), vecphi.audit_head(),
 	vecphi.purge_audit(), vecphi.standby_audit_log() TO vecphi_security_officer;
+
+-- Erasure: scrubbing deleted rows, the erasure certificate, crypto-shredding
+-- (docs/erasure.md)
+---------------------------------------------------------------------------
+
+-- Tenants whose keys were destroyed.  Their vecphi.tenants row stays, so
+-- the tenant id is never reused and errors can name the tenant.
+CREATE TABLE vecphi.shredded_tenants (
+	tenant_id	integer PRIMARY KEY REFERENCES vecphi.tenants (tenant_id),
+	tenant		text NOT NULL,
+	kek_version	integer NOT NULL,
+	data_keys	integer NOT NULL,
+	shredded_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE vecphi.shredded_tenants IS
+	'tombstones of crypto-shredded tenants: their KEKs were destroyed at the key provider and their wrapped data keys dropped';
+SELECT pg_catalog.pg_extension_config_dump('vecphi.shredded_tenants', '');
+REVOKE ALL ON vecphi.shredded_tenants FROM PUBLIC;
+GRANT SELECT ON vecphi.shredded_tenants TO vecphi_key_admin, vecphi_security_officer;
+
+CREATE FUNCTION vecphi.shred_tenant(tenant text) RETURNS integer
+	AS 'MODULE_PATHNAME', 'vecphi_shred_tenant'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.shred_tenant(text) IS
+	'crypto-shred a tenant: destroy its KEK at the key provider and drop its wrapped data keys, so that no copy of its ciphertext can be decrypted; returns the number of data keys dropped';
+REVOKE ALL ON FUNCTION vecphi.shred_tenant(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.shred_tenant(text) TO vecphi_key_admin;
+
+-- Deletions not yet certified by a scrub: a salted digest of each deleted
+-- row's subject, never the subject itself.
+CREATE TABLE vecphi.pending_erasure (
+	id				bigserial PRIMARY KEY,
+	relid			oid NOT NULL,
+	subject_digest	bytea,
+	noted_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON vecphi.pending_erasure (relid);
+COMMENT ON TABLE vecphi.pending_erasure IS
+	'deleted rows of tables under vecphi.track_erasure() awaiting the scrub that certifies their erasure (salted subject digests only)';
+REVOKE ALL ON vecphi.pending_erasure FROM PUBLIC;
+
+-- One salt per database, made at the first tracked deletion.  pg_dump
+-- carries it, so certificates can be re-checked after a restore.
+CREATE TABLE vecphi.erasure_salt (
+	id		boolean PRIMARY KEY DEFAULT true CHECK (id),
+	salt	bytea NOT NULL CHECK (pg_catalog.length(salt) = 32)
+);
+COMMENT ON TABLE vecphi.erasure_salt IS
+	'salt of the subject digests in vecphi.pending_erasure and in erasure audit records';
+SELECT pg_catalog.pg_extension_config_dump('vecphi.erasure_salt', '');
+REVOKE ALL ON vecphi.erasure_salt FROM PUBLIC;
+
+CREATE FUNCTION vecphi.note_erasure() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $note$
+BEGIN
+	INSERT INTO vecphi.erasure_salt (salt)
+		SELECT pg_catalog.decode(pg_catalog.replace(
+			pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text,
+			'-', ''), 'hex')
+		WHERE NOT EXISTS (SELECT 1 FROM vecphi.erasure_salt)
+		ON CONFLICT DO NOTHING;
+	IF TG_NARGS > 0 THEN
+		EXECUTE pg_catalog.format(
+			'INSERT INTO vecphi.pending_erasure (relid, subject_digest) '
+			'SELECT $1, pg_catalog.sha256(s.salt || pg_catalog.convert_to(o.%I::text, ''UTF8'')) '
+			'FROM old_rows o, vecphi.erasure_salt s', TG_ARGV[0])
+			USING TG_RELID;
+	ELSE
+		INSERT INTO vecphi.pending_erasure (relid) SELECT TG_RELID FROM old_rows;
+	END IF;
+	RETURN NULL;
+END
+$note$;
+COMMENT ON FUNCTION vecphi.note_erasure() IS
+	'statement trigger of vecphi.track_erasure(): notes a salted digest of each deleted row''s subject';
+REVOKE ALL ON FUNCTION vecphi.note_erasure() FROM PUBLIC;
+
+CREATE FUNCTION vecphi.track_erasure(tbl regclass, subject_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $track$
+BEGIN
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
+	END IF;
+	IF subject_column IS NOT NULL AND NOT EXISTS (
+		SELECT 1 FROM pg_attribute
+		WHERE attrelid = tbl AND attname = subject_column AND attnum > 0 AND NOT attisdropped)
+	THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', subject_column, tbl
+			USING ERRCODE = '42703';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'vecphi_erasure') THEN
+		EXECUTE pg_catalog.format('DROP TRIGGER vecphi_erasure ON %s', tbl);
+	END IF;
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER vecphi_erasure AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+		'FOR EACH STATEMENT EXECUTE FUNCTION vecphi.note_erasure(%s)',
+		tbl, CASE WHEN subject_column IS NULL THEN '' ELSE pg_catalog.quote_literal(subject_column) END);
+END
+$track$;
+COMMENT ON FUNCTION vecphi.track_erasure(regclass, name) IS
+	'note every deleted row of the table (with a salted digest of its subject column) so that the VACUUM or vecphi.scrub() that erases it certifies it in the audit log';
+
+CREATE FUNCTION vecphi.erasure_digest(subjects text[]) RETURNS text
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $$
+		SELECT 'sha256:' || pg_catalog.encode(pg_catalog.sha256(
+			pg_catalog.string_agg(DISTINCT d, ''::bytea ORDER BY d)), 'hex')
+		FROM (SELECT pg_catalog.sha256(s.salt || pg_catalog.convert_to(x, 'UTF8')) AS d
+			  FROM pg_catalog.unnest(subjects) x, vecphi.erasure_salt s) q
+	$$;
+COMMENT ON FUNCTION vecphi.erasure_digest(text[]) IS
+	'the subjects digest an erasure audit record shows for these subject ids: lets an auditor check a certificate';
+REVOKE ALL ON FUNCTION vecphi.erasure_digest(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.erasure_digest(text[]) TO vecphi_security_officer;
+
+CREATE FUNCTION vecphi.scrub(tbl regclass,
+	OUT pages bigint, OUT pages_scrubbed bigint, OUT bytes_scrubbed bigint,
+	OUT index_elements_removed bigint, OUT pages_pending bigint,
+	OUT complete boolean)
+RETURNS record
+	AS 'MODULE_PATHNAME', 'vecphi_scrub'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.scrub(regclass) IS
+	'erase deleted rows now: prune and zero the free space of the table''s heap and TOAST pages (WAL-logged), remove their ehnsw elements, and record the erasure in the audit log; table owner only';

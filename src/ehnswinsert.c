@@ -30,6 +30,7 @@
 #include "utils/memutils.h"
 
 #include "ehnsw.h"
+#include "keys.h"
 
 /* Largest item an element page can hold. */
 #define EHNSW_MAX_ITEM_SIZE \
@@ -378,6 +379,7 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	Relation	index = state->index;
 	struct varlena *env = (struct varlena *) PG_DETOAST_DATUM(value);
 	Size		envsize = VARSIZE(env);
+	EnvelopeHeader hdr;
 	uint32		tenant_id;
 	float4	   *q;
 	int			level;
@@ -392,6 +394,14 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	List	   *ep;
 	List	  **chosen;
 
+	/*
+	 * A crypto-shredded tenant's value cannot be decrypted, and no claimant
+	 * can ever search for it: leave it out of the index, so that a table
+	 * still holding such rows can be indexed and reindexed.
+	 */
+	envelope_read_header(env, ENVELOPE_KIND_VECTOR, &hdr);
+	if (keys_tenant_is_shredded(hdr.tenant_id))
+		return false;
 	q = ehnsw_decrypt_vector(state, env, &tenant_id);
 	if (!ehnsw_indexable(state, q))
 		return false;

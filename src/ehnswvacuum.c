@@ -38,6 +38,8 @@
 #include "utils/memutils.h"
 
 #include "ehnsw.h"
+#include "keys.h"
+#include "scrub.h"
 
 /* Highest live element of a tenant seen so far. */
 typedef struct TenantBest
@@ -366,6 +368,19 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 			int			level;
 
 			state.tenant_id = 0;
+
+			/*
+			 * A crypto-shredded tenant's elements cannot be decrypted, and
+			 * nobody can search its graph any more: leave its links as they
+			 * are, so VACUUM removes its deleted elements without its key.
+			 */
+			e = ehnsw_load_element(&state, lfirst(lc), false);
+			if (keys_tenant_is_shredded(e->tenant_id))
+			{
+				MemoryContextSwitchTo(old);
+				ehnsw_state_reset(&state);
+				continue;
+			}
 			e = ehnsw_load_element(&state, lfirst(lc), true);
 			state.tenant_id = e->tenant_id;
 
@@ -581,5 +596,12 @@ ehnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 		stats->estimated_count = true;
 	}
 	stats->num_pages = RelationGetNumberOfBlocks(info->index);
+
+	/*
+	 * Every VACUUM of the table, autovacuum's included, comes here after its
+	 * heap passes: the place to scrub the table's pages under autovacuum,
+	 * which bypasses the ProcessUtility hook (scrub.c).
+	 */
+	scrub_after_index_cleanup(info, stats);
 	return stats;
 }

@@ -26,6 +26,17 @@
  * they are emptied at the next lookup, never from inside the callback, so
  * a DataKey a caller holds stays valid until its next call here.
  *
+ * Crypto-shredding.  vecphi.shred_tenant() drops a tenant's wrapped DEKs,
+ * leaves a tombstone in vecphi.shredded_tenants (the tenants row stays, so
+ * the id is never reused and errors can name the tenant) and destroys its
+ * KEK at the provider: the embedded provider overwrites and unlinks every
+ * KEK file of the tenant when the transaction commits; a vecphi.kek_command
+ * deployment runs vecphi.kek_destroy_command before it.  The relcache
+ * invalidation reaches every backend, and every DEK lookup, cached or not,
+ * first takes in pending invalidations (a cheap check of a shared flag),
+ * so no backend keeps decrypting with a cached DEK once the shred has
+ * committed and its invalidations are sent.
+ *
  * Reads on the hot path go straight to the heap with an MVCC snapshot:
  * no SQL, no search_path, no permission check on the caller.  Writes are
  * SQL run through SPI inside SECURITY DEFINER functions that pin
@@ -76,6 +87,7 @@
 #define Anum_keyring_dek_version	2
 #define Anum_keyring_kek_version	3
 #define Anum_keyring_wrapped_dek	4
+#define Anum_shredded_tenant_id		1
 
 #define KEK_HEX_LEN (VECPHI_KEY_LEN * 2)
 
@@ -85,6 +97,7 @@ typedef struct TenantEntry
 	char		name[VECPHI_TENANT_NAME_MAX + 1];
 	uint32		kek_version;
 	uint32		current_dek;
+	bool		shredded;		/* in vecphi.shredded_tenants */
 } TenantEntry;
 
 typedef struct TenantNameEntry
@@ -112,6 +125,7 @@ static HTAB *data_keys = NULL;
 static bool key_caches_stale = false;
 static Oid	tenants_relid_seen = InvalidOid;
 static Oid	keyring_relid_seen = InvalidOid;
+static Oid	shredded_relid_seen = InvalidOid;
 
 /*
  * Key files the current transaction touched.  A file it created is
@@ -157,7 +171,7 @@ static void
 keys_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == tenants_relid_seen ||
-		relid == keyring_relid_seen)
+		relid == keyring_relid_seen || relid == shredded_relid_seen)
 		key_caches_stale = true;
 }
 
@@ -258,8 +272,31 @@ tenant_cache_load(void)
 		strlcpy(entry->name, name, sizeof(entry->name));
 		entry->kek_version = DatumGetInt32(heap_getattr(tuple, Anum_tenants_kek_version, desc, &isnull));
 		entry->current_dek = DatumGetInt32(heap_getattr(tuple, Anum_tenants_current_dek, desc, &isnull));
+		entry->shredded = false;
 		name_entry = hash_search(tenants_by_name, entry->name, HASH_ENTER, NULL);
 		name_entry->tenant_id = id;
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+
+	/* Tombstones of shredded tenants. */
+	relid = keyring_table_oid("shredded_tenants");
+	shredded_relid_seen = relid;
+	rel = table_open(relid, AccessShareLock);
+	snapshot = keyring_snapshot(relid);
+	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		uint32		id;
+		TenantEntry *entry;
+
+		id = DatumGetInt32(heap_getattr(tuple, Anum_shredded_tenant_id,
+										RelationGetDescr(rel), &isnull));
+		entry = hash_search(tenants_by_id, &id, HASH_FIND, NULL);
+		if (entry != NULL)
+			entry->shredded = true;
 	}
 	systable_endscan(scan);
 	UnregisterSnapshot(snapshot);
@@ -316,6 +353,25 @@ keys_tenant_id(const char *tenant, bool missing_ok)
 				 errmsg("tenant \"%s\" has no keys", tenant),
 				 errhint("A key administrator creates them with vecphi.create_tenant().")));
 	return 0;
+}
+
+/* Has the tenant been crypto-shredded?  False for an unknown tenant. */
+bool
+keys_tenant_is_shredded(uint32 tenant_id)
+{
+	TenantEntry *entry = tenant_lookup(tenant_id);
+
+	return entry != NULL && entry->shredded;
+}
+
+/* Raise the error for a value of a shredded tenant. */
+static void
+tenant_shredded_error(const char *tenant)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_FILE),
+			 errmsg("keys of tenant \"%s\" have been crypto-shredded", tenant),
+			 errdetail("vecphi.shred_tenant() destroyed its key-encryption key and dropped its data keys; its ciphertext can no longer be decrypted or written.")));
 }
 
 /* Name of a tenant, or NULL when it is not in the keyring. */
@@ -491,20 +547,15 @@ kek_read_file(const char *tenant, const char *path, uint8 *kek)
 				 errdetail("A key file holds exactly 64 hexadecimal digits.")));
 }
 
-/* Run vecphi.kek_command for one tenant and KEK version. */
-static void
-kek_run_command(const char *tenant, uint32 kek_version, uint8 *kek)
+/* A provider command with %t and %v replaced. */
+static char *
+provider_command(const char *template, const char *tenant, uint32 kek_version)
 {
 	StringInfoData cmd;
 	const char *p;
-	FILE	   *fh;
-	char		buf[256];
-	size_t		nread;
-	int			rc;
-	bool		ok;
 
 	initStringInfo(&cmd);
-	for (p = vecphi_kek_command; *p; p++)
+	for (p = template; *p; p++)
 	{
 		/* The tenant name is validated: [A-Za-z0-9_-] only, shell-safe. */
 		if (p[0] == '%' && p[1] == 't')
@@ -525,9 +576,22 @@ kek_run_command(const char *tenant, uint32 kek_version, uint8 *kek)
 		else
 			appendStringInfoChar(&cmd, *p);
 	}
+	return cmd.data;
+}
+
+/* Run vecphi.kek_command for one tenant and KEK version. */
+static void
+kek_run_command(const char *tenant, uint32 kek_version, uint8 *kek)
+{
+	char	   *cmd = provider_command(vecphi_kek_command, tenant, kek_version);
+	FILE	   *fh;
+	char		buf[256];
+	size_t		nread;
+	int			rc;
+	bool		ok;
 
 	fflush(NULL);
-	fh = OpenPipeStream(cmd.data, "r");
+	fh = OpenPipeStream(cmd, "r");
 	if (fh == NULL)
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -546,6 +610,27 @@ kek_run_command(const char *tenant, uint32 kek_version, uint8 *kek)
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("vecphi.kek_command printed no valid key for tenant \"%s\"", tenant),
 				 errdetail("The command must print exactly 64 hexadecimal digits.")));
+}
+
+/*
+ * Run vecphi.kek_destroy_command for one tenant and KEK version; an error
+ * unless it exits 0.  Its output is ignored.
+ */
+static void
+kek_run_destroy_command(const char *tenant, uint32 kek_version)
+{
+	char	   *cmd = provider_command(vecphi_kek_destroy_command, tenant, kek_version);
+	int			rc;
+
+	fflush(NULL);
+	rc = system(cmd);
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("vecphi.kek_destroy_command failed for tenant \"%s\", key-encryption key version %u",
+						tenant, kek_version),
+				 errdetail("The command %s.", wait_result_to_str(rc)),
+				 errhint("Nothing was shredded; fix the command or the provider and call vecphi.shred_tenant() again.")));
 }
 
 /* Fetch a tenant's KEK of the given version from the provider. */
@@ -806,6 +891,12 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 	bool		unwrapped;
 	VecphiAead *aead;
 
+	/*
+	 * Take in invalidations first, so a shred committed by another backend
+	 * empties our cache before we use a cached key (see the file header).
+	 * Without pending messages this only reads a flag.
+	 */
+	AcceptInvalidationMessages();
 	key_caches_prepare();
 	memset(&id, 0, sizeof(id));
 	id.tenant_id = tenant_id;
@@ -821,6 +912,8 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 				 errmsg("tenant #%u has no keys", tenant_id),
 				 errdetail("The value was encrypted for a tenant that is not in vecphi.keyring, or whose keys were destroyed.")));
 	strlcpy(tenant_name, tenant->name, sizeof(tenant_name));
+	if (tenant->shredded)
+		tenant_shredded_error(tenant_name);
 
 	relid = keyring_table_oid("keyring");
 	keyring_relid_seen = relid;
@@ -934,12 +1027,16 @@ tenant_lock_for_admin(const char *name, uint32 *kek_version)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
-	spi_run("SELECT tenant_id, kek_version FROM vecphi.tenants WHERE tenant = $1 FOR UPDATE",
+	spi_run("SELECT t.tenant_id, t.kek_version, s.tenant_id IS NOT NULL "
+			"FROM vecphi.tenants t LEFT JOIN vecphi.shredded_tenants s USING (tenant_id) "
+			"WHERE t.tenant = $1 FOR UPDATE OF t",
 			1, types, values, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("tenant \"%s\" does not exist", name)));
+	if (spi_int(0, 3))
+		tenant_shredded_error(name);
 	*kek_version = spi_int(0, 2);
 	return spi_int(0, 1);
 }
@@ -1206,4 +1303,97 @@ keys_init(void)
 	CacheRegisterRelcacheCallback(keys_relcache_callback, (Datum) 0);
 	RegisterXactCallback(keys_xact_callback, NULL);
 	RegisterSubXactCallback(keys_subxact_callback, NULL);
+}
+
+PG_FUNCTION_INFO_V1(vecphi_shred_tenant);
+Datum
+vecphi_shred_tenant(PG_FUNCTION_ARGS)
+{
+	char	   *name = tenant_name_arg(PG_GETARG_TEXT_PP(0));
+	bool		embedded = provider_is_embedded();
+	Oid			types[4] = {INT4OID, TEXTOID, INT4OID, INT4OID};
+	Datum		values[4];
+	uint32		tenant_id;
+	uint32		kek_version;
+	uint32		v;
+	bool		already;
+	int			ndeks;
+	AuditEvent	ev;
+
+	if (!embedded &&
+		(vecphi_kek_destroy_command == NULL || vecphi_kek_destroy_command[0] == '\0'))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("vecphi.kek_destroy_command is not set"),
+				 errdetail("With vecphi.kek_command as key provider, shredding a tenant needs a command that destroys its key-encryption key at the provider."),
+				 errhint("Set vecphi.kek_destroy_command in postgresql.conf and reload.")));
+	if (embedded)
+		key_directory_check();
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(name);
+	spi_run("SELECT t.tenant_id, t.kek_version, s.tenant_id IS NOT NULL "
+			"FROM vecphi.tenants t LEFT JOIN vecphi.shredded_tenants s USING (tenant_id) "
+			"WHERE t.tenant = $1 FOR UPDATE OF t",
+			1, &types[1], values, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("tenant \"%s\" does not exist", name)));
+	tenant_id = spi_int(0, 1);
+	kek_version = spi_int(0, 2);
+	already = spi_int(0, 3) != 0;
+
+	values[0] = Int32GetDatum(tenant_id);
+	spi_run("DELETE FROM vecphi.keyring WHERE tenant_id = $1",
+			1, types, values, false, SPI_OK_DELETE);
+	ndeks = (int) SPI_processed;
+	if (!already)
+	{
+		values[1] = CStringGetTextDatum(name);
+		values[2] = Int32GetDatum(kek_version);
+		values[3] = Int32GetDatum(ndeks);
+		spi_run("INSERT INTO vecphi.shredded_tenants (tenant_id, tenant, kek_version, data_keys) "
+				"VALUES ($1, $2, $3, $4)",
+				4, types, values, false, SPI_OK_INSERT);
+	}
+	SPI_finish();
+
+	/*
+	 * Destroy every KEK version the tenant ever had (earlier ones may have
+	 * been left by a crash during a rotation, and the next one by a crash
+	 * during a rotation that never committed).  Key files go when this
+	 * transaction commits, as superseded files do, so an abort keeps the
+	 * tenant intact; a provider behind kek_command is asked now, so that its
+	 * failure stops the shred.  Shredding an already shredded tenant repeats
+	 * the destruction, for a crash between commit and unlink.
+	 */
+	for (v = 1; v <= kek_version + 1; v++)
+	{
+		if (embedded)
+		{
+			pending_key_file_add(kek_file_path(name, v), true);
+			pending_key_file_add(psprintf("%s.tmp", kek_file_path(name, v)), true);
+		}
+		else if (v <= kek_version)
+			kek_run_destroy_command(name, v);
+	}
+	keys_invalidate_all();
+	if (already)
+		ereport(NOTICE,
+				(errmsg("tenant \"%s\" was already shredded; its key-encryption keys are destroyed again",
+						name)));
+
+	memset(&ev, 0, sizeof(ev));
+	ev.action = AUDIT_ACTION_KEY_SHRED;
+	ev.outcome = AUDIT_OUTCOME_OK;
+	ev.relid = InvalidOid;
+	ev.indexid = InvalidOid;
+	ev.rows = ndeks;
+	ev.detail = psprintf("tenant %s: %d data keys dropped, key-encryption key versions 1 to %u destroyed by %s%s",
+						 name, ndeks, kek_version,
+						 embedded ? "the embedded provider at commit" : "vecphi.kek_destroy_command",
+						 already ? " (repeated)" : "");
+	audit_emit(&ev, true);
+	PG_RETURN_INT32(ndeks);
 }

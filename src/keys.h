@@ -21,6 +21,7 @@ typedef struct DataKey
 
 extern uint32 keys_tenant_id(const char *tenant, bool missing_ok);
 extern char *keys_tenant_name(uint32 tenant_id);
+extern bool keys_tenant_is_shredded(uint32 tenant_id);
 extern DataKey *keys_current_dek(uint32 tenant_id);
 extern DataKey *keys_get_dek(uint32 tenant_id, uint32 dek_version);
 extern void keys_init(void);

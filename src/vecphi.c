@@ -19,6 +19,7 @@
 #include "claims.h"
 #include "ehnsw.h"
 #include "keys.h"
+#include "scrub.h"
 #include "vecphi.h"
 
 PG_MODULE_MAGIC;
@@ -28,6 +29,7 @@ char	   *vecphi_kek_command = NULL;
 char	   *vecphi_jwt_secret_file = NULL;
 char	   *vecphi_jwt_public_key_file = NULL;
 int			vecphi_max_scan_rows = 0;
+char	   *vecphi_kek_destroy_command = NULL;
 
 void		_PG_init(void);
 
@@ -102,6 +104,25 @@ _PG_init(void)
 	ehnsw_init();
 	claims_init();
 	audit_init();
+
+	/* Erasure (issue #6): scrub after VACUUM, crypto-shredding hook. */
+	DefineCustomBoolVariable("vecphi.scrub_on_vacuum",
+							 "Zero what deleted rows leave in heap and TOAST pages after VACUUM.",
+							 "Turning it off leaves deleted ciphertext in page free space; for measurements only.",
+							 &vecphi_scrub_on_vacuum,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("vecphi.kek_destroy_command",
+							   "Command destroying a tenant's KEK at a vecphi.kek_command provider (%t tenant, %v version).",
+							   "Run by vecphi.shred_tenant(); must exit 0 only once the key is gone.",
+							   &vecphi_kek_destroy_command,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	scrub_init();
+
 	MarkGUCPrefixReserved("vecphi");
 
 	keys_init();

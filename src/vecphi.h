@@ -20,6 +20,7 @@ extern char *vecphi_kek_command;
 extern char *vecphi_jwt_secret_file;
 extern char *vecphi_jwt_public_key_file;
 extern int	vecphi_max_scan_rows;
+extern char *vecphi_kek_destroy_command;
 
 extern bool vecphi_tenant_name_is_valid(const char *name);
 

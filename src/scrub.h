@@ -1,0 +1,20 @@
+/*-------------------------------------------------------------------------
+ *
+ * scrub.h
+ *	  Secure erasure: zeroing what deleted rows leave in heap and TOAST
+ *	  pages, after VACUUM and on demand.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef VECPHI_SCRUB_H
+#define VECPHI_SCRUB_H
+
+#include "access/genam.h"
+
+extern bool vecphi_scrub_on_vacuum;
+
+extern void scrub_init(void);
+extern void scrub_after_index_cleanup(IndexVacuumInfo *info,
+									  IndexBulkDeleteResult *stats);
+
+#endif							/* VECPHI_SCRUB_H */
