@@ -130,4 +130,17 @@ sub index_search_ids
 	});
 }
 
+# The audit records of a node, one line each: "action outcome rows N detail"
+# (rows -1 when the record has none), after waiting for queued records.
+sub audit_lines
+{
+	my ($node, $dbname) = @_;
+	$dbname //= 'postgres';
+	return split /\n/, $node->safe_psql($dbname, q{
+		SELECT vecphi.audit_flush();
+		SELECT action || ' ' || outcome || ' rows ' || coalesce(rows_returned, -1)
+			|| ' ' || coalesce(detail, '')
+		FROM vecphi.audit_log ORDER BY seq});
+}
+
 1;
