@@ -217,7 +217,7 @@ SKIP:
 		SET vacuum_cost_delay = '10ms';
 		SET vacuum_cost_limit = 1;
 		\echo vacuum started
-		VACUUM docs;
+		VACUUM (INDEX_CLEANUP ON) docs;
 		\echo vacuum done
 	});
 
