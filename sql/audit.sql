@@ -577,6 +577,9 @@ SELECT seq AS head_seq, row_hash AS head_hash FROM vecphi.audit_head() \gset
 SELECT ok, first_bad_seq, problem FROM vecphi.verify_audit(:head_seq, :'head_hash');
 SELECT ok, first_bad_seq = :head_seq AS names_anchor, problem IS NOT NULL AS has_problem
 FROM vecphi.verify_audit(:head_seq, repeat('0', 64));
+-- A malformed anchor is refused (22023), not treated as a mismatch.
+SELECT expect_error($$SELECT * FROM vecphi.verify_audit(1, 'not-a-hash')$$) AS bad_anchor;
+SELECT expect_error($$SELECT * FROM vecphi.verify_audit(1, NULL)$$) AS anchor_without_hash;
 -- Every seq from the first to the newest, each row linked to the previous.
 SELECT count(*) = max(seq) - min(seq) + 1 AS contiguous,
 	bool_and(prev_hash = lag_hash) AS linked

@@ -199,7 +199,7 @@ audit_record_deserialize(const char *data, Size len, AuditRecord *rec)
 }
 
 /* Who, when, under which claims: the part of a record every event shares. */
-static void
+void
 audit_record_fill_context(AuditRecord *rec)
 {
 	static char last_user[NAMEDATALEN] = "?";
@@ -623,7 +623,7 @@ static void
 audit_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 					 bool readOnlyTree, ProcessUtilityContext context,
 					 ParamListInfo params, QueryEnvironment * queryEnv,
-					 DestReceiver * dest, QueryCompletion * qc)
+					 DestReceiver *dest, QueryCompletion * qc)
 {
 	if (!am_audit_writer)
 		audit_check_utility(pstmt->utilityStmt);

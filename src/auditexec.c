@@ -596,7 +596,7 @@ audit_planner(Query * parse, const char *query_string, int cursorOptions,
 /* ---------- capturing rows at execution ---------- */
 
 static AuditCapture *
-capture_for_node(PlanState * node)
+capture_for_node(PlanState *node)
 {
 	ListCell   *lq;
 	ListCell   *lc;
@@ -636,7 +636,7 @@ append_identity(AuditCapture *cap, const char *identity)
 }
 
 static void
-capture_row(AuditCapture *cap, TupleTableSlot * slot)
+capture_row(AuditCapture *cap, TupleTableSlot *slot)
 {
 	MemoryContext old = MemoryContextSwitchTo(cap->query->cxt);
 
@@ -690,7 +690,7 @@ capture_row(AuditCapture *cap, TupleTableSlot * slot)
 
 /* ExecProcNode of a captured node: the real one, then note the row. */
 static TupleTableSlot *
-audit_capture_exec(PlanState * node)
+audit_capture_exec(PlanState *node)
 {
 	AuditCapture *cap = capture_for_node(node);
 	TupleTableSlot *slot;
@@ -702,9 +702,29 @@ audit_capture_exec(PlanState * node)
 	return slot;
 }
 
+/*
+ * The identity column the planner hook added to a plan node's target list,
+ * or NULL.  (A parallel worker's copy of the plan has resjunk cleared.)
+ */
+static TargetEntry *
+identity_entry(Plan * plan)
+{
+	ListCell   *lc;
+
+	foreach(lc, plan->targetlist)
+	{
+		TargetEntry *te = lfirst(lc);
+
+		if ((te->resjunk || IsParallelWorker()) &&
+			te->resname && strcmp(te->resname, IDENTITY_RESNAME) == 0)
+			return te;
+	}
+	return NULL;
+}
+
 /* The scan at the bottom of a chain of row-passing nodes. */
 static PlanState *
-chain_scan(PlanState * ps)
+chain_scan(PlanState *ps)
 {
 	while (ps != NULL && !IsA(ps->plan, SeqScan) && !IsA(ps->plan, SampleScan) &&
 		   !IsA(ps->plan, IndexScan) && !IsA(ps->plan, BitmapHeapScan) &&
@@ -730,12 +750,13 @@ is_ehnsw_index(Oid indexid)
 }
 
 static AuditCapture *
-capture_create(AuditQuery *aq, PlanState * node, PlanState * scan,
+capture_create(AuditQuery *aq, PlanState *node, PlanState *scan,
 			   const CallSearch *cs)
 {
 	AuditCapture *cap = palloc0(sizeof(AuditCapture));
 	Scan	   *scanplan = (Scan *) scan->plan;
 	RangeTblEntry *rte = exec_rt_fetch(scanplan->scanrelid, scan->state);
+	TargetEntry *identity;
 
 	cap->node = node;
 	cap->query = aq;
@@ -750,64 +771,34 @@ capture_create(AuditQuery *aq, PlanState * node, PlanState * scan,
 		cap->action = AUDIT_ACTION_READ;
 	initStringInfo(&cap->ids);
 
-	if (node != scan)
+	identity = identity_entry(node->plan);
+	if (identity != NULL)
 	{
-		ListCell   *lc;
+		/* Read the identity column from the rows the node returns. */
+		Oid			typoutput;
+		bool		varlena;
 
-		foreach(lc, node->plan->targetlist)
-		{
-			TargetEntry *te = lfirst(lc);
-
-			if (te->resjunk && te->resname && strcmp(te->resname, IDENTITY_RESNAME) == 0)
-			{
-				Oid			typoutput;
-				bool		varlena;
-
-				cap->from_output = true;
-				cap->identity_attno = te->resno;
-				getTypeOutputInfo(exprType((Node *) te->expr), &typoutput, &varlena);
-				fmgr_info(typoutput, &cap->identity_out);
-			}
-		}
+		cap->from_output = true;
+		cap->identity_attno = identity->resno;
+		getTypeOutputInfo(exprType((Node *) identity->expr), &typoutput, &varlena);
+		fmgr_info(typoutput, &cap->identity_out);
 	}
-	else
+	else if (node == scan && ((ScanState *) scan)->ss_currentRelation != NULL)
 	{
+		/* Read the primary key (or ctid) from the scanned tuple. */
 		Relation	rel = ((ScanState *) scan)->ss_currentRelation;
-		ListCell   *lc;
-		bool		in_output = false;
+		int			i;
 
-		/* The scan itself may be the top and carry the identity column. */
-		foreach(lc, node->plan->targetlist)
+		cap->npk = primary_key_columns(rel, cap->pk_attnos);
+		for (i = 0; i < cap->npk; i++)
 		{
-			TargetEntry *te = lfirst(lc);
+			Oid			typoutput;
+			bool		varlena;
 
-			if (te->resjunk && te->resname && strcmp(te->resname, IDENTITY_RESNAME) == 0)
-			{
-				Oid			typoutput;
-				bool		varlena;
-
-				in_output = true;
-				cap->from_output = true;
-				cap->identity_attno = te->resno;
-				getTypeOutputInfo(exprType((Node *) te->expr), &typoutput, &varlena);
-				fmgr_info(typoutput, &cap->identity_out);
-			}
-		}
-		if (!in_output && rel != NULL)
-		{
-			int			i;
-
-			cap->npk = primary_key_columns(rel, cap->pk_attnos);
-			for (i = 0; i < cap->npk; i++)
-			{
-				Oid			typoutput;
-				bool		varlena;
-
-				getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel),
-												cap->pk_attnos[i] - 1)->atttypid,
-								  &typoutput, &varlena);
-				fmgr_info(typoutput, &cap->pk_out[i]);
-			}
+			getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel),
+											cap->pk_attnos[i] - 1)->atttypid,
+							  &typoutput, &varlena);
+			fmgr_info(typoutput, &cap->pk_out[i]);
 		}
 	}
 
@@ -825,7 +816,7 @@ typedef struct ScanFinder
 
 /* Capture every scan of a protected table (plans of other shapes). */
 static bool
-capture_scans_walker(PlanState * ps, ScanFinder *finder)
+capture_scans_walker(PlanState *ps, ScanFinder *finder)
 {
 	if (ps == NULL)
 		return false;
@@ -876,14 +867,13 @@ audit_may_wait(void)
 }
 
 static void
-audit_ExecutorStart(QueryDesc * qd, int eflags)
+audit_ExecutorStart(QueryDesc *qd, int eflags)
 {
 	CallSearch	cs = {0};
 	PlanState  *top;
 	PlanState  *scan;
 	AuditQuery *aq;
 	MemoryContext old;
-	ListCell   *lc;
 	bool		top_identity = false;
 
 	if (prev_ExecutorStart)
@@ -908,15 +898,7 @@ audit_ExecutorStart(QueryDesc * qd, int eflags)
 	aq->query_arg = cs.query_arg;
 
 	top = qd->planstate;
-	foreach(lc, top->plan->targetlist)
-	{
-		TargetEntry *te = lfirst(lc);
-
-		/* (A worker's copy of the plan has resjunk cleared.) */
-		if ((te->resjunk || IsParallelWorker()) &&
-			te->resname && strcmp(te->resname, IDENTITY_RESNAME) == 0)
-			top_identity = true;
-	}
+	top_identity = identity_entry(top->plan) != NULL;
 	if (top_identity && IsParallelWorker())
 	{
 		/* The leader reads the identity column from the Gather. */
@@ -1070,24 +1052,9 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 			{
 				AuditRecord rec;
 
-				/* audit_emit() may raise; build the record by hand. */
+				/* audit_emit() may raise; queue the record without it. */
 				memset(&rec, 0, sizeof(rec));
-				rec.at = GetCurrentTimestamp();
-				rec.backend_pid = MyProcPid;
-				rec.db_user = GetUserNameFromId(GetUserId(), true);
-				if (claims_peek() != NULL)
-				{
-					const VecphiClaims *c = claims_peek();
-
-					rec.subject = c->subject;
-					rec.tenant = c->tenant;
-					rec.app_role = c->role;
-					rec.purpose = c->purpose;
-					rec.break_glass = c->break_glass != NULL;
-					rec.break_glass_reason = c->break_glass;
-				}
-				rec.has_statement_id = true;
-				rec.statement_id = (int64) GetCurrentStatementStartTimestamp();
+				audit_record_fill_context(&rec);
 				rec.action = (char *) cap->action;
 				rec.outcome = (char *) outcome;
 				rec.relation = audit_relation_name(cap->relid);
@@ -1173,7 +1140,7 @@ audit_dest_flush(AuditDest *ad)
 }
 
 static bool
-audit_dest_receive(TupleTableSlot * slot, DestReceiver * self)
+audit_dest_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	AuditDest  *ad = (AuditDest *) self;
 	MemoryContext old;
@@ -1196,7 +1163,7 @@ audit_dest_receive(TupleTableSlot * slot, DestReceiver * self)
 }
 
 static void
-audit_dest_startup(DestReceiver * self, int operation, TupleDesc typeinfo)
+audit_dest_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
 	AuditDest  *ad = (AuditDest *) self;
 	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(ad));
@@ -1207,7 +1174,7 @@ audit_dest_startup(DestReceiver * self, int operation, TupleDesc typeinfo)
 }
 
 static void
-audit_dest_shutdown(DestReceiver * self)
+audit_dest_shutdown(DestReceiver *self)
 {
 	AuditDest  *ad = (AuditDest *) self;
 
@@ -1216,12 +1183,12 @@ audit_dest_shutdown(DestReceiver * self)
 }
 
 static void
-audit_dest_destroy(DestReceiver * self)
+audit_dest_destroy(DestReceiver *self)
 {
 }
 
 static bool
-dest_reaches_client(DestReceiver * dest)
+dest_reaches_client(DestReceiver *dest)
 {
 	switch (dest->mydest)
 	{
@@ -1236,7 +1203,7 @@ dest_reaches_client(DestReceiver * dest)
 }
 
 static AuditQuery *
-audit_query_of(QueryDesc * qd)
+audit_query_of(QueryDesc *qd)
 {
 	ListCell   *lc;
 
@@ -1251,7 +1218,7 @@ audit_query_of(QueryDesc * qd)
 }
 
 static void
-audit_ExecutorRun(QueryDesc * qd, ScanDirection direction, uint64 count,
+audit_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 				  bool execute_once)
 {
 	AuditDest  *volatile ad = NULL;
@@ -1313,7 +1280,7 @@ audit_ExecutorRun(QueryDesc * qd, ScanDirection direction, uint64 count,
 }
 
 static void
-audit_ExecutorEnd(QueryDesc * qd)
+audit_ExecutorEnd(QueryDesc *qd)
 {
 	if (audit_active_here() && audit_query_of(qd) != NULL)
 		audit_flush_all(AUDIT_OUTCOME_OK, NULL, true, false);

@@ -91,6 +91,7 @@ extern void audit_chain_hash(const uint8 *key, const uint8 *prev_hash,
 extern char *audit_fingerprint_hex(const uint8 *key, const uint8 *digest);
 extern uint64 audit_enqueue_record(const AuditRecord *rec, bool nothrow);
 extern char *audit_relation_name(Oid relid);
+extern void audit_record_fill_context(AuditRecord *rec);
 
 /* auditqueue.c */
 extern void auditqueue_install_hooks(void);

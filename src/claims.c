@@ -554,7 +554,7 @@ claims_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
  * leader's claims are, so parallel workers get exactly those (or none).
  */
 static void
-claims_ExecutorStart(QueryDesc * queryDesc, int eflags)
+claims_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
 	if (!IsParallelWorker() && !IsInParallelMode() && IsTransactionState())
 	{
@@ -580,7 +580,7 @@ static void
 claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 					  bool readOnlyTree, ProcessUtilityContext context,
 					  ParamListInfo params, QueryEnvironment * queryEnv,
-					  DestReceiver * dest, QueryCompletion * qc)
+					  DestReceiver *dest, QueryCompletion * qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 

@@ -798,7 +798,7 @@ static void
 scrub_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 					 bool readOnlyTree, ProcessUtilityContext context,
 					 ParamListInfo params, QueryEnvironment * queryEnv,
-					 DestReceiver * dest, QueryCompletion * qc)
+					 DestReceiver *dest, QueryCompletion * qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	VacuumStmt *vacuum = NULL;
