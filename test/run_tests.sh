@@ -22,6 +22,9 @@
 #   VECPHI_SOURCE_DIR        the copy of the source tree the tests run from
 # Set VECPHI_KEEP_TMP=1 to keep the temporary directory even on success
 # (it is always kept, and its path printed, when something failed).
+# Set VECPHI_ONLY="name ..." to run only the regression suites and TAP
+# files with those names (e.g. VECPHI_ONLY="setup claims 050_audit_durability");
+# a developer's shortcut: CI always runs everything.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,6 +63,14 @@ regress_list=$(make_var REGRESS)
 regress_opts_list=$(make_var REGRESS_OPTS)
 rm -f "$printer"
 read -r -a REGRESS_TESTS <<<"$regress_list"
+if [[ -n ${VECPHI_ONLY:-} ]]; then
+	only=" $VECPHI_ONLY "
+	selected=()
+	for t in "${REGRESS_TESTS[@]}"; do
+		[[ $only == *" $t "* ]] && selected+=("$t")
+	done
+	REGRESS_TESTS=("${selected[@]}")
+fi
 read -r -a makefile_opts <<<"$regress_opts_list"
 
 # Keep the Makefile's options (--load-extension=..., --dbname=...) but not
@@ -201,6 +212,13 @@ PG_ENV+=(
 shopt -s nullglob
 tap_files=("$COPY"/test/t/*.pl)
 shopt -u nullglob
+if [[ -n ${VECPHI_ONLY:-} ]]; then
+	selected=()
+	for tap in "${tap_files[@]}"; do
+		[[ " $VECPHI_ONLY " == *" $(basename "$tap" .pl) "* ]] && selected+=("$tap")
+	done
+	tap_files=("${selected[@]}")
+fi
 if ((${#tap_files[@]} > 0)); then
 	echo "=== TAP tests: ${#tap_files[@]} file(s)"
 fi
