@@ -855,9 +855,16 @@ keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	List	   *keep = NIL;
 	ListCell   *lc;
+	MemoryContext old;
 
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
+
+	/*
+	 * The list outlives this subtransaction, whose memory an abort frees:
+	 * build it where pending_key_file_add() does.
+	 */
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	foreach(lc, pending_key_files)
 	{
 		PendingKeyFile *pf = lfirst(lc);
@@ -879,6 +886,7 @@ keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 	list_free(pending_key_files);
 	pending_key_files = keep;
+	MemoryContextSwitchTo(old);
 }
 
 

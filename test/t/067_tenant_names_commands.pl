@@ -97,5 +97,32 @@ is( VecphiCheck::error_of(
 is($node->safe_psql('postgres', q{SELECT string_agg(tenant, ',' ORDER BY tenant) FROM vecphi.tenants WHERE tenant LIKE 'many%' OR tenant LIKE '-%'}),
 	'many_1,many_2', 'only the valid names became tenants');
 
+# Tenants created first, then refused names, each in its own subtransaction
+# of one statement, with the embedded provider: the list of pending key
+# files was rebuilt in the memory of an aborted subtransaction, and the
+# commit that followed crashed the backend (found with the names above).
+$node->append_conf('postgresql.conf',
+	"vecphi.kek_command = ''\nvecphi.key_directory = '" . VecphiTest::key_dir($node) . "'\n");
+$node->reload;
+$node->safe_psql(
+	'postgres', q{
+	CREATE FUNCTION try_create(name text) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		PERFORM vecphi.create_tenant(name);
+		RETURN 'created';
+	EXCEPTION WHEN OTHERS THEN
+		RETURN SQLSTATE;
+	END $$;});
+is( $node->safe_psql(
+		'postgres', q{
+	SELECT string_agg(r, ',') FROM (
+		SELECT try_create(name) AS r
+		FROM (VALUES ('0a'), ('0b'), ('0c'), ('a;b'), ('$(id)'), ('`id`'), ('a|b'),
+			('a b'), ('a''b'), ('a"b'), ('~root'), ('-x'), ('--y')) AS t(name)) AS s;}),
+	'created,created,created,22023,22023,22023,22023,22023,22023,22023,22023,22023,22023',
+	'tenants created, then names refused, in subtransactions of one statement: no crash');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM vecphi.tenants WHERE tenant IN ('0a', '0b', '0c')}),
+	'3', 'the three tenants exist');
+
 $node->stop;
 done_testing();
