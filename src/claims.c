@@ -858,6 +858,11 @@ claims_redact_activity(void)
 		pgstat_report_activity(STATE_RUNNING, redacted);
 		pfree(redacted);
 	}
+	else if (debug_query_string != NULL && debug_query_string == redacted_query)
+	{
+		/* The log hook got there first (log_statement): report its copy. */
+		pgstat_report_activity(STATE_RUNNING, redacted_query);
+	}
 }
 
 /* Replace *field by its redacted copy, if it holds a token. */

@@ -63,7 +63,6 @@ my @scripts = (
 	"DO \$\$BEGIN PERFORM vecphi.set_claims('$good'); RAISE EXCEPTION 'boom %', 1; END\$\$;",
 	"DO \$\$BEGIN EXECUTE format('SELECT vecphi.set_claims(%L)', '$forged'); END\$\$;",
 	"SELECT '$good'::int;",
-	"SET application_name = '$good';",
 	"BEGIN; SELECT vecphi.set_claims(\$tok\$$good\$tok\$); SELECT pg_sleep(0.01); COMMIT;",
 );
 my $failed = 0;
@@ -138,6 +137,27 @@ is( $node->safe_psql(
 		"BEGIN; SELECT vecphi.set_claims('$good'); SELECT vecphi.tenant(); COMMIT;"),
 	"\nlogt",
 	'a token sent as a literal still sets claims');
+
+# pg_stat_activity: another session watching this one while it runs a
+# statement that carried the token (with log_statement = all, the log hook
+# sees the statement before set_claims() does).
+my ($bg_out, $bg_err) = ('', '');
+my $bg = IPC::Run::start(
+	[
+		'psql', '-X', '-h', $node->host, '-p', $node->port, '-d', 'postgres',
+		'-c', "SELECT vecphi.set_claims('$good'), pg_sleep(3);"
+	],
+	'>', \$bg_out, '2>', \$bg_err);
+my $seen = '';
+for (1 .. 25)
+{
+	$seen .= $node->safe_psql('postgres',
+		q{SELECT query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()});
+	select(undef, undef, undef, 0.1);
+}
+$bg->finish;
+like($seen, qr/set_claims\('<token>'\), pg_sleep/, 'pg_stat_activity shows the statement with the token redacted');
+unlike($seen, qr/eyJ/, 'and never any part of the token');
 
 $node->stop;
 done_testing();
