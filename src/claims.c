@@ -775,14 +775,14 @@ is_b64url_char(char c)
  * follows.  Also catches a token cut short or missing its signature.
  */
 static size_t
-jwt_like_length(const char *text, const char *p)
+jwt_like_length(const char *str, const char *p)
 {
 	const char *q;
 
 	if (p[0] != 'e' || p[1] != 'y' || p[2] != 'J')
 		return 0;
 	/* Not in the middle of a longer base64 string. */
-	if (p > text &&(is_b64url_char(p[-1]) || p[-1] == '+' || p[-1] == '/'))
+	if (p > str && (is_b64url_char(p[-1]) || p[-1] == '+' || p[-1] == '/'))
 		return 0;
 	for (q = p + 3; is_b64url_char(*q); q++)
 		;
@@ -797,33 +797,32 @@ jwt_like_length(const char *text, const char *p)
 }
 
 /*
- * text with every claims token replaced by "<token>", or NULL when it holds
+ * str with every claims token replaced by "<token>", or NULL when it holds
  * none.  A token is anything that looks like a JWT, or the exact token last
  * offered to set_claims() in this transaction (when at least 16 bytes long,
  * so that a junk "token" does not blank out ordinary words).
  */
 char *
-claims_redact_text(const char *text)
+claims_redact_text(const char *str)
 {
 	StringInfoData out;
 	const char *p;
 	size_t		offered_len = offered_token != NULL ? strlen(offered_token) : 0;
 	bool		changed = false;
 
-	if (text == NULL)
+	if (str == NULL)
 		return NULL;
 	if (offered_len < 16)
 		offered_len = 0;
-	if (strstr(text, "eyJ") == NULL &&
-		(offered_len == 0 || strstr(text, offered_token) == NULL))
+	if (strstr(str, "eyJ") == NULL &&
+		(offered_len == 0 || strstr(str, offered_token) == NULL))
 		return NULL;
 
 	initStringInfo(&out);
-	p = text;
-
+	p = str;
 	while (*p)
 	{
-		size_t		n = jwt_like_length(text, p);
+		size_t		n = jwt_like_length(str, p);
 
 		if (n == 0 && offered_len > 0 && strncmp(p, offered_token, offered_len) == 0)
 			n = offered_len;
