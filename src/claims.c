@@ -770,21 +770,25 @@ is_b64url_char(char c)
 }
 
 /*
- * Length of what looks like a JWT at p, or 0: "eyJ" (base64url of '{"')
- * and at least 10 more base64url characters, with every ".segment" that
- * follows.  Also catches a token cut short or missing its signature.
+ * Length of what looks like a JWT at p, or 0.  Its header is base64url
+ * JSON, so it starts "ey" ('{' then '"' or ' ') or "ew" ('{' then a line
+ * break).  "eyJ" ('{"', what every issuer writes) and at least 10 more
+ * base64url characters count with whatever ".segment"s follow, so a token
+ * cut short or missing its signature is caught too; the rarer starts count
+ * only with two more segments.
  */
 static size_t
 jwt_like_length(const char *str, const char *p)
 {
 	const char *q;
+	int			dots = 0;
 
-	if (p[0] != 'e' || p[1] != 'y' || p[2] != 'J')
+	if (p[0] != 'e' || (p[1] != 'y' && p[1] != 'w'))
 		return 0;
 	/* Not in the middle of a longer base64 string. */
 	if (p > str && (is_b64url_char(p[-1]) || p[-1] == '+' || p[-1] == '/'))
 		return 0;
-	for (q = p + 3; is_b64url_char(*q); q++)
+	for (q = p + 2; is_b64url_char(*q); q++)
 		;
 	if (q - p < 13)
 		return 0;
@@ -792,8 +796,11 @@ jwt_like_length(const char *str, const char *p)
 	{
 		for (q++; is_b64url_char(*q); q++)
 			;
+		dots++;
 	}
-	return q - p;
+	if (p[1] == 'y' && p[2] == 'J')
+		return q - p;
+	return dots >= 2 ? q - p : 0;
 }
 
 /*
@@ -814,7 +821,7 @@ claims_redact_text(const char *str)
 		return NULL;
 	if (offered_len < 16)
 		offered_len = 0;
-	if (strstr(str, "eyJ") == NULL &&
+	if (strstr(str, "ey") == NULL && strstr(str, "ew") == NULL &&
 		(offered_len == 0 || strstr(str, offered_token) == NULL))
 		return NULL;
 

@@ -17,6 +17,7 @@ use lib "$FindBin::RealBin/../lib";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Digest::SHA;
 use VecphiCheck;
 use VecphiTest;
 
@@ -46,7 +47,14 @@ my $good = VecphiTest::token(%claims);
 my $forged = VecphiTest::token(%claims, secret => 'not-the-server-secret-0123456789abcdef');
 my $expired = VecphiTest::token(%claims, exp => time() - 3600);
 my $other_sub = VecphiTest::token(%claims, sub => 'dr_other');
-my @tokens = ($good, $forged, $expired, $other_sub);
+# A valid token whose header and payload JSON have white space (base64url
+# "eyAi..."), written by hand: not every issuer's JSON starts '{"'.
+my $spaced_input = VecphiJWT::b64url('{ "alg": "HS256", "typ": "JWT" }') . '.'
+  . VecphiJWT::b64url('{ ' . substr(VecphiJWT::json({ %claims, exp => time() + 3600 }), 1));
+my $spaced = $spaced_input . '.'
+  . VecphiJWT::b64url(Digest::SHA::hmac_sha256($spaced_input, VecphiTest::secret()));
+like($spaced, qr/^eyAi[^.]*\.eyAi/, 'the hand-made token has header and payload starting "eyAi"');
+my @tokens = ($good, $forged, $expired, $other_sub, $spaced);
 
 # Simple protocol: statements that work and statements that fail, with the
 # token in the failing statement, before it, inside a function, in a
@@ -57,6 +65,9 @@ my @scripts = (
 	"BEGIN; SELECT vecphi.set_claims('$good'), 1/0; ROLLBACK;",
 	"BEGIN; SELECT vecphi.set_claims('$good') FROM nonexistent_table; ROLLBACK;",
 	"SELECT vecphi.set_claims('$good' ;",
+	"SELECT vecphi.set_claims('$spaced' ;",
+	"BEGIN; SELECT vecphi.set_claims('$spaced'), 1/0; ROLLBACK;",
+	"SELECT length('$spaced') + 'x';",
 	"SELECT vecphi.set_claims('$forged');",
 	"BEGIN; SELECT vecphi.set_claims('$expired'); ROLLBACK;",
 	"BEGIN; SELECT vecphi.set_claims('$other_sub') WHERE (SELECT count(*) FROM notes) < 0; SELECT vecphi.decrypt(v) FROM notes; COMMIT;",
@@ -137,6 +148,11 @@ is( $node->safe_psql(
 		"BEGIN; SELECT vecphi.set_claims('$good'); SELECT vecphi.tenant(); COMMIT;"),
 	"\nlogt",
 	'a token sent as a literal still sets claims');
+is( $node->safe_psql(
+		'postgres',
+		"BEGIN; SELECT vecphi.set_claims('$spaced'); SELECT vecphi.tenant(); COMMIT;"),
+	"\nlogt",
+	'and so does the one with a spaced header');
 
 # pg_stat_activity: another session watching this one while it runs a
 # statement that carried the token (with log_statement = all, the log hook
