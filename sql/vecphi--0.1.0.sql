@@ -35,7 +35,8 @@ CREATE TABLE vecphi.tenants (
 	tenant		text NOT NULL UNIQUE
 		CHECK (tenant ~ '^[A-Za-z0-9_-]{1,63}$')
 		-- never an option to a key provider's command (%t)
-		CHECK (pg_catalog.left(tenant, 1) OPERATOR(pg_catalog.<>) '-'),
+		CONSTRAINT tenants_tenant_no_leading_hyphen
+			CHECK (pg_catalog.left(tenant, 1) OPERATOR(pg_catalog.<>) '-'),
 	kek_version	integer NOT NULL DEFAULT 1 CHECK (kek_version > 0),
 	current_dek	integer NOT NULL DEFAULT 1 CHECK (current_dek > 0),
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
