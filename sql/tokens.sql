@@ -182,3 +182,22 @@ SELECT expect_error($$INSERT INTO vecphi.tenants (tenant_id, tenant) VALUES (999
 BEGIN;
 SELECT try_token(tok_with('{"tenant": "-rf"}')) AS token_for_dash_tenant;
 COMMIT;
+
+-- ---------------------------------------------------------------------------
+-- What the log hook redacts: anything shaped like a token, not names that
+-- merely start like one.  It rewrites each message that goes to the server
+-- log, and so also what the client gets of it (WARNING here: a NOTICE is
+-- not logged by default and is left alone).
+-- ---------------------------------------------------------------------------
+DO $$
+BEGIN
+	RAISE WARNING 'token %', test_token(base_claims() || '{"exp": 1}');
+	RAISE WARNING 'cut short: %', left(test_token(base_claims() || '{"exp": 1}'), 20);
+	RAISE WARNING 'spaced: %.%.sig', b64url(convert_to('{ "alg": "HS256" }', 'UTF8')),
+		b64url(convert_to('{ "tenant": "hosp_a" }', 'UTF8'));
+	RAISE WARNING 'not tokens: eyeglass_prescriptions.public.x, eyJ, eyJshort, ewe.a.b';
+	RAISE EXCEPTION 'failing with %', test_token(base_claims() || '{"exp": 1}')
+		USING DETAIL = 'detail ' || test_token(base_claims() || '{"exp": 2}'),
+			HINT = 'hint ' || test_token(base_claims() || '{"exp": 3}');
+END
+$$;

@@ -775,13 +775,14 @@ is_b64url_char(char c)
  * break).  "eyJ" ('{"', what every issuer writes) and at least 10 more
  * base64url characters count with whatever ".segment"s follow, so a token
  * cut short or missing its signature is caught too; the rarer starts count
- * only with two more segments.
+ * only with two more segments, the first as long (not "db.schema.table").
  */
 static size_t
 jwt_like_length(const char *str, const char *p)
 {
 	const char *q;
 	int			dots = 0;
+	size_t		second = 0;		/* length of the segment after the first dot */
 
 	if (p[0] != 'e' || (p[1] != 'y' && p[1] != 'w'))
 		return 0;
@@ -794,13 +795,16 @@ jwt_like_length(const char *str, const char *p)
 		return 0;
 	while (*q == '.')
 	{
-		for (q++; is_b64url_char(*q); q++)
-			;
-		dots++;
+		const char *seg = ++q;
+
+		while (is_b64url_char(*q))
+			q++;
+		if (++dots == 1)
+			second = q - seg;
 	}
 	if (p[1] == 'y' && p[2] == 'J')
 		return q - p;
-	return dots >= 2 ? q - p : 0;
+	return dots >= 2 && second >= 13 ? q - p : 0;
 }
 
 /*
