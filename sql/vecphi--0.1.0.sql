@@ -33,7 +33,10 @@ GRANT USAGE ON SCHEMA vecphi TO PUBLIC;
 CREATE TABLE vecphi.tenants (
 	tenant_id	integer PRIMARY KEY CHECK (tenant_id > 0),
 	tenant		text NOT NULL UNIQUE
-		CHECK (tenant ~ '^[A-Za-z0-9_-]{1,63}$'),
+		CHECK (tenant ~ '^[A-Za-z0-9_-]{1,63}$')
+		-- never an option to a key provider's command (%t)
+		CONSTRAINT tenants_tenant_no_leading_hyphen
+			CHECK (pg_catalog.left(tenant, 1) OPERATOR(pg_catalog.<>) '-'),
 	kek_version	integer NOT NULL DEFAULT 1 CHECK (kek_version > 0),
 	current_dek	integer NOT NULL DEFAULT 1 CHECK (current_dek > 0),
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()

@@ -69,6 +69,7 @@
 #include "audit.h"
 #include "claims.h"
 #include "crypto.h"
+#include "keyfile.h"
 #include "keys.h"
 #include "vecphi.h"
 
@@ -90,8 +91,25 @@ static SubTransactionId claims_subxact = InvalidSubTransactionId;
 static char *claims_token_setting = NULL;
 static bool claims_token_setting_allowed = false;
 
+/* Token policy settings (superuser-only; see docs/security.md). */
+static bool claims_require_exp = true;
+static int	claims_max_lifetime = 86400;
+static char *claims_audience = NULL;
+static char *claims_issuer = NULL;
+
+/*
+ * The token last offered to set_claims() in this transaction, kept so that
+ * the log hook can take it out of messages even when it does not look like
+ * a JWT.  In TopMemoryContext; dropped at the end of the transaction.
+ */
+static char *offered_token = NULL;
+
+/* Copy of debug_query_string with tokens taken out, in TopMemoryContext. */
+static char *redacted_query = NULL;
+
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /* A WITH HOLD cursor was declared in this transaction. */
 static bool holdable_cursor_declared = false;
@@ -176,6 +194,51 @@ base64url_decode(const char *src, int len, char **out, int *outlen)
 	return true;
 }
 
+/* Parser state that finds a member name given twice in one object. */
+typedef struct TokenJsonState
+{
+	List	   *objects;		/* member names of each open object, inner
+								 * first */
+	const char *what;
+} TokenJsonState;
+
+static void
+token_json_object_start(void *state)
+{
+	TokenJsonState *st = state;
+
+	st->objects = lcons(NIL, st->objects);
+}
+
+static void
+token_json_object_end(void *state)
+{
+	TokenJsonState *st = state;
+
+	list_free(linitial(st->objects));
+	st->objects = list_delete_first(st->objects);
+}
+
+/*
+ * A member name seen twice is refused: parsers disagree on which value
+ * wins, so the issuer may have signed one meaning and we would read
+ * another.  Names arrive de-escaped, so "exp" and "\u0065xp" are the same.
+ */
+static void
+token_json_field_start(void *state, char *fname, bool isnull)
+{
+	TokenJsonState *st = state;
+	List	   *names = linitial(st->objects);
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		if (strcmp((char *) lfirst(lc), fname) == 0)
+			token_reject(psprintf("The token %s names a member twice.", st->what));
+	}
+	linitial(st->objects) = lappend(names, fname);
+}
+
 /* Parse one JSON object segment of a token into jsonb. */
 static Jsonb *
 token_json_object(const char *seg, int seglen, const char *what)
@@ -184,6 +247,8 @@ token_json_object(const char *seg, int seglen, const char *what)
 	int			rawlen;
 	JsonLexContext *lex;
 	Jsonb	   *jb;
+	JsonSemAction sem;
+	TokenJsonState state;
 
 	if (!base64url_decode(seg, seglen, &raw, &rawlen))
 		token_reject(psprintf("The token %s is not valid base64url.", what));
@@ -191,7 +256,14 @@ token_json_object(const char *seg, int seglen, const char *what)
 		!pg_verifymbstr(raw, rawlen, true))
 		token_reject(psprintf("The token %s is not valid text.", what));
 	lex = makeJsonLexContextCstringLen(raw, rawlen, GetDatabaseEncoding(), true);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	memset(&sem, 0, sizeof(sem));
+	memset(&state, 0, sizeof(state));
+	state.what = what;
+	sem.semstate = &state;
+	sem.object_start = token_json_object_start;
+	sem.object_end = token_json_object_end;
+	sem.object_field_start = token_json_field_start;
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
 		token_reject(psprintf("The token %s is not valid JSON.", what));
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(raw)));
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
@@ -236,6 +308,84 @@ json_time_member(Jsonb *jb, const char *key, int64 *value)
 	return true;
 }
 
+/*
+ * vecphi.jwt_max_lifetime bounds how long a token can be used: its expiry
+ * may lie at most that far ahead of now (a token minted with a far expiry
+ * is refused at once), and when it carries "iat", exp - iat may not exceed
+ * it either.  A token without "exp" (allowed only with jwt_require_exp
+ * off) is refused once now - iat exceeds it; without "iat" it is bounded
+ * by nothing.  exp and iat are -1 when absent.
+ */
+static void
+token_check_lifetime(int64 exp, int64 iat, int64 now)
+{
+	int64		max = claims_max_lifetime;
+
+	if (max <= 0)
+		return;
+	if (exp >= 0 && exp - now > max + CLAIMS_CLOCK_SKEW_SECS)
+		token_reject("The token expires later than vecphi.jwt_max_lifetime allows.");
+	if (exp >= 0 && iat >= 0 && exp - iat > max)
+		token_reject("The token's lifetime (exp - iat) is longer than vecphi.jwt_max_lifetime.");
+	if (exp < 0 && iat >= 0 && now - iat > max + CLAIMS_CLOCK_SKEW_SECS)
+		token_reject("The token was issued longer ago than vecphi.jwt_max_lifetime.");
+}
+
+/*
+ * "iss" must equal vecphi.jwt_issuer when that is set.  "aud", a string or
+ * an array of strings (RFC 7519, 4.1.3), must hold vecphi.jwt_audience
+ * when that is set; a token that names an audience is refused when this
+ * server has none, since it identifies with no audience (RFC 7519 again).
+ */
+static void
+token_check_issuer_audience(Jsonb *payload)
+{
+	JsonbValue	v;
+	bool		have_aud = claims_audience != NULL && claims_audience[0] != '\0';
+	bool		found = false;
+
+	if (claims_issuer != NULL && claims_issuer[0] != '\0')
+	{
+		if (getKeyJsonValueFromContainer(&payload->root, "iss", 3, &v) == NULL ||
+			v.type != jbvString ||
+			v.val.string.len != strlen(claims_issuer) ||
+			memcmp(v.val.string.val, claims_issuer, v.val.string.len) != 0)
+			token_reject("The token's issuer (\"iss\") is not the one vecphi.jwt_issuer names.");
+	}
+
+	if (getKeyJsonValueFromContainer(&payload->root, "aud", 3, &v) == NULL)
+	{
+		if (have_aud)
+			token_reject("The token names no audience (\"aud\"); vecphi.jwt_audience requires one.");
+		return;
+	}
+	if (!have_aud)
+		token_reject("The token is meant for an audience (\"aud\") and vecphi.jwt_audience is not set.");
+	if (v.type == jbvString)
+		found = v.val.string.len == strlen(claims_audience) &&
+			memcmp(v.val.string.val, claims_audience, v.val.string.len) == 0;
+	else if (v.type == jbvBinary && JsonContainerIsArray(v.val.binary.data))
+	{
+		uint32		n = JsonContainerSize(v.val.binary.data);
+		uint32		i;
+
+		for (i = 0; i < n; i++)
+		{
+			JsonbValue *elem = getIthJsonbValueFromContainer(v.val.binary.data, i);
+
+			if (elem->type != jbvString)
+				token_reject("Claim \"aud\" must be a string or an array of strings.");
+			if (elem->val.string.len == strlen(claims_audience) &&
+				memcmp(elem->val.string.val, claims_audience, elem->val.string.len) == 0)
+				found = true;
+		}
+	}
+	else
+		token_reject("Claim \"aud\" must be a string or an array of strings.");
+	if (!found)
+		token_reject("The token's audience (\"aud\") does not include vecphi.jwt_audience.");
+}
+
 /* Current time as Unix seconds. */
 static int64
 unix_now(TimestampTz ts)
@@ -245,38 +395,30 @@ unix_now(TimestampTz ts)
 }
 
 /*
- * Read a key file: the HS256 secret (secret: readable by the server's user
- * only, surrounding white space trimmed, at least 32 bytes) or a PEM public
- * key (writable by the server's user only, since whoever can replace it can
- * sign tokens).  palloc'd; the caller wipes a secret.
+ * Read a key file: the HS256 secret (secret: owned by the server's user and
+ * readable by it only, surrounding white space trimmed, at least 32 bytes)
+ * or a PEM public key (owned by the server's user, writable by it only,
+ * since whoever can replace it can sign tokens).  palloc'd; the caller
+ * wipes a secret.
  */
 static char *
 read_key_file(const char *path, const char *what, bool secret, int *len)
 {
 	int			fd;
-	struct stat st;
 	char	   *buf;
 	ssize_t		nread;
 	int			start = 0;
 	int			end;
-	mode_t		forbidden = secret ? (S_IRWXG | S_IRWXO) : (S_IWGRP | S_IWOTH);
 
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open %s file \"%s\": %m", what, path)));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-		(st.st_mode & forbidden) != 0)
-	{
-		CloseTransientFile(fd);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("%s file \"%s\" has unsafe permissions", what, path),
-				 errdetail(secret ?
-						   "It must be a regular file readable only by the server's user (mode 0600)." :
-						   "It must be a regular file that only the server's user can write (mode 0644 or stricter).")));
-	}
+	/* On error the transaction's end closes fd. */
+	keyfile_check_fd(fd, path,
+					 secret ? VECPHI_KEYFILE_SECRET : VECPHI_KEYFILE_PUBLIC,
+					 psprintf("%s file", what));
 	buf = palloc(JWT_SECRET_MAX_LEN + 1);
 	nread = read(fd, buf, JWT_SECRET_MAX_LEN + 1);
 	CloseTransientFile(fd);
@@ -327,6 +469,9 @@ jwt_verify(const char *token)
 	VecphiClaims *claims;
 	int64		now = unix_now(GetCurrentTimestamp());
 	int64		nbf;
+	int64		iat = 0;
+	bool		has_exp;
+	bool		has_iat;
 	JsonbValue	v;
 
 	if (toklen == 0 || toklen > CLAIMS_TOKEN_MAX_LEN)
@@ -389,12 +534,19 @@ jwt_verify(const char *token)
 
 	payload = token_json_object(dot1 + 1, dot2 - dot1 - 1, "payload");
 	claims = palloc0(sizeof(VecphiClaims));
-	if (json_time_member(payload, "exp", &claims->expires) &&
-		now > claims->expires + CLAIMS_CLOCK_SKEW_SECS)
+	has_exp = json_time_member(payload, "exp", &claims->expires);
+	has_iat = json_time_member(payload, "iat", &iat);
+	if (!has_exp && claims_require_exp)
+		token_reject("The token has no \"exp\" claim; vecphi.jwt_require_exp refuses tokens that never expire.");
+	if (has_exp && now > claims->expires + CLAIMS_CLOCK_SKEW_SECS)
 		token_reject_time("claims token has expired");
 	if (json_time_member(payload, "nbf", &nbf) &&
 		now + CLAIMS_CLOCK_SKEW_SECS < nbf)
 		token_reject_time("claims token is not valid yet");
+	if (has_iat && iat > now + CLAIMS_CLOCK_SKEW_SECS)
+		token_reject("Claim \"iat\" lies in the future.");
+	token_check_lifetime(has_exp ? claims->expires : -1, has_iat ? iat : -1, now);
+	token_check_issuer_audience(payload);
 
 	claims->tenant = json_string_member(payload, "tenant");
 	claims->role = json_string_member(payload, "role");
@@ -531,6 +683,12 @@ claims_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			claims_clear();
 			holdable_cursor_declared = false;
+			if (offered_token != NULL)
+			{
+				crypto_wipe(offered_token, strlen(offered_token));
+				pfree(offered_token);
+				offered_token = NULL;
+			}
 			break;
 		default:
 			break;
@@ -603,40 +761,163 @@ claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 }
 
-/*
- * Take the token out of the statement text pg_stat_activity shows for this
- * backend.  If the text was cut short (track_activity_query_size), what is
- * left of the token goes too.
- */
-static void
-claims_redact_activity(const char *token)
+/* A character that may occur in a base64url segment. */
+static inline bool
+is_b64url_char(char c)
 {
-	const char *query = debug_query_string;
-	StringInfoData redacted;
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		(c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/*
+ * Length of what looks like a JWT at p, or 0.  Its header is base64url
+ * JSON, so it starts "ey" ('{' then '"' or ' ') or "ew" ('{' then a line
+ * break).  "eyJ" ('{"', what every issuer writes) and at least 10 more
+ * base64url characters count with whatever ".segment"s follow, so a token
+ * cut short or missing its signature is caught too; the rarer starts count
+ * only with two more segments, the first as long (not "db.schema.table").
+ */
+static size_t
+jwt_like_length(const char *str, const char *p)
+{
+	const char *q;
+	int			dots = 0;
+	size_t		second = 0;		/* length of the segment after the first dot */
+
+	if (p[0] != 'e' || (p[1] != 'y' && p[1] != 'w'))
+		return 0;
+	/* Not in the middle of a longer base64 string. */
+	if (p > str && (is_b64url_char(p[-1]) || p[-1] == '+' || p[-1] == '/'))
+		return 0;
+	for (q = p + 2; is_b64url_char(*q); q++)
+		;
+	if (q - p < 13)
+		return 0;
+	while (*q == '.')
+	{
+		const char *seg = ++q;
+
+		while (is_b64url_char(*q))
+			q++;
+		if (++dots == 1)
+			second = q - seg;
+	}
+	if (p[1] == 'y' && p[2] == 'J')
+		return q - p;
+	return dots >= 2 && second >= 13 ? q - p : 0;
+}
+
+/*
+ * str with every claims token replaced by "<token>", or NULL when it holds
+ * none.  A token is anything that looks like a JWT, or the exact token last
+ * offered to set_claims() in this transaction (when at least 16 bytes long,
+ * so that a junk "token" does not blank out ordinary words).
+ */
+char *
+claims_redact_text(const char *str)
+{
+	StringInfoData out;
 	const char *p;
-	size_t		toklen = strlen(token);
-	size_t		prefix = Min(toklen, 32);
+	size_t		offered_len = offered_token != NULL ? strlen(offered_token) : 0;
 	bool		changed = false;
 
-	if (query == NULL || toklen == 0)
-		return;
-	initStringInfo(&redacted);
-	p = query;
+	if (str == NULL)
+		return NULL;
+	if (offered_len < 16)
+		offered_len = 0;
+	if (strstr(str, "ey") == NULL && strstr(str, "ew") == NULL &&
+		(offered_len == 0 || strstr(str, offered_token) == NULL))
+		return NULL;
+
+	initStringInfo(&out);
+	p = str;
 	while (*p)
 	{
-		if (strncmp(p, token, prefix) == 0)
+		size_t		n = jwt_like_length(str, p);
+
+		if (n == 0 && offered_len > 0 && strncmp(p, offered_token, offered_len) == 0)
+			n = offered_len;
+		if (n > 0)
 		{
-			appendStringInfoString(&redacted, "<token>");
-			/* Skip the token, or all of what is left of it. */
-			p += strncmp(p, token, toklen) == 0 ? toklen : strlen(p);
+			appendStringInfoString(&out, "<token>");
+			p += n;
 			changed = true;
 		}
 		else
-			appendStringInfoChar(&redacted, *p++);
+			appendStringInfoChar(&out, *p++);
 	}
-	if (changed)
-		pgstat_report_activity(STATE_RUNNING, redacted.data);
-	pfree(redacted.data);
+	if (!changed)
+	{
+		pfree(out.data);
+		return NULL;
+	}
+	return out.data;
+}
+
+/*
+ * Take the token out of the statement text pg_stat_activity shows for this
+ * backend.
+ */
+static void
+claims_redact_activity(void)
+{
+	char	   *redacted = claims_redact_text(debug_query_string);
+
+	if (redacted != NULL)
+	{
+		pgstat_report_activity(STATE_RUNNING, redacted);
+		pfree(redacted);
+	}
+	else if (debug_query_string != NULL && debug_query_string == redacted_query)
+	{
+		/* The log hook got there first (log_statement): report its copy. */
+		pgstat_report_activity(STATE_RUNNING, redacted_query);
+	}
+}
+
+/* Replace *field by its redacted copy, if it holds a token. */
+static void
+redact_field(char **field)
+{
+	char	   *redacted = claims_redact_text(*field);
+
+	if (redacted != NULL)
+		*field = redacted;		/* in ErrorContext, freed with edata */
+}
+
+/*
+ * emit_log_hook: no message, detail, context or statement that reaches the
+ * server log (or the client) carries a token.  The statement text logged
+ * after an error ("STATEMENT:", csvlog and jsonlog fields) is
+ * debug_query_string, so that is pointed at a redacted copy for the rest
+ * of the statement; log_statement and log_min_duration_statement put the
+ * statement in the message, and bind parameters in the detail.
+ */
+static void
+claims_emit_log_hook(ErrorData * edata)
+{
+	redact_field(&edata->message);
+	redact_field(&edata->detail);
+	redact_field(&edata->detail_log);
+	redact_field(&edata->hint);
+	redact_field(&edata->context);
+	redact_field(&edata->internalquery);
+	if (debug_query_string != NULL && debug_query_string != redacted_query)
+	{
+		char	   *redacted = claims_redact_text(debug_query_string);
+
+		if (redacted != NULL)
+		{
+			char	   *old = redacted_query;
+
+			redacted_query = MemoryContextStrdup(TopMemoryContext, redacted);
+			debug_query_string = redacted_query;
+			if (old != NULL)
+				pfree(old);
+		}
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
 }
 
 /* Register the callbacks; called once from _PG_init. */
@@ -654,8 +935,38 @@ claims_init(void)
 							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_NO_RESET_ALL |
 							   GUC_SUPERUSER_ONLY | GUC_DISALLOW_IN_FILE,
 							   claims_token_check, NULL, NULL);
+	DefineCustomBoolVariable("vecphi.jwt_require_exp",
+							 "Refuse claims tokens without an \"exp\" claim.",
+							 "Turning it off accepts tokens that never expire; superuser-only.",
+							 &claims_require_exp,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("vecphi.jwt_max_lifetime",
+							"Longest a claims token may be used: exp - now and exp - iat (0: no limit).",
+							"A stolen token is useful at most this long.",
+							&claims_max_lifetime,
+							86400, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("vecphi.jwt_audience",
+							   "Audience (\"aud\") claims tokens must name; empty: tokens must name none.",
+							   NULL,
+							   &claims_audience,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("vecphi.jwt_issuer",
+							   "Issuer (\"iss\") claims tokens must name; empty: not checked.",
+							   NULL,
+							   &claims_issuer,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
 	RegisterXactCallback(claims_xact_callback, NULL);
 	RegisterSubXactCallback(claims_subxact_callback, NULL);
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = claims_emit_log_hook;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = claims_ExecutorStart;
 	prev_ProcessUtility = ProcessUtility_hook;
@@ -675,7 +986,13 @@ vecphi_set_claims(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		token_reject("The token is NULL.");
 	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	claims_redact_activity(token);
+	if (offered_token != NULL)
+	{
+		crypto_wipe(offered_token, strlen(offered_token));
+		pfree(offered_token);
+	}
+	offered_token = MemoryContextStrdup(TopMemoryContext, token);
+	claims_redact_activity();
 	if (holdable_cursor_declared)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

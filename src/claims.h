@@ -23,6 +23,7 @@ typedef struct VecphiClaims
 extern const VecphiClaims *claims_current(void);
 extern const VecphiClaims *claims_peek(void);
 extern uint32 claims_require_tenant_id(void);
+extern char *claims_redact_text(const char *str);
 extern void claims_init(void);
 
 #endif							/* VECPHI_CLAIMS_H */

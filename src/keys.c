@@ -75,6 +75,7 @@
 
 #include "audit.h"
 #include "crypto.h"
+#include "keyfile.h"
 #include "keys.h"
 #include "vecphi.h"
 
@@ -433,12 +434,8 @@ key_directory_check(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),
 				 errmsg("key directory \"%s\" does not exist", vecphi_key_directory)));
-	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("key directory \"%s\" is not private to the server's user",
-						vecphi_key_directory),
-				 errdetail("It must be owned by the user the server runs as and not writable by group or others (mode 0700).")));
+	keyfile_check_stat(vecphi_key_directory, &st, VECPHI_KEYFILE_DIRECTORY,
+					   "key directory");
 	if (realpath(vecphi_key_directory, dir_real) != NULL &&
 		realpath(DataDir, data_real) != NULL)
 	{
@@ -501,7 +498,6 @@ static void
 kek_read_file(const char *tenant, const char *path, uint8 *kek)
 {
 	int			fd;
-	struct stat st;
 	char		buf[KEK_HEX_LEN + 64];
 	ssize_t		nread;
 	bool		ok;
@@ -518,24 +514,8 @@ kek_read_file(const char *tenant, const char *path, uint8 *kek)
 				(errcode_for_file_access(),
 				 errmsg("could not open key file \"%s\" of tenant \"%s\": %m", path, tenant)));
 	}
-	if (fstat(fd, &st) != 0)
-	{
-		CloseTransientFile(fd);
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not stat key file \"%s\": %m", path)));
-	}
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-	{
-		CloseTransientFile(fd);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("key file \"%s\" of tenant \"%s\" has unsafe ownership or permissions",
-						path, tenant),
-				 errdetail("Key files must be regular files owned by the server's user with mode 0600; this one has mode %04o.",
-						   (unsigned int) (st.st_mode & 07777))));
-	}
+	/* On error the transaction's end closes fd. */
+	keyfile_check_fd(fd, path, VECPHI_KEYFILE_SECRET, "key file");
 	nread = read(fd, buf, sizeof(buf));
 	CloseTransientFile(fd);
 	ok = nread > 0 && kek_parse_hex(buf, (size_t) nread, kek);
@@ -547,20 +527,54 @@ kek_read_file(const char *tenant, const char *path, uint8 *kek)
 				 errdetail("A key file holds exactly 64 hexadecimal digits.")));
 }
 
-/* A provider command with %t and %v replaced. */
+/*
+ * Append a word for /bin/sh: as it is when it holds only characters no
+ * shell treats specially, else single-quoted.  Tenant names are already
+ * limited to such characters; this keeps %t safe should that ever change.
+ */
+static void
+append_shell_word(StringInfo buf, const char *word)
+{
+	const char *p;
+
+	if (strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == strlen(word))
+	{
+		appendStringInfoString(buf, word);
+		return;
+	}
+	appendStringInfoChar(buf, '\'');
+	for (p = word; *p; p++)
+	{
+		if (*p == '\'')
+			appendStringInfoString(buf, "'\\''");
+		else
+			appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, '\'');
+}
+
+/*
+ * A provider command with %t and %v replaced.  The tenant goes in as one
+ * shell word that never starts with "-", so a command cannot take it for
+ * an option even where the template has no "--" before it.
+ */
 static char *
 provider_command(const char *template, const char *tenant, uint32 kek_version)
 {
 	StringInfoData cmd;
 	const char *p;
 
+	if (!vecphi_tenant_name_is_valid(tenant))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant name \"%s\"", tenant),
+				 errdetail("A tenant name is never passed to a key provider command unless it is valid.")));
 	initStringInfo(&cmd);
 	for (p = template; *p; p++)
 	{
-		/* The tenant name is validated: [A-Za-z0-9_-] only, shell-safe. */
 		if (p[0] == '%' && p[1] == 't')
 		{
-			appendStringInfoString(&cmd, tenant);
+			append_shell_word(&cmd, tenant);
 			p++;
 		}
 		else if (p[0] == '%' && p[1] == 'v')
@@ -841,9 +855,16 @@ keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	List	   *keep = NIL;
 	ListCell   *lc;
+	MemoryContext old;
 
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
+
+	/*
+	 * The list outlives this subtransaction, whose memory an abort frees:
+	 * build it where pending_key_file_add() does.
+	 */
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	foreach(lc, pending_key_files)
 	{
 		PendingKeyFile *pf = lfirst(lc);
@@ -865,6 +886,7 @@ keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 	list_free(pending_key_files);
 	pending_key_files = keep;
+	MemoryContextSwitchTo(old);
 }
 
 
@@ -987,6 +1009,11 @@ tenant_name_arg(text *arg)
 {
 	char	   *name = text_to_cstring(arg);
 
+	if (name[0] == '-')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant name \"%s\"", name),
+				 errdetail("A tenant name cannot start with a hyphen: a key provider's command could take it for an option.")));
 	if (!vecphi_tenant_name_is_valid(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -33,14 +33,19 @@ char	   *vecphi_kek_destroy_command = NULL;
 
 void		_PG_init(void);
 
-/* Tenant names: 1..63 of [A-Za-z0-9_-], safe as file names and in shells. */
+/*
+ * Tenant names: 1..63 of [A-Za-z0-9_-], not starting with "-": safe as file
+ * names, as one shell word, and never taken for an option by a key
+ * provider's command.  A leading "_" is allowed: no shell, getopt or file
+ * system gives it a meaning.
+ */
 bool
 vecphi_tenant_name_is_valid(const char *name)
 {
 	size_t		len = strlen(name);
 	size_t		i;
 
-	if (len == 0 || len > VECPHI_TENANT_NAME_MAX)
+	if (len == 0 || len > VECPHI_TENANT_NAME_MAX || name[0] == '-')
 		return false;
 	for (i = 0; i < len; i++)
 	{

@@ -89,7 +89,7 @@ is(VecphiCheck::error_of($node, 'postgres', $decrypt), 'no error', 'the file bac
 # KEK file readable by others.
 chmod 0644, $kek or die "chmod: $!";
 like(VecphiCheck::error_of($node, 'postgres', $decrypt),
-	qr/^F0000: key file ".*emb\.1\.kek" of tenant "emb" has unsafe ownership or permissions$/,
+	qr/^F0000: key file ".*emb\.1\.kek" has unsafe ownership or permissions$/,
 	'KEK file mode 0644: refused (F0000)');
 chmod 0640, $kek or die "chmod: $!";
 like(VecphiCheck::error_of($node, 'postgres', $decrypt), qr/^F0000: .*permissions/,
@@ -113,7 +113,7 @@ VecphiCheck::write_file($kek, $hex);
 # Key directory others may write to.
 chmod 0770, $keys or die "chmod: $!";
 like(VecphiCheck::error_of($node, 'postgres', $decrypt),
-	qr/^F0000: key directory ".*" is not private to the server's user$/,
+	qr/^F0000: key directory ".*" has unsafe ownership or permissions$/,
 	'a group-writable key directory is refused');
 chmod 0700, $keys or die "chmod: $!";
 is(VecphiCheck::error_of($node, 'postgres', $decrypt), 'no error', 'mode 0700 again: decrypts');

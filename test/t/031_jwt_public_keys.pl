@@ -354,13 +354,13 @@ like(try_token($es), qr/^F0000: vecphi\.jwt_public_key_file does not hold a PEM 
 use_key('ec.pub', 0644);
 is(try_token($es), 'accepted: pk_a', 'mode 0644: accepted');
 chmod 0664, $key_file or die "chmod: $!";
-like(try_token($es), qr/^F0000: token public key file ".*" has unsafe permissions$/,
+like(try_token($es), qr/^F0000: token public key file ".*" has unsafe ownership or permissions$/,
 	'mode 0664 (group-writable): refused');
 chmod 0646, $key_file or die "chmod: $!";
-like(try_token($es), qr/^F0000: token public key file ".*" has unsafe permissions$/,
+like(try_token($es), qr/^F0000: token public key file ".*" has unsafe ownership or permissions$/,
 	'mode 0646 (world-writable): refused');
 chmod 0666, $key_file or die "chmod: $!";
-like(try_token($es), qr/^F0000: .*unsafe permissions$/, 'mode 0666: refused');
+like(try_token($es), qr/^F0000: .*unsafe ownership or permissions$/, 'mode 0666: refused');
 chmod 0600, $key_file or die "chmod: $!";
 is(try_token($es), 'accepted: pk_a', 'mode 0600: accepted');
 chmod 0444, $key_file or die "chmod: $!";

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyfile.h
+ *	  Ownership and permission rules for key material on disk: the JWT
+ *	  secret and public key files, vecphi.key_directory and its KEK files,
+ *	  and any other key file vecphi reads (the audit-chain key).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef VECPHI_KEYFILE_H
+#define VECPHI_KEYFILE_H
+
+#include <sys/stat.h>
+
+typedef enum VecphiKeyFileKind
+{
+	VECPHI_KEYFILE_SECRET,		/* regular file, mode 0600 or stricter */
+	VECPHI_KEYFILE_PUBLIC,		/* regular file only its owner may write */
+	VECPHI_KEYFILE_DIRECTORY	/* directory only its owner may write */
+} VecphiKeyFileKind;
+
+/*
+ * Every kind must be owned by the user the server runs as.  The first form
+ * returns NULL when st is acceptable, else a sentence saying why not; the
+ * others raise ERROR (F0000) naming the file, the problem and the chmod /
+ * chown that fixes it.  what describes the file ("token secret file").
+ */
+extern const char *keyfile_unsafe_reason(const struct stat *st,
+										 VecphiKeyFileKind kind);
+extern void keyfile_check_stat(const char *path, const struct stat *st,
+							   VecphiKeyFileKind kind, const char *what);
+extern void keyfile_check_fd(int fd, const char *path,
+							 VecphiKeyFileKind kind, const char *what);
+
+#endif							/* VECPHI_KEYFILE_H */
