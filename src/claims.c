@@ -96,6 +96,9 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 /* A WITH HOLD cursor was declared in this transaction. */
 static bool holdable_cursor_declared = false;
 
+/* Refuses a change of claims while it would open an audit hole. */
+static ClaimsChangeCheck claims_change_check = NULL;
+
 static VecphiClaims *jwt_verify(const char *token);
 
 /* Forget the claims. */
@@ -662,6 +665,13 @@ claims_init(void)
 	ProcessUtility_hook = claims_ProcessUtility;
 }
 
+/* Register the check that may refuse a change of claims (claims.h). */
+void
+claims_set_change_check(ClaimsChangeCheck check)
+{
+	claims_change_check = check;
+}
+
 PG_FUNCTION_INFO_V1(vecphi_set_claims);
 Datum
 vecphi_set_claims(PG_FUNCTION_ARGS)
@@ -669,6 +679,8 @@ vecphi_set_claims(PG_FUNCTION_ARGS)
 	VecphiClaims *verified;
 	char	   *token;
 
+	if (claims_change_check != NULL)
+		claims_change_check();
 	/* A failed attempt leaves no claims at all, not the previous ones. */
 	claims_clear();
 	claims_token_set("");
@@ -707,6 +719,8 @@ PG_FUNCTION_INFO_V1(vecphi_clear_claims);
 Datum
 vecphi_clear_claims(PG_FUNCTION_ARGS)
 {
+	if (claims_change_check != NULL)
+		claims_change_check();
 	claims_clear();
 	claims_token_set("");
 	PG_RETURN_VOID();
