@@ -106,7 +106,7 @@ create_metapage(Relation index, ForkNumber fork, uint32 dims, int m,
 
 /* A new, empty in-memory graph bounded by maintenance_work_mem. */
 static EhnswBuildGraph *
-graph_create(void)
+graph_create(uint32 dims)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
 											  "ehnsw build graph",
@@ -122,6 +122,7 @@ graph_create(void)
 	graph->elements = hash_create("ehnsw build graph", 1024, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	graph->tenants = MemoryContextAllocZero(cxt, EHNSW_MAX_TENANTS * sizeof(EhnswEntryPoint));
+	graph->plaintexts = ehnsw_wipe_list_create(cxt, dims * sizeof(float4));
 	graph->blkno = InvalidBlockNumber;
 	graph->memory_limit = (Size) maintenance_work_mem * 1024;
 	return graph;
@@ -198,8 +199,7 @@ graph_flush(EhnswState *state)
 		log_newpage_range(index, MAIN_FORKNUM, EHNSW_METAPAGE_BLKNO + 1,
 						  current + 1, true);
 
-	foreach(lc, graph->plaintexts)
-		crypto_wipe(lfirst(lc), state->dims * sizeof(float4));
+	/* Deleting the context wipes the decrypted vectors first. */
 	MemoryContextDelete(graph->cxt);
 	state->graph = NULL;
 	pfree(page);
@@ -259,7 +259,7 @@ ehnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	memset(&bs, 0, sizeof(bs));
 	ehnsw_state_init(&bs.state, index, true);
-	bs.state.graph = graph_create();
+	bs.state.graph = graph_create(bs.state.dims);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, EHNSW_PHASE_LOAD);
 	table_index_build_scan(heap, index, indexInfo, true, true,
 						   build_callback, &bs, NULL);
