@@ -25,6 +25,7 @@
 #include "catalog/index.h"
 #include "commands/progress.h"
 #include "miscadmin.h"
+#include "storage/bufpage.h"
 #include "storage/smgr.h"
 #include "utils/backend_progress.h"
 #include "access/xloginsert.h"
@@ -273,14 +274,27 @@ ehnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	return result;
 }
 
-/* An unlogged index's init fork: just the metapage. */
+/*
+ * An unlogged index's init fork: just the metapage.  Generic WAL skips
+ * unlogged relations, but the init fork must survive a crash (it is what
+ * the index is reset to), so write it directly, WAL-log it, and sync it,
+ * as PostgreSQL's own index AMs do.
+ */
 void
 ehnswbuildempty(Relation index)
 {
 	int			m;
 	int			ef_construction;
+	PGAlignedBlock block;
+	Page		page = (Page) block.data;
 
 	index_options(index, &m, &ef_construction);
-	create_metapage(index, INIT_FORKNUM, index_dims(index), m, ef_construction,
-					ehnsw_meta_metric(index));
+	fill_metapage(page, index_dims(index), m, ef_construction,
+				  ehnsw_meta_metric(index));
+	PageSetChecksumInplace(page, EHNSW_METAPAGE_BLKNO);
+	smgrwrite(RelationGetSmgr(index), INIT_FORKNUM, EHNSW_METAPAGE_BLKNO,
+			  (char *) page, true);
+	log_newpage(&(RelationGetSmgr(index))->smgr_rnode.node, INIT_FORKNUM,
+				EHNSW_METAPAGE_BLKNO, page, true);
+	smgrimmedsync(RelationGetSmgr(index), INIT_FORKNUM);
 }
