@@ -461,13 +461,18 @@ FETCH ABSOLUTE 1 FROM c_scroll;
 FETCH BACKWARD ALL FROM c_scroll;
 DECLARE c_update CURSOR FOR SELECT id, tenant FROM adv_notes WHERE id >= 100 FOR UPDATE;
 FETCH ALL FROM c_update;
--- A cursor declared before the claims were set: read with the claims of
--- its first fetch.
+-- A cursor declared before the claims were set: the claims are refused
+-- while it is open (its scan started without claims and would go
+-- unrecorded); once it is closed they may be set.
 COMMIT;
 BEGIN;
 DECLARE c_early CURSOR FOR SELECT id, tenant FROM adv_notes ORDER BY id;
 SELECT vecphi.set_claims(adv_token());
-FETCH ALL FROM c_early;
+ROLLBACK;
+BEGIN;
+DECLARE c_early CURSOR FOR SELECT id, tenant FROM adv_notes ORDER BY id;
+CLOSE c_early;
+SELECT vecphi.set_claims(adv_token());
 COMMIT;
 -- WITH HOLD: declared without claims, its rows (none) are fixed at COMMIT.
 DECLARE c_hold_none CURSOR WITH HOLD FOR SELECT id, tenant FROM adv_notes;

@@ -178,7 +178,8 @@ SELECT id, round(l2_distance(emb, '[20,0,0]')::numeric, 4) AS l2,
 FROM aud_docs WHERE id = 23;
 SELECT count(*) FROM aud_docs WHERE tenant = 'aud_a' AND (emb <#> '[1,0,0]') < -95;
 SELECT * FROM aud_new();
--- A plain scan with no distance and no decryption is not audited.
+-- A plain scan under claims, with no distance and no decryption, is a
+-- read record naming the rows the scan passed up.
 SELECT count(*) FROM aud_docs;
 SELECT * FROM aud_new();
 COMMIT;

@@ -67,6 +67,7 @@
 #include "claims.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "vecphi.h"
 
 #define IDENTITY_RESNAME		"vecphi_row_identity"
 #define AUDIT_IDS_PER_RECORD	1000
@@ -111,6 +112,7 @@ typedef struct AuditCapture
 	const char *action;
 	Oid			relid;
 	Oid			indexid;
+	int64		total;			/* rows captured in this execution */
 	bool		ran;			/* the node has been executed */
 	bool		emitted;		/* at least one record queued */
 	StringInfoData ids;			/* text[] literal body being built */
@@ -121,6 +123,9 @@ typedef struct AuditQuery
 {
 	QueryDesc  *qd;
 	MemoryContext cxt;
+	bool		tracking_only;	/* started without claims: nothing captured */
+	int			running;		/* nesting of ExecutorRun calls under way */
+	bool		distance_seen;	/* a distance was computed while it ran */
 	List	   *captures;
 	Expr	   *query_arg;
 	bool		digest_done;
@@ -580,15 +585,15 @@ audit_planner(Query * parse, const char *query_string, int cursorOptions,
 	else
 		stmt = standard_planner(parse, query_string, cursorOptions, boundParams);
 
+	/*
+	 * Every SELECT whose rows come from a scan of a protected table carries
+	 * the identity column: whatever computes distances or decrypts (an
+	 * operator the planner sees, or a function it cannot look into), the
+	 * record names the rows the statement returned.
+	 */
 	if (vecphi_audit_enabled && !am_audit_writer &&
 		stmt->commandType == CMD_SELECT && stmt->planTree != NULL)
-	{
-		CallSearch	cs = {0};
-
-		call_walker((Node *) parse, &cs);
-		if (cs.distance || cs.decrypt)
-			(void) attach_identity(stmt->planTree, stmt->rtable);
-	}
+		(void) attach_identity(stmt->planTree, stmt->rtable);
 	return stmt;
 }
 
@@ -635,10 +640,45 @@ append_identity(AuditCapture *cap, const char *identity)
 	cap->nids++;
 }
 
+/* The action a capture's records carry, given what its query did. */
+static const char *
+capture_action(const AuditCapture *cap)
+{
+	if (strcmp(cap->action, AUDIT_ACTION_READ) == 0 && cap->query->distance_seen)
+		return AUDIT_ACTION_EXACT_SCAN;
+	return cap->action;
+}
+
+/*
+ * vecphi.max_scan_rows: a similarity scan (the query computed distances,
+ * seen in its plan or while it ran) may return at most that many rows.
+ * Counted where the rows are recorded: the rows leaving the top of a
+ * search, or those a scan passes up in plans of other shapes.
+ */
+static void
+capture_check_limit(AuditCapture *cap)
+{
+	char	   *message;
+
+	if (vecphi_max_scan_rows <= 0 || ++cap->total <= vecphi_max_scan_rows ||
+		strcmp(capture_action(cap), AUDIT_ACTION_READ) == 0)
+		return;
+	message = psprintf("similarity scan exceeds vecphi.max_scan_rows (%d)",
+					   vecphi_max_scan_rows);
+	audit_denial(message, NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s", message),
+			 errhint("Ask for fewer rows (LIMIT), or ask the security officer to raise the limit.")));
+}
+
 static void
 capture_row(AuditCapture *cap, TupleTableSlot *slot)
 {
-	MemoryContext old = MemoryContextSwitchTo(cap->query->cxt);
+	MemoryContext old;
+
+	capture_check_limit(cap);
+	old = MemoryContextSwitchTo(cap->query->cxt);
 
 	if (cap->from_output)
 	{
@@ -866,6 +906,34 @@ audit_may_wait(void)
 	return !IsParallelWorker();
 }
 
+/* Does the statement read a table or view holding evector/etext columns? */
+static bool
+stmt_reads_protected(PlannedStmt * stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION &&
+			(rte->relkind == RELKIND_RELATION ||
+			 rte->relkind == RELKIND_PARTITIONED_TABLE ||
+			 rte->relkind == RELKIND_MATVIEW) &&
+			relation_is_protected(rte->relid))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Every execution of a statement that reads encrypted data (it scans a
+ * table with evector/etext columns, or computes distances or decrypts) is
+ * registered in active_queries until its executor state goes away.  Under
+ * claims its scans are captured and recorded; without claims it is only
+ * tracked, so that claims cannot appear while it runs
+ * (audit_claims_change_check): its scans would go unrecorded.
+ */
 static void
 audit_ExecutorStart(QueryDesc *qd, int eflags)
 {
@@ -875,6 +943,7 @@ audit_ExecutorStart(QueryDesc *qd, int eflags)
 	AuditQuery *aq;
 	MemoryContext old;
 	bool		top_identity = false;
+	bool		has_claims;
 
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(qd, eflags);
@@ -884,11 +953,12 @@ audit_ExecutorStart(QueryDesc *qd, int eflags)
 	if (!audit_active_here() || (eflags & EXEC_FLAG_EXPLAIN_ONLY))
 		return;
 	/* A worker verifies the leader's claims lazily; do it now. */
-	if ((IsParallelWorker() ? claims_current() : claims_peek()) == NULL)
+	has_claims = (IsParallelWorker() ? claims_current() : claims_peek()) != NULL;
+	if (!has_claims && IsParallelWorker())
 		return;
 
 	stmt_search_calls(qd->plannedstmt, &cs);
-	if (!cs.distance && !cs.decrypt)
+	if (!cs.distance && !cs.decrypt && !stmt_reads_protected(qd->plannedstmt))
 		return;
 
 	old = MemoryContextSwitchTo(qd->estate->es_query_cxt);
@@ -896,6 +966,8 @@ audit_ExecutorStart(QueryDesc *qd, int eflags)
 	aq->qd = qd;
 	aq->cxt = qd->estate->es_query_cxt;
 	aq->query_arg = cs.query_arg;
+	aq->tracking_only = !has_claims;
+	aq->digest_done = !has_claims;
 
 	top = qd->planstate;
 	top_identity = identity_entry(top->plan) != NULL;
@@ -905,7 +977,11 @@ audit_ExecutorStart(QueryDesc *qd, int eflags)
 		MemoryContextSwitchTo(old);
 		return;
 	}
-	if (top_identity && (scan = chain_scan(top)) != NULL)
+	if (aq->tracking_only)
+	{
+		/* Nothing to capture: only tracked (see above). */
+	}
+	else if (top_identity && (scan = chain_scan(top)) != NULL)
 		capture_create(aq, top, scan, &cs);
 	else
 	{
@@ -1020,7 +1096,7 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 	{
 		AuditQuery *aq = lfirst(lq);
 
-		if (!nothrow && !aq->digest_done)
+		if (!nothrow && !aq->digest_done && aq->captures != NIL)
 			audit_query_digest(aq);
 		foreach(lc, aq->captures)
 		{
@@ -1040,7 +1116,7 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 				continue;
 			ids = psprintf("{%s}", cap->ids.data);
 			memset(&ev, 0, sizeof(ev));
-			ev.action = cap->action;
+			ev.action = capture_action(cap);
 			ev.outcome = outcome;
 			ev.relid = cap->relid;
 			ev.indexid = cap->indexid;
@@ -1055,7 +1131,7 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 				/* audit_emit() may raise; queue the record without it. */
 				memset(&rec, 0, sizeof(rec));
 				audit_record_fill_context(&rec);
-				rec.action = (char *) cap->action;
+				rec.action = (char *) capture_action(cap);
 				rec.outcome = (char *) outcome;
 				rec.relation = audit_relation_name(cap->relid);
 				rec.index_name = OidIsValid(cap->indexid) ? get_rel_name(cap->indexid) : NULL;
@@ -1093,6 +1169,45 @@ audit_flush_all(const char *outcome, const char *detail, bool wait, bool nothrow
 	}
 	if (queued && wait && !nothrow && vecphi_audit_synchronous && audit_may_wait())
 		auditqueue_last_ticket_wait();
+}
+
+/*
+ * A distance was computed: every statement running now, whatever function
+ * computed it (an operator in its plan, or a SQL or PL/pgSQL function the
+ * planner cannot look into), is a similarity search.
+ */
+void
+audit_note_distance(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, active_queries)
+	{
+		AuditQuery *aq = lfirst(lc);
+
+		if (aq->running > 0)
+			aq->distance_seen = true;
+	}
+}
+
+/*
+ * Claims must not appear or change while a statement that reads encrypted
+ * data runs (an open cursor included): its scans were set up for the claims
+ * in force when it started, and would decrypt under others unrecorded.
+ */
+static void
+audit_claims_change_check(void)
+{
+	const char *message = "vecphi claims cannot change while a statement reading encrypted data is running";
+
+	if (!audit_active_here() || active_queries == NIL)
+		return;
+	audit_denial(message, NULL);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s", message),
+			 errdetail("Its scans started under the claims in force then, and are recorded under those."),
+			 errhint("Call vecphi.set_claims() in a statement of its own, after closing open cursors.")));
 }
 
 void
@@ -1223,7 +1338,8 @@ audit_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 {
 	AuditDest  *volatile ad = NULL;
 	DestReceiver *real = qd->dest;
-	bool		audited = audit_query_of(qd) != NULL;
+	AuditQuery *volatile aq = audit_query_of(qd);
+	volatile bool audited = aq != NULL && !aq->tracking_only;
 
 	/* Rows for the client are held back whenever claims could decrypt. */
 	if (audit_active_here() && dest_reaches_client(real) &&
@@ -1242,6 +1358,8 @@ audit_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 		qd->dest = &ad->pub;
 	}
 
+	if (aq != NULL)
+		aq->running++;
 	PG_TRY();
 	{
 		if (prev_ExecutorRun)
@@ -1251,6 +1369,8 @@ audit_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 	}
 	PG_CATCH();
 	{
+		if (aq != NULL)
+			aq->running--;
 		qd->dest = real;
 		if (audit_active_here() && active_queries != NIL)
 		{
@@ -1264,6 +1384,8 @@ audit_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (aq != NULL)
+		aq->running--;
 	qd->dest = real;
 
 	/*
@@ -1273,7 +1395,7 @@ audit_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 	 * flushed at its end instead (its rows are held by the caller's run).
 	 */
 	if (audit_active_here() && real->mydest != DestSQLFunction &&
-		(ad != NULL || audit_query_of(qd) != NULL))
+		(ad != NULL || audited))
 		audit_flush_all(AUDIT_OUTCOME_OK, NULL, true, false);
 	if (ad != NULL && ad->rows != NIL)
 		audit_dest_release(ad);
@@ -1282,7 +1404,9 @@ audit_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 static void
 audit_ExecutorEnd(QueryDesc *qd)
 {
-	if (audit_active_here() && audit_query_of(qd) != NULL)
+	AuditQuery *aq = audit_query_of(qd);
+
+	if (audit_active_here() && aq != NULL && !aq->tracking_only)
 		audit_flush_all(AUDIT_OUTCOME_OK, NULL, true, false);
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(qd);
@@ -1334,6 +1458,7 @@ auditexec_init(void)
 	prev_ExecutorEnd = ExecutorEnd_hook;
 	ExecutorEnd_hook = audit_ExecutorEnd;
 	RegisterXactCallback(audit_xact_callback, NULL);
+	claims_set_change_check(audit_claims_change_check);
 	CacheRegisterSyscacheCallback(PROCOID, kind_cache_invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(TYPEOID, kind_cache_invalidate, (Datum) 0);
 }

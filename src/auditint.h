@@ -106,5 +106,6 @@ extern char *audit_standby_file_path(void);
 /* auditexec.c */
 extern void auditexec_init(void);
 extern void audit_count_decrypt(bool is_text);
+extern void audit_note_distance(void);
 
 #endif							/* VECPHI_AUDITINT_H */

@@ -114,6 +114,9 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 /* A WITH HOLD cursor was declared in this transaction. */
 static bool holdable_cursor_declared = false;
 
+/* Refuses a change of claims while it would open an audit hole. */
+static ClaimsChangeCheck claims_change_check = NULL;
+
 static VecphiClaims *jwt_verify(const char *token);
 
 /* Forget the claims. */
@@ -973,6 +976,13 @@ claims_init(void)
 	ProcessUtility_hook = claims_ProcessUtility;
 }
 
+/* Register the check that may refuse a change of claims (claims.h). */
+void
+claims_set_change_check(ClaimsChangeCheck check)
+{
+	claims_change_check = check;
+}
+
 PG_FUNCTION_INFO_V1(vecphi_set_claims);
 Datum
 vecphi_set_claims(PG_FUNCTION_ARGS)
@@ -980,6 +990,8 @@ vecphi_set_claims(PG_FUNCTION_ARGS)
 	VecphiClaims *verified;
 	char	   *token;
 
+	if (claims_change_check != NULL)
+		claims_change_check();
 	/* A failed attempt leaves no claims at all, not the previous ones. */
 	claims_clear();
 	claims_token_set("");
@@ -1024,6 +1036,8 @@ PG_FUNCTION_INFO_V1(vecphi_clear_claims);
 Datum
 vecphi_clear_claims(PG_FUNCTION_ARGS)
 {
+	if (claims_change_check != NULL)
+		claims_change_check();
 	claims_clear();
 	claims_token_set("");
 	PG_RETURN_VOID();

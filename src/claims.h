@@ -26,4 +26,13 @@ extern uint32 claims_require_tenant_id(void);
 extern char *claims_redact_text(const char *str);
 extern void claims_init(void);
 
+/*
+ * Called before the claims of the transaction change (set_claims(),
+ * clear_claims()); it raises to refuse the change.  The audit registers one
+ * that refuses while a statement reading encrypted data is running, so that
+ * claims never appear or change under a scan that started without them.
+ */
+typedef void (*ClaimsChangeCheck) (void);
+extern void claims_set_change_check(ClaimsChangeCheck check);
+
 #endif							/* VECPHI_CLAIMS_H */

@@ -179,6 +179,20 @@ typedef struct EhnswSearchRest
 } EhnswSearchRest;
 
 /*
+ * Plaintext buffers of one size, wiped when the memory context that holds
+ * them (and this list) is reset or deleted, an error's unwinding included.
+ * Everything the callback touches lives in that context: never state on a
+ * stack frame that an error may already have left.
+ */
+typedef struct EhnswWipeList
+{
+	MemoryContextCallback callback;
+	MemoryContext cxt;
+	List	   *buffers;
+	Size		bytes;			/* size of every buffer */
+} EhnswWipeList;
+
+/*
  * A graph being built in memory (ehnswbuild.c).  Elements get their final
  * TIDs as they are added, by packing items into pages in order exactly as
  * PageAddItem will, so neighbour lists need no translation when the pages
@@ -189,7 +203,7 @@ typedef struct EhnswBuildGraph
 	MemoryContext cxt;			/* everything below; plaintexts wiped */
 	HTAB	   *elements;		/* EhnswBuildEntry by TID */
 	List	   *items;			/* EhnswBuildItem *, in TID order */
-	List	   *plaintexts;		/* vectors to wipe */
+	EhnswWipeList *plaintexts;	/* decrypted vectors, in cxt */
 	uint32		ntenants;
 	EhnswEntryPoint *tenants;	/* EHNSW_MAX_TENANTS entries */
 	BlockNumber blkno;			/* page being filled */
@@ -229,7 +243,7 @@ typedef struct EhnswState
 	int			metric;
 	MemoryContext opcxt;
 	HTAB	   *elements;
-	List	   *plaintexts;		/* buffers to wipe, in opcxt */
+	EhnswWipeList *plaintexts;	/* decrypted vectors, in opcxt */
 	uint64		ndecrypted;		/* elements decrypted so far */
 	EhnswBuildGraph *graph;		/* set while building in memory */
 	BlockNumber nblocks;		/* index size last seen; grows, never shrinks */
@@ -237,7 +251,6 @@ typedef struct EhnswState
 								 * 0: any (vacuum) */
 	bool		traverse_deleted;	/* VACUUM's repair: walk through elements
 									 * marked deleted but not yet removed */
-	MemoryContextCallback wipe;
 } EhnswState;
 
 /* ---------- ehnsw.c ---------- */
@@ -248,6 +261,8 @@ extern void ehnsw_init(void);
 
 /* ---------- ehnswutils.c ---------- */
 
+extern EhnswWipeList *ehnsw_wipe_list_create(MemoryContext cxt, Size bytes);
+extern void ehnsw_wipe_list_add(EhnswWipeList *list, void *buffer);
 extern void ehnsw_state_init(EhnswState *state, Relation index, bool need_meta);
 extern void ehnsw_state_reset(EhnswState *state);
 extern void ehnsw_init_page(Page page, uint16 flags);

@@ -25,6 +25,7 @@
 #include "catalog/index.h"
 #include "commands/progress.h"
 #include "miscadmin.h"
+#include "storage/bufpage.h"
 #include "storage/smgr.h"
 #include "utils/backend_progress.h"
 #include "access/xloginsert.h"
@@ -106,7 +107,7 @@ create_metapage(Relation index, ForkNumber fork, uint32 dims, int m,
 
 /* A new, empty in-memory graph bounded by maintenance_work_mem. */
 static EhnswBuildGraph *
-graph_create(void)
+graph_create(uint32 dims)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
 											  "ehnsw build graph",
@@ -122,6 +123,7 @@ graph_create(void)
 	graph->elements = hash_create("ehnsw build graph", 1024, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	graph->tenants = MemoryContextAllocZero(cxt, EHNSW_MAX_TENANTS * sizeof(EhnswEntryPoint));
+	graph->plaintexts = ehnsw_wipe_list_create(cxt, dims * sizeof(float4));
 	graph->blkno = InvalidBlockNumber;
 	graph->memory_limit = (Size) maintenance_work_mem * 1024;
 	return graph;
@@ -198,8 +200,7 @@ graph_flush(EhnswState *state)
 		log_newpage_range(index, MAIN_FORKNUM, EHNSW_METAPAGE_BLKNO + 1,
 						  current + 1, true);
 
-	foreach(lc, graph->plaintexts)
-		crypto_wipe(lfirst(lc), state->dims * sizeof(float4));
+	/* Deleting the context wipes the decrypted vectors first. */
 	MemoryContextDelete(graph->cxt);
 	state->graph = NULL;
 	pfree(page);
@@ -259,7 +260,7 @@ ehnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	memset(&bs, 0, sizeof(bs));
 	ehnsw_state_init(&bs.state, index, true);
-	bs.state.graph = graph_create();
+	bs.state.graph = graph_create(bs.state.dims);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, EHNSW_PHASE_LOAD);
 	table_index_build_scan(heap, index, indexInfo, true, true,
 						   build_callback, &bs, NULL);
@@ -273,14 +274,27 @@ ehnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	return result;
 }
 
-/* An unlogged index's init fork: just the metapage. */
+/*
+ * An unlogged index's init fork: just the metapage.  Generic WAL skips
+ * unlogged relations, but the init fork must survive a crash (it is what
+ * the index is reset to), so write it directly, WAL-log it, and sync it,
+ * as PostgreSQL's own index AMs do.
+ */
 void
 ehnswbuildempty(Relation index)
 {
 	int			m;
 	int			ef_construction;
+	PGAlignedBlock block;
+	Page		page = (Page) block.data;
 
 	index_options(index, &m, &ef_construction);
-	create_metapage(index, INIT_FORKNUM, index_dims(index), m, ef_construction,
-					ehnsw_meta_metric(index));
+	fill_metapage(page, index_dims(index), m, ef_construction,
+				  ehnsw_meta_metric(index));
+	PageSetChecksumInplace(page, EHNSW_METAPAGE_BLKNO);
+	smgrwrite(RelationGetSmgr(index), INIT_FORKNUM, EHNSW_METAPAGE_BLKNO,
+			  (char *) page, true);
+	log_newpage(&(RelationGetSmgr(index))->smgr_rnode.node, INIT_FORKNUM,
+				EHNSW_METAPAGE_BLKNO, page, true);
+	smgrimmedsync(RelationGetSmgr(index), INIT_FORKNUM);
 }

@@ -164,7 +164,7 @@ graph_add_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	element->neighbors = item->etup->neighbors;
 	element->x = palloc(state->dims * sizeof(float4));
 	memcpy(element->x, x, state->dims * sizeof(float4));
-	graph->plaintexts = lappend(graph->plaintexts, element->x);
+	ehnsw_wipe_list_add(graph->plaintexts, element->x);
 	graph->items = lappend(graph->items, item);
 	key = ((uint64) graph->blkno << 16) | graph->offno;
 	be = hash_search(graph->elements, &key, HASH_ENTER, NULL);

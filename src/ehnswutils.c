@@ -44,17 +44,40 @@ tid_key(ItemPointer tid)
 		ItemPointerGetOffsetNumber(tid);
 }
 
-/* Wipe every vector decrypted by the operation; a reset callback. */
+/* Reset callback of an EhnswWipeList: wipe its buffers. */
 static void
-ehnsw_state_wipe(void *arg)
+ehnsw_wipe_list_wipe(void *arg)
 {
-	EhnswState *state = (EhnswState *) arg;
+	EhnswWipeList *list = (EhnswWipeList *) arg;
 	ListCell   *lc;
 
-	foreach(lc, state->plaintexts)
-		crypto_wipe(lfirst(lc), state->dims * sizeof(float4));
-	state->plaintexts = NIL;
-	state->elements = NULL;
+	foreach(lc, list->buffers)
+		crypto_wipe(lfirst(lc), list->bytes);
+	list->buffers = NIL;
+}
+
+/* A list of plaintext buffers of one size, wiped when cxt goes away. */
+EhnswWipeList *
+ehnsw_wipe_list_create(MemoryContext cxt, Size bytes)
+{
+	EhnswWipeList *list = MemoryContextAllocZero(cxt, sizeof(EhnswWipeList));
+
+	list->cxt = cxt;
+	list->bytes = bytes;
+	list->callback.func = ehnsw_wipe_list_wipe;
+	list->callback.arg = list;
+	MemoryContextRegisterResetCallback(cxt, &list->callback);
+	return list;
+}
+
+/* Remember a buffer (allocated in the list's context) to wipe. */
+void
+ehnsw_wipe_list_add(EhnswWipeList *list, void *buffer)
+{
+	MemoryContext old = MemoryContextSwitchTo(list->cxt);
+
+	list->buffers = lappend(list->buffers, buffer);
+	MemoryContextSwitchTo(old);
 }
 
 /* (Re)create the per-operation structures inside opcxt. */
@@ -69,10 +92,8 @@ ehnsw_state_prepare(EhnswState *state)
 	ctl.hcxt = state->opcxt;
 	state->elements = hash_create("ehnsw elements", 256, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	state->plaintexts = NIL;
-	state->wipe.func = ehnsw_state_wipe;
-	state->wipe.arg = state;
-	MemoryContextRegisterResetCallback(state->opcxt, &state->wipe);
+	state->plaintexts = ehnsw_wipe_list_create(state->opcxt,
+											   state->dims * sizeof(float4));
 }
 
 /* Read the index parameters and set up an operation's state. */
@@ -292,7 +313,7 @@ ehnsw_decrypt_vector(EhnswState *state, const struct varlena *env,
 				 errmsg("expected %u dimensions, not %u", state->dims, hdr.count)));
 	old = MemoryContextSwitchTo(state->opcxt);
 	x = envelope_decrypt(env, ENVELOPE_KIND_VECTOR, &hdr, &len);
-	state->plaintexts = lappend(state->plaintexts, x);
+	ehnsw_wipe_list_add(state->plaintexts, x);
 	MemoryContextSwitchTo(old);
 #ifdef WORDS_BIGENDIAN
 	{

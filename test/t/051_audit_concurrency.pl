@@ -4,8 +4,8 @@
 # runs 8 clients, a fixed number of transactions each, of two scripts
 # (one per tenant): set the tenant's claims, then one ehnsw search
 # (ORDER BY <-> LIMIT 10) that fails its transaction unless it returns 10
-# rows.  It runs twice, once with the simple query protocol and once with
-# prepared statements (extended protocol).  Afterwards:
+# rows.  It runs three times: the simple query protocol, the extended
+# protocol with unnamed statements, and prepared statements.  Afterwards:
 #
 #  - no transaction failed, and the index_scan records of the table number
 #    exactly the searches pgbench ran, per tenant (subject) as well;
@@ -88,10 +88,10 @@ is( $node->safe_psql(
 
 my $before = $node->safe_psql('postgres', 'SELECT count(*) FROM vecphi.audit_log');
 
-# ---- pgbench, twice ----
+# ---- pgbench, once per protocol ----
 my %searches = (aud_a => 0, aud_b => 0);
 my $total = 0;
-for my $mode (qw(simple prepared))
+for my $mode (qw(simple extended prepared))
 {
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::run(
