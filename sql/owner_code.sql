@@ -337,6 +337,16 @@ CREATE TABLE oc_parts_3 (id int, tenant text NOT NULL DEFAULT vecphi.tenant(), b
 CREATE TRIGGER oc_spy AFTER INSERT ON oc_parts_3 FOR EACH ROW EXECUTE FUNCTION oc_part_trg();
 SELECT expect_error($$ALTER TABLE oc_parts ATTACH PARTITION oc_parts_3 FOR VALUES FROM (200) TO (300)$$) AS attach_partition;
 SELECT expect_error($$CREATE TABLE oc_child () INHERITS (oc_notes)$$) AS inherit;
+-- A protected table may become a partition (create it, protect it, attach
+-- it); a protected table may not become the child of an unprotected one,
+-- whose queries would read its rows without its policies.
+CREATE TABLE oc_parts_4 (id int, tenant text NOT NULL DEFAULT vecphi.tenant(), body etext);
+SELECT vecphi.protect('oc_parts_4', 'tenant');
+ALTER TABLE oc_parts ATTACH PARTITION oc_parts_4 FOR VALUES FROM (400) TO (500);
+CREATE TABLE oc_open_parent (id int, tenant text, body etext);
+CREATE TABLE oc_lone (id int, tenant text NOT NULL DEFAULT vecphi.tenant(), body etext);
+SELECT vecphi.protect('oc_lone', 'tenant');
+SELECT expect_error($$ALTER TABLE oc_lone INHERIT oc_open_parent$$) AS inherit_from_unprotected;
 RESET ROLE;
 SET ROLE regress_oc_app;
 BEGIN;
@@ -489,7 +499,7 @@ ORDER BY seq;
 -- Clean up.
 ---------------------------------------------------------------------------
 SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE lomowner = 'regress_oc_owner'::regrole;
-DROP TABLE oc_notes, oc_parts, oc_parts_3, oc_vouched, oc_loot, oc_fake, oc_mark CASCADE;
+DROP TABLE oc_notes, oc_parts, oc_parts_3, oc_vouched, oc_loot, oc_fake, oc_mark, oc_lone, oc_open_parent CASCADE;
 DROP TABLE IF EXISTS oc_parts_2, oc_refs, oc_refs_plain, oc_child;
 DROP FUNCTION oc_work(int), oc_found(text), oc_mask(text);
 DELETE FROM vecphi.role_categories WHERE app_role = 'oc_clinician';

@@ -870,6 +870,34 @@ inheritor_state(Oid relid, bool for_protect, List **code)
 	table_close(inhrel, AccessShareLock);
 }
 
+/*
+ * Unprotected tables this one inherits from (or is a partition of): a
+ * query through such a parent reads this table's rows without this
+ * table's policies.  Protected parents apply vecphi's policies themselves.
+ */
+static void
+parent_state(Oid relid, List **guard)
+{
+	Relation	inhrel = table_open(InheritsRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	ScanKeyInit(&key, Anum_pg_inherits_inhrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(inhrel, InheritsRelidSeqnoIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Oid			parent = ((Form_pg_inherits) GETSTRUCT(tup))->inhparent;
+
+		if (!rel_is_protected(parent))
+			add_item(guard, psprintf("inherits from unprotected table %s",
+									 get_rel_name(parent)));
+	}
+	systable_endscan(scan);
+	table_close(inhrel, AccessShareLock);
+}
+
 /* The guard and owner-code items of one table. */
 static void
 relation_state(Oid relid, bool for_protect, List **guard, List **code)
@@ -898,6 +926,7 @@ relation_state(Oid relid, bool for_protect, List **guard, List **code)
 	constraint_state(relid, code);
 	index_state(relid, code);
 	inheritor_state(relid, for_protect, code);
+	parent_state(relid, guard);
 }
 
 /* Every protected table of the database, with its state. */
@@ -1072,6 +1101,11 @@ may_change_protection(Node * stmt)
 	{
 		case T_CreateFunctionStmt:
 			return ((CreateFunctionStmt *) stmt)->replace;
+		case T_RenameStmt:
+			/* a role's new name is no change to any table */
+			return ((RenameStmt *) stmt)->renameType != OBJECT_ROLE &&
+				((RenameStmt *) stmt)->renameType != OBJECT_DATABASE &&
+				((RenameStmt *) stmt)->renameType != OBJECT_TABLESPACE;
 		case T_AlterTableStmt:
 		case T_AlterTableMoveAllStmt:
 		case T_CreateTrigStmt:
@@ -1082,7 +1116,6 @@ may_change_protection(Node * stmt)
 		case T_IndexStmt:
 		case T_AlterDomainStmt:
 		case T_AlterFunctionStmt:
-		case T_RenameStmt:
 		case T_AlterObjectSchemaStmt:
 		case T_AlterOwnerStmt:
 		case T_CreateStmt:
