@@ -392,8 +392,14 @@ RESET ROLE;
 ---------------------------------------------------------------------------
 SET ROLE regress_oc_owner;
 CREATE FUNCTION oc_nonempty(v etext) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT v IS NOT NULL $$;
+-- A SQL-standard body records what it calls: the callee is tracked too.
+CREATE FUNCTION oc_inner(v etext) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT true $$;
+CREATE FUNCTION oc_outer(v etext) RETURNS boolean LANGUAGE sql IMMUTABLE
+BEGIN ATOMIC
+	SELECT oc_inner(v);
+END;
 CREATE TABLE oc_vouched (id int, tenant text NOT NULL DEFAULT vecphi.tenant(),
-	body etext CHECK (oc_nonempty(body)));
+	body etext CHECK (oc_nonempty(body)) CHECK (oc_outer(body)));
 SELECT oc_mask(expect_error_detail($$SELECT vecphi.protect('oc_vouched', 'tenant')$$)) AS owner_protects_owner_code;
 GRANT SELECT, INSERT ON oc_vouched TO regress_oc_app;
 RESET ROLE;
@@ -404,6 +410,8 @@ SET ROLE regress_oc_owner;
 SELECT oc_mask(expect_error_detail($q$CREATE OR REPLACE FUNCTION oc_nonempty(v etext) RETURNS boolean
 	LANGUAGE sql IMMUTABLE AS $b$ SELECT oc_leak('replaced function', v) $b$$q$)) AS replace_function;
 SELECT expect_error($$ALTER FUNCTION oc_nonempty(etext) SECURITY DEFINER$$) AS alter_function;
+SELECT expect_error($q$CREATE OR REPLACE FUNCTION oc_inner(v etext) RETURNS boolean
+	LANGUAGE sql IMMUTABLE AS $b$ SELECT oc_leak('replaced callee', v) $b$$q$) AS replace_callee;
 RESET ROLE;
 SET ROLE regress_oc_app;
 BEGIN;
@@ -412,6 +420,7 @@ INSERT INTO oc_vouched (id, body) VALUES (1, vecphi.encrypt('vouched 1'));
 COMMIT;
 SET ROLE regress_oc_owner;
 SELECT * FROM oc_found('replaced function');
+SELECT * FROM oc_found('replaced callee');
 RESET ROLE;
 
 ---------------------------------------------------------------------------
@@ -434,6 +443,7 @@ SELECT expect_error($$ALTER TABLE oc_notes DISABLE TRIGGER vecphi_erasure$$) AS 
 SELECT expect_error($$ALTER TABLE oc_notes DISABLE TRIGGER USER$$) AS disable_user_triggers;
 SELECT expect_error($$DROP TRIGGER vecphi_erasure ON oc_notes$$) AS drop_vecphi_trigger;
 SELECT expect_error($$ALTER TABLE oc_notes DROP COLUMN category CASCADE$$) AS drop_category_column;
+SELECT expect_error($$ALTER TABLE oc_notes SET (vacuum_index_cleanup = off)$$) AS keep_deleted_index_elements;
 SELECT expect_error($$ALTER TABLE oc_notes RENAME TO oc_notes_real$$) AS rename_table;
 SELECT expect_error($$ALTER TABLE oc_notes OWNER TO regress_oc_owner2$$) AS give_away;
 -- A policy named like vecphi's on another table does not make it protected.
@@ -443,6 +453,7 @@ SELECT expect_error($$CREATE POLICY vecphi_select ON oc_fake USING (true)$$) AS 
 -- arguments, a plain column, a comment.
 SELECT vecphi.protect('oc_notes', 'tenant', 'category');
 ALTER TABLE oc_notes ADD COLUMN note_kind text;
+ALTER TABLE oc_notes SET (fillfactor = 90);
 COMMENT ON TABLE oc_notes IS 'notes';
 -- What the owner sees now, without claims; and a claimant whose role is
 -- granted no category.

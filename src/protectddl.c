@@ -917,6 +917,29 @@ relation_state(Oid relid, bool for_protect, List **guard, List **code)
 	add_item(guard, psprintf("row level security %s, %s",
 							 cls->relrowsecurity ? "enabled" : "disabled",
 							 cls->relforcerowsecurity ? "forced" : "not forced"));
+	/* protect() sets it so that VACUUM erases ehnsw elements too */
+	{
+		bool		isnull;
+		Datum		opts = SysCacheGetAttr(RELOID, tp, Anum_pg_class_reloptions, &isnull);
+		const char *cleanup = "unset";
+
+		if (!isnull)
+		{
+			Datum	   *elems;
+			int			n;
+
+			deconstruct_array(DatumGetArrayTypeP(opts), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, NULL, &n);
+			for (int i = 0; i < n; i++)
+			{
+				char	   *opt = TextDatumGetCString(elems[i]);
+
+				if (strncmp(opt, "vacuum_index_cleanup=", 21) == 0)
+					cleanup = opt + 21;
+			}
+		}
+		add_item(guard, psprintf("vacuum_index_cleanup %s", cleanup));
+	}
 	ReleaseSysCache(tp);
 
 	policy_state(relid, guard, code);
