@@ -1225,7 +1225,26 @@ protectddl_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
  *---------------------------------------------------------------------------
  */
 
-/* Columns a vecphi_select policy restricts by. */
+/* Collect the attribute numbers of the outer query's Vars, not Query's. */
+static bool
+policy_columns_walker(Node * node, void *context)
+{
+	Bitmapset **cols = (Bitmapset * *) context;
+
+	if (node == NULL || IsA(node, Query))
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+
+		if (var->varlevelsup == 0 && var->varattno > 0)
+			*cols = bms_add_member(*cols, var->varattno);
+		return false;
+	}
+	return expression_tree_walker(node, policy_columns_walker, context);
+}
+
+/* Columns a vecphi_select policy restricts by (attribute numbers). */
 static Bitmapset *
 policy_columns(Oid relid)
 {
@@ -1247,7 +1266,8 @@ policy_columns(Oid relid)
 										RelationGetDescr(polrel), &isnull);
 
 		if (!isnull)
-			pull_varattnos((Node *) stringToNode(TextDatumGetCString(qual)), 1, &cols);
+			(void) policy_columns_walker((Node *) stringToNode(TextDatumGetCString(qual)),
+										 &cols);
 	}
 	systable_endscan(scan);
 	table_close(polrel, AccessShareLock);
@@ -1296,13 +1316,13 @@ vecphi_protect_check(PG_FUNCTION_ARGS)
 			int			i;
 
 			att = get_attnum(child, NameStr(*PG_GETARG_NAME(1)));
-			if (att != InvalidAttrNumber)
-				new_cols = bms_add_member(new_cols, att - FirstLowInvalidHeapAttributeNumber);
+			if (att > 0)
+				new_cols = bms_add_member(new_cols, att);
 			if (!PG_ARGISNULL(2))
 			{
 				att = get_attnum(child, NameStr(*PG_GETARG_NAME(2)));
-				if (att != InvalidAttrNumber)
-					new_cols = bms_add_member(new_cols, att - FirstLowInvalidHeapAttributeNumber);
+				if (att > 0)
+					new_cols = bms_add_member(new_cols, att);
 			}
 			i = -1;
 			while ((i = bms_next_member(old_cols, i)) >= 0)
@@ -1315,7 +1335,7 @@ vecphi_protect_check(PG_FUNCTION_ARGS)
 				msg = psprintf("permission denied to weaken the protection of table \"%s\"",
 							   get_rel_name(child));
 				detail = psprintf("Its rows are restricted by column \"%s\", which vecphi.protect() would no longer use.",
-								  get_attname(child, i + FirstLowInvalidHeapAttributeNumber, false));
+								  get_attname(child, i, false));
 				audit_denial(msg, detail);
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
