@@ -438,7 +438,25 @@ SELECT expect_error($$ALTER TABLE oc_notes DISABLE ROW LEVEL SECURITY$$) AS disa
 SELECT expect_error($$DROP POLICY vecphi_select ON oc_notes$$) AS drop_vecphi_policy;
 SELECT expect_error($$ALTER POLICY vecphi_select ON oc_notes USING (true)$$) AS alter_vecphi_policy;
 SELECT expect_error($$ALTER POLICY vecphi_select ON oc_notes RENAME TO oc_was_vecphi$$) AS rename_vecphi_policy;
+-- What the owner sees now without claims (on 0.1.0: every row, once RLS
+-- is off or vecphi_select is gone).
+SELECT count(*) AS owner_sees FROM oc_notes;
+RESET ROLE;
+SELECT relrowsecurity, relforcerowsecurity,
+	(SELECT string_agg(polname, ',' ORDER BY polname) FROM pg_policy WHERE polrelid = 'oc_notes'::regclass) AS policies
+FROM pg_class WHERE oid = 'oc_notes'::regclass;
+SET ROLE regress_oc_owner;
 SELECT oc_mask(expect_error_detail($$SELECT vecphi.protect('oc_notes', 'tenant')$$)) AS reprotect_without_category;
+RESET ROLE;
+-- What a claimant whose role is granted no category sees (on 0.1.0, after
+-- protect() without the category column: every row of its tenant).
+SET ROLE regress_oc_app;
+BEGIN;
+SELECT vecphi.set_claims(token_for('oc_a', 'oc_billing'));
+SELECT count(*) AS billing_sees FROM oc_notes;
+COMMIT;
+RESET ROLE;
+SET ROLE regress_oc_owner;
 SELECT expect_error($$ALTER TABLE oc_notes DISABLE TRIGGER vecphi_erasure$$) AS disable_vecphi_trigger;
 SELECT expect_error($$ALTER TABLE oc_notes DISABLE TRIGGER USER$$) AS disable_user_triggers;
 SELECT expect_error($$DROP TRIGGER vecphi_erasure ON oc_notes$$) AS drop_vecphi_trigger;
@@ -455,20 +473,11 @@ SELECT vecphi.protect('oc_notes', 'tenant', 'category');
 ALTER TABLE oc_notes ADD COLUMN note_kind text;
 ALTER TABLE oc_notes SET (fillfactor = 90);
 COMMENT ON TABLE oc_notes IS 'notes';
--- What the owner sees now, without claims; and a claimant whose role is
--- granted no category.
-SELECT count(*) AS owner_sees FROM oc_notes;
 RESET ROLE;
 SELECT relrowsecurity, relforcerowsecurity,
 	(SELECT string_agg(polname, ',' ORDER BY polname) FROM pg_policy WHERE polrelid = 'oc_notes'::regclass) AS policies,
 	(SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'oc_notes'::regclass AND tgname = 'vecphi_erasure') AS erasure_trigger
 FROM pg_class WHERE oid = 'oc_notes'::regclass;
-SET ROLE regress_oc_app;
-BEGIN;
-SELECT vecphi.set_claims(token_for('oc_a', 'oc_billing'));
-SELECT count(*) AS billing_sees FROM oc_notes;
-COMMIT;
-RESET ROLE;
 
 ---------------------------------------------------------------------------
 -- 13. The security officer may make such changes, and each is audited.
