@@ -302,6 +302,8 @@ END
 $$;
 SELECT expect_error($$CREATE INDEX oc_spy_idx ON oc_notes ((oc_idx(body)))$$) AS index_expression;
 SELECT expect_error($$CREATE INDEX oc_spy_pred ON oc_notes (id) WHERE oc_idx(extra) = 0$$) AS index_predicate;
+-- CREATE INDEX CONCURRENTLY commits on its own: refused before it starts.
+CREATE INDEX CONCURRENTLY oc_spy_cic ON oc_notes ((oc_idx(body)));
 -- Plain indexes (columns, built-in immutable expressions) are fine.
 SELECT expect_error($$CREATE INDEX oc_plain_idx ON oc_notes (category, (lower(tenant)))$$) AS plain_index;
 RESET ROLE;
@@ -406,6 +408,8 @@ RESET ROLE;
 SET ROLE regress_oc_officer;
 SELECT vecphi.protect('oc_vouched', 'tenant');
 RESET ROLE;
+-- What the officer vouched for.
+SELECT oc_mask(unnest(vecphi.owner_code('oc_vouched'))) AS owner_code;
 SET ROLE regress_oc_owner;
 SELECT oc_mask(expect_error_detail($q$CREATE OR REPLACE FUNCTION oc_nonempty(v etext) RETURNS boolean
 	LANGUAGE sql IMMUTABLE AS $b$ SELECT oc_leak('replaced function', v) $b$$q$)) AS replace_function;
@@ -512,6 +516,7 @@ SELECT action, outcome, db_user, relation, left(oc_mask(detail), 150) AS detail
 FROM vecphi.audit_log
 WHERE seq > (SELECT seq FROM oc_mark)
   AND (action = 'protected_ddl' OR detail LIKE '%protected table%' OR detail LIKE '%code that would run%'
+	   OR detail LIKE '%CONCURRENTLY%'
 	   OR detail LIKE '%weaken the protection%')
 ORDER BY seq;
 
