@@ -400,6 +400,22 @@ CREATE FUNCTION vecphi.row_owned_by_claimant(record) RETURNS boolean
 COMMENT ON FUNCTION vecphi.row_owned_by_claimant(record) IS
 	'true when every evector and etext value in the row (domains, arrays and composites included) is NULL or the claimant tenant''s ciphertext';
 
+-- Owner code on protected tables (docs/security.md, "Who may change a
+-- protected table"): protect() calls protect_check() before it changes
+-- anything; the DDL of protected tables is checked by a ProcessUtility hook.
+CREATE FUNCTION vecphi.protect_check(tbl regclass, tenant_column name, category_column name)
+RETURNS void
+	AS 'MODULE_PATHNAME', 'vecphi_protect_check'
+	LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.protect_check(regclass, name, name) IS
+	'run by vecphi.protect(): lock the table tree, refuse owner code (unless the security officer vouches for it, audited) and a protection weaker than the current one';
+
+CREATE FUNCTION vecphi.owner_code(tbl regclass) RETURNS text[]
+	AS 'MODULE_PATHNAME', 'vecphi_owner_code'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.owner_code(regclass) IS
+	'objects of the table whose code would run in claimants'' sessions (triggers, rules, policies, defaults, checks, domains, index expressions, unprotected inheritors, cascading foreign keys) and the functions they call';
+
 CREATE FUNCTION vecphi.protect(tbl regclass, tenant_column name,
 							   category_column name DEFAULT NULL)
 RETURNS void
@@ -436,6 +452,10 @@ BEGIN
 					  DETAIL = 'Tenant and category columns are compared with the text claims.';
 		END IF;
 	END LOOP;
+
+	-- Owner code and weakening: refused (or vouched for by the security
+	-- officer) before anything changes; locks the table and its inheritors.
+	PERFORM vecphi.protect_check(tbl, tenant_column, category_column);
 
 	-- (SELECT ...) makes each claim an init plan: evaluated once per
 	-- statement, not once per row.

@@ -19,6 +19,7 @@
 #include "claims.h"
 #include "ehnsw.h"
 #include "keys.h"
+#include "protectddl.h"
 #include "scrub.h"
 #include "vecphi.h"
 
@@ -127,6 +128,9 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 	scrub_init();
+
+	/* Owner code on protected tables (issue #11, section 3). */
+	protectddl_init();
 
 	MarkGUCPrefixReserved("vecphi");
 
