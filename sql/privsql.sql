@@ -350,6 +350,12 @@ SELECT vecphi.rotate_kek('priv_k') AS kek;
 SELECT vecphi.shred_tenant('priv_k') AS deks_dropped;
 RESET search_path;
 SELECT drop_temp_domains();
+-- An error inside a privileged section leaves the caller's user and
+-- search_path in force.
+SET search_path = public, privsql_evil;
+SELECT expect_error($$SELECT vecphi.rotate_dek('priv_nobody')$$);
+SELECT current_user, current_setting('search_path') AS search_path;
+RESET search_path;
 RESET ROLE;
 SELECT * FROM privsql_gained();
 SELECT privsql_reset();

@@ -57,7 +57,9 @@
  * made after it began (their pages may be behind it; see
  * pending_watermark).  Autovacuum cannot run SQL, so its
  * records carry pages and bytes only; the next VACUUM or vecphi.scrub()
- * certifies the subjects.
+ * certifies the subjects.  The notes are read and consumed as the owner of
+ * vecphi.pending_erasure, through privsql.c: the caller's search_path and
+ * whatever it planted in pg_temp or its schemas play no part.
  *
  *-------------------------------------------------------------------------
  */
