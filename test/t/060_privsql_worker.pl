@@ -3,14 +3,19 @@
 # chose.
 #
 # The owner of database privdb, an ordinary role, plants look-alikes of
-# the names the writer's SQL could use (operators = < <= > >=, functions
-# count, max, encode, domains text, bytea, int8, timestamptz) in a schema
-# of its own, each calling trap.pwn(), which writes down the role it ran
-# as and, run by a superuser, makes the owner a superuser.  Then it points
-# the database's search_path at that schema and makes its transactions
-# read-only by default (ALTER DATABASE ... SET, which a database owner may
-# do).  Audit records of privdb must still be written by the writer, the
-# chain must verify, and the owner must have gained nothing.
+# the names vecphi's SQL could use (operators = < <= > >=, functions count,
+# encode, domains text, bytea, int8, timestamptz) in a schema of its own,
+# each calling trap.pwn(), which writes down the role it ran as and, run by
+# a superuser, makes the owner a superuser.  Then, with ALTER DATABASE ...
+# SET (which a database owner may run):
+#  1. it points the database's search_path at that schema and runs VACUUM
+#     (the whole database) and vecphi.scrub() on a table of its own whose
+#     rows it deleted: the erasure records are written and certified, and
+#     nothing planted runs as another role;
+#  2. it also makes the database's transactions read-only by default: the
+#     audit writer still writes the database's records and the chain
+#     verifies.
+# The owner must have gained nothing.
 use strict;
 use warnings;
 
@@ -79,32 +84,96 @@ $node->safe_psql(
 		$$SELECT $1 OPERATOR(pg_catalog.+) 1$$;
 	CREATE AGGREGATE trap.count(*) (SFUNC = trap.count_step, STYPE = int8,
 		INITCOND = '0', FINALFUNC = trap.count_final);
+	CREATE FUNCTION trap.eqoid(oid, oid) RETURNS boolean LANGUAGE plpgsql AS
+		$$BEGIN PERFORM trap.pwn('= (oid, oid)'); RETURN $1 OPERATOR(pg_catalog.=) $2; END$$;
+	CREATE OPERATOR trap.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = trap.eqoid);
+	CREATE FUNCTION trap.le8(int8, int8) RETURNS boolean LANGUAGE plpgsql AS
+		$$BEGIN PERFORM trap.pwn('<= (int8, int8)'); RETURN $1 OPERATOR(pg_catalog.<=) $2; END$$;
+	CREATE OPERATOR trap.<= (LEFTARG = int8, RIGHTARG = int8, FUNCTION = trap.le8);
 	CREATE DOMAIN trap.text AS pg_catalog.text CHECK (trap.pwn('trap.text'));
 	CREATE DOMAIN trap.bytea AS pg_catalog.bytea CHECK (trap.pwn('trap.bytea'));
 	CREATE DOMAIN trap.int8 AS pg_catalog.int8 CHECK (trap.pwn('trap.int8'));
 	CREATE DOMAIN trap.timestamptz AS pg_catalog.timestamptz CHECK (trap.pwn('trap.timestamptz'));
 }, extra_params => [ '-U', 'priv_dbowner' ]);
 
-# The owner, not a superuser, sets its database's defaults.
+# The owner's database defaults reach a new writer only: make the one
+# that served the set-up leave (it leaves when idle anyway).
+sub restart_writer
+{
+	$node->safe_psql('postgres',
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'vecphi audit writer'"
+	);
+}
+
+# What the owner gained: is it a superuser, and did a planted object run as
+# another role?
+sub gained
+{
+	return $node->safe_psql('postgres',
+		"SELECT rolsuper FROM pg_roles WHERE rolname = 'priv_dbowner'")
+	  . ' '
+	  . $node->safe_psql(
+		'privdb', q{
+		SET search_path = pg_catalog, public;
+		SELECT coalesce(string_agg(DISTINCT obj || ' as ' || ran_as, ', '), 'none')
+		FROM trap.hits WHERE ran_as <> 'priv_dbowner';
+	});
+}
+
+my $claims = VecphiCheck::claims_do(tenant => 'priv_w', role => 'clinician', sub => 'dr_w');
+
+# 1. The owner, not a superuser, points its database's search_path at its
+#    schema, then deletes rows of a table of its own (tracked for erasure
+#    by the DBA) and runs VACUUM on the whole database and vecphi.scrub():
+#    its sessions, and the audit writer, take that search_path.
+$node->safe_psql('privdb',
+	'ALTER DATABASE privdb SET search_path = trap, pg_catalog, public;',
+	extra_params => [ '-U', 'priv_dbowner' ]);
+is($node->safe_psql('privdb', 'SHOW search_path'),
+	'trap, pg_catalog, public', 'the database owner set the search_path');
+restart_writer();
+
 $node->safe_psql(
 	'privdb', q{
-	ALTER DATABASE privdb SET search_path = trap, pg_catalog, public;
+	SET search_path = public, pg_catalog;
+	CREATE TABLE public.owner_notes (id int PRIMARY KEY, patient text, emb evector(3))
+		WITH (autovacuum_enabled = off);
+	ALTER TABLE owner_notes OWNER TO priv_dbowner;
+	SELECT vecphi.track_erasure('owner_notes', 'patient');
+});
+my $owner_sql = qq{
+	BEGIN;
+	$claims
+	INSERT INTO owner_notes SELECT g, 'p' || g, ARRAY[g, g, g]::real[]
+		FROM generate_series(1, 20) g;
+	DELETE FROM owner_notes;
+	COMMIT;
+};
+# (psql, not safe_psql: the checks below must run whatever happens here.)
+$node->psql('privdb', $owner_sql . 'VACUUM;',
+	extra_params => [ '-U', 'priv_dbowner' ]);
+$node->psql('privdb', $owner_sql . "SELECT complete FROM vecphi.scrub('owner_notes');",
+	extra_params => [ '-U', 'priv_dbowner' ]);
+is( $node->safe_psql(
+		'privdb', q{
+	SET search_path = pg_catalog, public;
+	SELECT string_agg(split_part(detail, ':', 1), ',' ORDER BY seq) FROM vecphi.audit_log
+	WHERE action = 'erasure' AND relation LIKE '%owner_notes' AND detail LIKE '%subjects sha256:%';
+}), 'vacuum,scrub', 'VACUUM and scrub() of the owner\'s table wrote certified erasure records');
+is(gained(), 'f none', 'VACUUM and scrub() under the database search_path: the owner gained nothing');
+
+# 2. The owner also makes its database's transactions read-only by default
+#    (and lock waits fail at once).  The writer still writes.
+$node->safe_psql(
+	'privdb', q{
 	ALTER DATABASE privdb SET default_transaction_read_only = on;
 	ALTER DATABASE privdb SET lock_timeout = '1ms';
 }, extra_params => [ '-U', 'priv_dbowner' ]);
-is( $node->safe_psql(
-		'privdb', 'SHOW search_path; SHOW default_transaction_read_only;'),
-	"trap, pg_catalog, public\non",
-	'the database owner set the database defaults');
-
-# The new settings reach a new writer only: stop the one that served the
-# set-up (it leaves when idle; make it leave now).
-$node->safe_psql('postgres',
-	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'vecphi audit writer'"
-);
+is($node->safe_psql('privdb', 'SHOW default_transaction_read_only'),
+	'on', 'the database owner made transactions read-only by default');
+restart_writer();
 
 # Records of privdb: a key event, an insert and decryption under claims.
-my $claims = VecphiCheck::claims_do(tenant => 'priv_w', role => 'clinician', sub => 'dr_w');
 my ($stdout, $stderr) = ('', '');
 my $ret = $node->psql(
 	'privdb', qq{
@@ -124,27 +193,18 @@ my $ret = $node->psql(
 is($ret, 0, 'statements that need the audit writer succeed');
 note("stderr: $stderr") if $stderr ne '';
 
-my $records = $node->safe_psql(
-	'privdb', q{
+is( $node->safe_psql(
+		'privdb', q{
 	SET search_path = pg_catalog, public;
 	SELECT string_agg(DISTINCT action, ',' ORDER BY action) FROM vecphi.audit_log
 	WHERE action IN ('key_rotate_dek', 'decrypt');
-});
-is($records, 'decrypt,key_rotate_dek', 'the writer wrote the records of privdb');
+}), 'decrypt,key_rotate_dek', 'the writer wrote the records of privdb');
 is( $node->safe_psql(
 		'privdb', q{
 	SET search_path = pg_catalog, public;
 	SELECT ok FROM vecphi.verify_audit();
 }), 't', 'the chain verifies');
-
-is( $node->safe_psql(
-		'postgres', "SELECT rolsuper FROM pg_roles WHERE rolname = 'priv_dbowner'"),
-	'f', 'the database owner is not a superuser');
-is( $node->safe_psql(
-		'privdb', q{
-	SET search_path = pg_catalog, public;
-	SELECT count(*) FROM trap.hits WHERE ran_as <> 'priv_dbowner';
-}), '0', 'no planted object ran as another role');
+is(gained(), 'f none', 'the owner gained nothing');
 
 $node->stop;
 done_testing();
