@@ -375,9 +375,9 @@ CREATE FUNCTION vecphi.allowed_categories() RETURNS text[]
 	LANGUAGE sql STABLE PARALLEL SAFE
 	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 	AS $$
-		SELECT coalesce(array_agg(category ORDER BY category), '{}')
+		SELECT coalesce(pg_catalog.array_agg(category ORDER BY category), '{}'::pg_catalog.text[])
 		FROM vecphi.role_categories
-		WHERE app_role = vecphi.app_role()
+		WHERE app_role OPERATOR(pg_catalog.=) vecphi.app_role()
 	$$;
 COMMENT ON FUNCTION vecphi.allowed_categories() IS
 	'categories the claimant''s role is granted in vecphi.role_categories (empty without claims)';
@@ -593,7 +593,7 @@ COMMENT ON FUNCTION vecphi.audit_head() IS
 -- privilege; the trigger still lets only rows past retention go.
 CREATE FUNCTION vecphi.purge_audit() RETURNS bigint
 	AS 'MODULE_PATHNAME', 'vecphi_purge_audit'
-	LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog;
+	LANGUAGE C STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION vecphi.purge_audit() IS
 	'remove audit rows older than vecphi.audit_retention, leaving a checkpoint row that keeps the chain verifiable';
 
@@ -670,21 +670,71 @@ COMMENT ON TABLE vecphi.erasure_salt IS
 SELECT pg_catalog.pg_extension_config_dump('vecphi.erasure_salt', '');
 REVOKE ALL ON vecphi.erasure_salt FROM PUBLIC;
 
+-- Can a subject column of this type be turned into text by the extension's
+-- owner without running code that somebody else controls?  Only built-in
+-- types (and domains over them) can: the owner of a type of its own can
+-- give it a cast to text (CREATE CAST needs only ownership of the type),
+-- and a composite, range or array type of its own reaches more.
+CREATE FUNCTION vecphi.erasure_subject_type_ok(typ regtype) RETURNS boolean
+	LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $ok$
+DECLARE
+	t oid := typ;
+	kind "char";
+	base oid;
+BEGIN
+	LOOP
+		SELECT y.typtype, y.typbasetype INTO kind, base
+		FROM pg_catalog.pg_type y WHERE y.oid OPERATOR(pg_catalog.=) t;
+		IF NOT FOUND THEN
+			RETURN false;
+		END IF;
+		EXIT WHEN kind OPERATOR(pg_catalog.<>) 'd';
+		t := base;
+	END LOOP;
+	-- FirstNormalObjectId: every OID below it was assigned by initdb.
+	RETURN t OPERATOR(pg_catalog.<) 16384::pg_catalog.oid;
+END
+$ok$;
+COMMENT ON FUNCTION vecphi.erasure_subject_type_ok(regtype) IS
+	'true when an erasure subject column of this type is converted to text without code the table''s owner controls: built-in types and domains over them';
+
 CREATE FUNCTION vecphi.note_erasure() RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 	AS $note$
+DECLARE
+	subject_type oid;
 BEGIN
 	INSERT INTO vecphi.erasure_salt (salt)
 		SELECT pg_catalog.decode(pg_catalog.replace(
-			pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text,
-			'-', ''), 'hex')
+			pg_catalog.gen_random_uuid()::pg_catalog.text OPERATOR(pg_catalog.||)
+			pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 'hex')
 		WHERE NOT EXISTS (SELECT 1 FROM vecphi.erasure_salt)
 		ON CONFLICT DO NOTHING;
-	IF TG_NARGS > 0 THEN
+	IF TG_NARGS OPERATOR(pg_catalog.>) 0 THEN
+		-- This runs as the extension's owner, and the table's owner may have
+		-- changed the column since track_erasure() checked it.
+		SELECT a.atttypid INTO subject_type FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID
+		  AND a.attname OPERATOR(pg_catalog.=) TG_ARGV[0]
+		  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'subject column "%" of relation % does not exist',
+				TG_ARGV[0], TG_RELID::pg_catalog.regclass USING ERRCODE = '42703';
+		END IF;
+		IF NOT vecphi.erasure_subject_type_ok(subject_type) THEN
+			RAISE EXCEPTION 'subject column "%" of relation % has type %, not a built-in type',
+				TG_ARGV[0], TG_RELID::pg_catalog.regclass, subject_type::pg_catalog.regtype
+				USING ERRCODE = '42804',
+					  DETAIL = 'The erasure digest of a subject is computed as the extension''s owner, which must not run code of the table''s owner.',
+					  HINT = 'Give the subject column a built-in type such as text, or call vecphi.track_erasure() without a subject column.';
+		END IF;
 		EXECUTE pg_catalog.format(
 			'INSERT INTO vecphi.pending_erasure (relid, subject_digest) '
-			'SELECT $1, pg_catalog.sha256(s.salt || pg_catalog.convert_to(o.%I::text, ''UTF8'')) '
+			'SELECT $1, pg_catalog.sha256(s.salt OPERATOR(pg_catalog.||) '
+			'pg_catalog.convert_to(o.%I::pg_catalog.text, ''UTF8'')) '
 			'FROM old_rows o, vecphi.erasure_salt s', TG_ARGV[0])
 			USING TG_RELID;
 	ELSE
@@ -702,6 +752,8 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $track$
+DECLARE
+	subject_type oid;
 BEGIN
 	IF tbl IS NULL THEN
 		RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
@@ -709,12 +761,20 @@ BEGIN
 	IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
 	END IF;
-	IF subject_column IS NOT NULL AND NOT EXISTS (
-		SELECT 1 FROM pg_attribute
-		WHERE attrelid = tbl AND attname = subject_column AND attnum > 0 AND NOT attisdropped)
-	THEN
-		RAISE EXCEPTION 'column "%" of relation % does not exist', subject_column, tbl
-			USING ERRCODE = '42703';
+	IF subject_column IS NOT NULL THEN
+		SELECT atttypid INTO subject_type FROM pg_attribute
+		WHERE attrelid = tbl AND attname = subject_column AND attnum > 0 AND NOT attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'column "%" of relation % does not exist', subject_column, tbl
+				USING ERRCODE = '42703';
+		END IF;
+		IF NOT vecphi.erasure_subject_type_ok(subject_type) THEN
+			RAISE EXCEPTION 'column "%" of relation % has type %, not a built-in type',
+				subject_column, tbl, subject_type::regtype
+				USING ERRCODE = '42804',
+					  DETAIL = 'The erasure digest of a subject is computed as the extension''s owner, which must not run code of the table''s owner.',
+					  HINT = 'Give the subject column a built-in type such as text.';
+		END IF;
 	END IF;
 	IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'vecphi_erasure') THEN
 		EXECUTE pg_catalog.format('DROP TRIGGER vecphi_erasure ON %s', tbl);
@@ -732,9 +792,10 @@ CREATE FUNCTION vecphi.erasure_digest(subjects text[]) RETURNS text
 	LANGUAGE sql STABLE STRICT PARALLEL SAFE
 	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 	AS $$
-		SELECT 'sha256:' || pg_catalog.encode(pg_catalog.sha256(
-			pg_catalog.string_agg(DISTINCT d, ''::bytea ORDER BY d)), 'hex')
-		FROM (SELECT pg_catalog.sha256(s.salt || pg_catalog.convert_to(x, 'UTF8')) AS d
+		SELECT 'sha256:' OPERATOR(pg_catalog.||) pg_catalog.encode(pg_catalog.sha256(
+			pg_catalog.string_agg(DISTINCT d, ''::pg_catalog.bytea ORDER BY d)), 'hex')
+		FROM (SELECT pg_catalog.sha256(s.salt OPERATOR(pg_catalog.||)
+				pg_catalog.convert_to(x, 'UTF8')) AS d
 			  FROM pg_catalog.unnest(subjects) x, vecphi.erasure_salt s) q
 	$$;
 COMMENT ON FUNCTION vecphi.erasure_digest(text[]) IS

@@ -53,6 +53,7 @@
 #include "auditint.h"
 #include "claims.h"
 #include "crypto.h"
+#include "privsql.h"
 #include "vecphi.h"
 
 bool		vecphi_audit_enabled = true;
@@ -737,7 +738,8 @@ load_purge_checkpoints(void)
 	List	   *result = NIL;
 	uint64		i;
 
-	if (SPI_execute("SELECT detail FROM vecphi.audit_log WHERE action = 'audit_purge' AND detail IS NOT NULL",
+	if (SPI_execute("SELECT detail FROM vecphi.audit_log "
+					"WHERE action OPERATOR(pg_catalog.=) 'audit_purge' AND detail IS NOT NULL",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read audit checkpoints");
 	for (i = 0; i < SPI_processed; i++)
@@ -782,6 +784,7 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	MemoryContext caller_cxt = CurrentMemoryContext;
+	PrivSql		ps;
 
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -792,7 +795,7 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 				 errmsg("anchor_hash must be the 64 hexadecimal digits vecphi.audit_head() returned")));
 
 	audit_load_key(key, false);
-	SPI_connect();
+	privsql_begin(&ps, InvalidOid);
 	checkpoints = load_purge_checkpoints();
 	portal = SPI_cursor_open_with_args("vecphi_verify_audit",
 									   "SELECT " VERIFY_COLUMNS " FROM vecphi.audit_log ORDER BY seq",
@@ -886,7 +889,7 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 	}
 	if (problem != NULL)
 		problem = MemoryContextStrdup(caller_cxt, problem);
-	SPI_finish();
+	privsql_end(&ps);
 	crypto_wipe(key, sizeof(key));
 
 	values[0] = BoolGetDatum(problem == NULL);
@@ -913,11 +916,12 @@ vecphi_audit_head(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		nulls[3] = {true, true, true};
 	MemoryContext caller_cxt = CurrentMemoryContext;
+	PrivSql		ps;
 
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	SPI_connect();
-	if (SPI_execute("SELECT seq, encode(row_hash, 'hex'), at FROM vecphi.audit_log ORDER BY seq DESC LIMIT 1",
+	privsql_begin(&ps, InvalidOid);
+	if (SPI_execute("SELECT seq, pg_catalog.encode(row_hash, 'hex'), at FROM vecphi.audit_log ORDER BY seq DESC LIMIT 1",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read vecphi.audit_log");
 	if (SPI_processed == 1)
@@ -931,7 +935,7 @@ vecphi_audit_head(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(old);
 		nulls[0] = nulls[1] = nulls[2] = false;
 	}
-	SPI_finish();
+	privsql_end(&ps);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(result_desc),
 													  values, nulls)));
 }
@@ -952,6 +956,7 @@ vecphi_purge_audit(PG_FUNCTION_ARGS)
 	uint64		removed = 0;
 	Oid			argtypes[1] = {TIMESTAMPTZOID};
 	Datum		args[1];
+	PrivSql		ps;
 
 	if (!vecphi_audit_enabled)
 		ereport(ERROR,
@@ -961,10 +966,11 @@ vecphi_purge_audit(PG_FUNCTION_ARGS)
 	cutoff = GetCurrentTimestamp() - (TimestampTz) vecphi_audit_retention_min * USECS_PER_MINUTE;
 	args[0] = TimestampTzGetDatum(cutoff);
 
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT seq, encode(row_hash, 'hex') FROM vecphi.audit_log "
-							  "WHERE seq < coalesce((SELECT min(seq) FROM vecphi.audit_log WHERE at >= $1), "
-							  "                     (SELECT max(seq) + 1 FROM vecphi.audit_log)) "
+	privsql_begin(&ps, InvalidOid);
+	if (SPI_execute_with_args("SELECT seq, pg_catalog.encode(row_hash, 'hex') FROM vecphi.audit_log "
+							  "WHERE seq OPERATOR(pg_catalog.<) coalesce("
+							  "(SELECT pg_catalog.min(seq) FROM vecphi.audit_log WHERE at OPERATOR(pg_catalog.>=) $1), "
+							  "(SELECT pg_catalog.max(seq) OPERATOR(pg_catalog.+) 1 FROM vecphi.audit_log)) "
 							  "ORDER BY seq DESC LIMIT 1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read vecphi.audit_log");
@@ -995,7 +1001,7 @@ vecphi_purge_audit(PG_FUNCTION_ARGS)
 			Oid			types[1] = {INT8OID};
 			Datum		seqarg[1] = {Int64GetDatum(through)};
 
-			if (SPI_execute_with_args("DELETE FROM vecphi.audit_log WHERE seq <= $1",
+			if (SPI_execute_with_args("DELETE FROM vecphi.audit_log WHERE seq OPERATOR(pg_catalog.<=) $1",
 									  1, types, seqarg, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not purge vecphi.audit_log");
 			removed = SPI_processed;
@@ -1007,7 +1013,7 @@ vecphi_purge_audit(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 	}
-	SPI_finish();
+	privsql_end(&ps);
 	PG_RETURN_INT64((int64) removed);
 }
 

@@ -66,6 +66,7 @@
 
 #include "auditint.h"
 #include "crypto.h"
+#include "privsql.h"
 
 /* Databases that can produce records at the same time. */
 #define AUDIT_CHANNELS			8
@@ -828,6 +829,8 @@ vecphi_audit_writer_main(Datum main_arg)
 	ConditionVariableBroadcast(&audit_shared->changed);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/* Not the search_path the database's owner set: see privsql.c. */
+	privsql_pin_worker();
 	/* Records are durable when the writer's commit is, replicas included. */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 

@@ -39,8 +39,8 @@
  *
  * Reads on the hot path go straight to the heap with an MVCC snapshot:
  * no SQL, no search_path, no permission check on the caller.  Writes are
- * SQL run through SPI inside SECURITY DEFINER functions that pin
- * search_path.
+ * SQL run through privsql.c (search_path pinned, every name qualified)
+ * inside SECURITY DEFINER functions that pin search_path as well.
  *
  *-------------------------------------------------------------------------
  */
@@ -77,6 +77,7 @@
 #include "crypto.h"
 #include "keyfile.h"
 #include "keys.h"
+#include "privsql.h"
 #include "vecphi.h"
 
 /* Columns of vecphi.tenants and vecphi.keyring, as in the install script. */
@@ -1023,6 +1024,14 @@ tenant_name_arg(text *arg)
 	return name;
 }
 
+/*
+ * The privileged section of the key function running now (privsql.c): the
+ * functions are SECURITY DEFINER, and their statements pin search_path and
+ * qualify every name besides, so that they do not depend on the function
+ * definition for it.
+ */
+static PrivSql keys_sql;
+
 /* Run one SPI statement with arguments and check its result code. */
 static void
 spi_run(const char *sql, int nargs, Oid *types, Datum *values,
@@ -1030,7 +1039,7 @@ spi_run(const char *sql, int nargs, Oid *types, Datum *values,
 {
 	int			rc;
 
-	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, read_only, 0);
+	rc = privsql_execute(&keys_sql, sql, nargs, types, values, read_only, 0);
 	if (rc != expected)
 		elog(ERROR, "vecphi: SPI statement failed (%s): %s",
 			 SPI_result_code_string(rc), sql);
@@ -1047,6 +1056,13 @@ spi_int(int row, int col)
 	return isnull ? 0 : DatumGetInt32(d);
 }
 
+/* A tenant's id, KEK version and whether it was shredded, row locked. */
+#define TENANT_LOCK_SQL \
+	"SELECT t.tenant_id, t.kek_version, s.tenant_id IS NOT NULL " \
+	"FROM vecphi.tenants t LEFT JOIN vecphi.shredded_tenants s " \
+	"ON s.tenant_id OPERATOR(pg_catalog.=) t.tenant_id " \
+	"WHERE t.tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE OF t"
+
 /* Lock a tenant's row and return its id and KEK version. */
 static uint32
 tenant_lock_for_admin(const char *name, uint32 *kek_version)
@@ -1054,10 +1070,7 @@ tenant_lock_for_admin(const char *name, uint32 *kek_version)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
-	spi_run("SELECT t.tenant_id, t.kek_version, s.tenant_id IS NOT NULL "
-			"FROM vecphi.tenants t LEFT JOIN vecphi.shredded_tenants s USING (tenant_id) "
-			"WHERE t.tenant = $1 FOR UPDATE OF t",
-			1, types, values, false, SPI_OK_SELECT);
+	spi_run(TENANT_LOCK_SQL, 1, types, values, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1137,17 +1150,18 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 	uint32		tenant_id;
 
 	provider_check_config();
-	SPI_connect();
+	privsql_begin(&keys_sql, InvalidOid);
 	spi_run("LOCK TABLE vecphi.tenants IN SHARE ROW EXCLUSIVE MODE",
 			0, NULL, NULL, false, SPI_OK_UTILITY);
 	values[0] = CStringGetTextDatum(name);
-	spi_run("SELECT 1 FROM vecphi.tenants WHERE tenant = $1",
+	spi_run("SELECT 1 FROM vecphi.tenants WHERE tenant OPERATOR(pg_catalog.=) $1",
 			1, &types[1], values, false, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("tenant \"%s\" already exists", name)));
-	spi_run("SELECT coalesce(max(tenant_id), 0) + 1 FROM vecphi.tenants",
+	spi_run("SELECT coalesce(pg_catalog.max(tenant_id), 0) OPERATOR(pg_catalog.+) 1 "
+			"FROM vecphi.tenants",
 			0, NULL, NULL, false, SPI_OK_SELECT);
 	tenant_id = spi_int(0, 1);
 
@@ -1171,7 +1185,7 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	SPI_finish();
+	privsql_end(&keys_sql);
 	keys_invalidate_all();
 	key_event_audit(AUDIT_ACTION_KEY_CREATE, name, 1);
 	PG_RETURN_INT32(tenant_id);
@@ -1191,7 +1205,7 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 	uint8		wrapped[VECPHI_WRAPPED_KEY_LEN];
 	bool		embedded = provider_is_embedded();
 
-	SPI_connect();
+	privsql_begin(&keys_sql, InvalidOid);
 	tenant_id = tenant_lock_for_admin(name, &old_version);
 	new_version = old_version + 1;
 
@@ -1226,7 +1240,7 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 
 		values[0] = Int32GetDatum(tenant_id);
 		spi_run("SELECT dek_version, kek_version, wrapped_dek FROM vecphi.keyring "
-				"WHERE tenant_id = $1 ORDER BY dek_version FOR UPDATE",
+				"WHERE tenant_id OPERATOR(pg_catalog.=) $1 ORDER BY dek_version FOR UPDATE",
 				1, types, values, false, SPI_OK_SELECT);
 		rows = SPI_tuptable;
 		nrows = SPI_processed;
@@ -1260,11 +1274,13 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 			values[2] = Int32GetDatum(new_version);
 			values[3] = wrapped_key_datum(wrapped);
 			spi_run("UPDATE vecphi.keyring SET wrapped_dek = $4, kek_version = $3 "
-					"WHERE tenant_id = $1 AND dek_version = $2",
+					"WHERE tenant_id OPERATOR(pg_catalog.=) $1 "
+					"AND dek_version OPERATOR(pg_catalog.=) $2",
 					4, types, values, false, SPI_OK_UPDATE);
 		}
 		values[1] = Int32GetDatum(new_version);
-		spi_run("UPDATE vecphi.tenants SET kek_version = $2 WHERE tenant_id = $1",
+		spi_run("UPDATE vecphi.tenants SET kek_version = $2 "
+				"WHERE tenant_id OPERATOR(pg_catalog.=) $1",
 				2, types, values, false, SPI_OK_UPDATE);
 	}
 	PG_FINALLY();
@@ -1275,7 +1291,7 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	SPI_finish();
+	privsql_end(&keys_sql);
 	if (embedded)
 		pending_key_file_add(kek_file_path(name, old_version), true);
 	keys_invalidate_all();
@@ -1296,10 +1312,11 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 	Datum		values[2];
 
 	provider_check_config();
-	SPI_connect();
+	privsql_begin(&keys_sql, InvalidOid);
 	tenant_id = tenant_lock_for_admin(name, &kek_version);
 	values[0] = Int32GetDatum(tenant_id);
-	spi_run("SELECT coalesce(max(dek_version), 0) + 1 FROM vecphi.keyring WHERE tenant_id = $1",
+	spi_run("SELECT coalesce(pg_catalog.max(dek_version), 0) OPERATOR(pg_catalog.+) 1 "
+			"FROM vecphi.keyring WHERE tenant_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, false, SPI_OK_SELECT);
 	new_dek = spi_int(0, 1);
 
@@ -1315,9 +1332,10 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	values[1] = Int32GetDatum(new_dek);
-	spi_run("UPDATE vecphi.tenants SET current_dek = $2 WHERE tenant_id = $1",
+	spi_run("UPDATE vecphi.tenants SET current_dek = $2 "
+			"WHERE tenant_id OPERATOR(pg_catalog.=) $1",
 			2, types, values, false, SPI_OK_UPDATE);
-	SPI_finish();
+	privsql_end(&keys_sql);
 	keys_invalidate_all();
 	key_event_audit(AUDIT_ACTION_KEY_ROTATE_DEK, name, new_dek);
 	PG_RETURN_INT32(new_dek);
@@ -1357,12 +1375,9 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 	if (embedded)
 		key_directory_check();
 
-	SPI_connect();
+	privsql_begin(&keys_sql, InvalidOid);
 	values[0] = CStringGetTextDatum(name);
-	spi_run("SELECT t.tenant_id, t.kek_version, s.tenant_id IS NOT NULL "
-			"FROM vecphi.tenants t LEFT JOIN vecphi.shredded_tenants s USING (tenant_id) "
-			"WHERE t.tenant = $1 FOR UPDATE OF t",
-			1, &types[1], values, false, SPI_OK_SELECT);
+	spi_run(TENANT_LOCK_SQL, 1, &types[1], values, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1372,7 +1387,7 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 	already = spi_int(0, 3) != 0;
 
 	values[0] = Int32GetDatum(tenant_id);
-	spi_run("DELETE FROM vecphi.keyring WHERE tenant_id = $1",
+	spi_run("DELETE FROM vecphi.keyring WHERE tenant_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, false, SPI_OK_DELETE);
 	ndeks = (int) SPI_processed;
 	if (!already)
@@ -1384,7 +1399,7 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 				"VALUES ($1, $2, $3, $4)",
 				4, types, values, false, SPI_OK_INSERT);
 	}
-	SPI_finish();
+	privsql_end(&keys_sql);
 
 	/*
 	 * Destroy every KEK version the tenant ever had (earlier ones may have

@@ -57,7 +57,9 @@
  * made after it began (their pages may be behind it; see
  * pending_watermark).  Autovacuum cannot run SQL, so its
  * records carry pages and bytes only; the next VACUUM or vecphi.scrub()
- * certifies the subjects.
+ * certifies the subjects.  The notes are read and consumed as the owner of
+ * vecphi.pending_erasure, through privsql.c: the caller's search_path and
+ * whatever it planted in pg_temp or its schemas play no part.
  *
  *-------------------------------------------------------------------------
  */
@@ -97,6 +99,7 @@
 
 #include "audit.h"
 #include "ehnsw.h"
+#include "privsql.h"
 #include "scrub.h"
 
 bool		vecphi_scrub_on_vacuum = true;
@@ -483,40 +486,18 @@ relation_owner(Oid relid)
 }
 
 /*
- * Run one SQL statement on vecphi's erasure tables as their owner (nobody
- * else may read or change them), with a snapshot.  Returns SPI's code;
- * the caller reads SPI_tuptable and calls internal_sql_end().
+ * Start a privileged section for vecphi's erasure tables: as their owner
+ * (nobody else may read or change them), search_path pinned (privsql.c).
  */
-static int
-internal_sql_begin(const char *sql, int nargs, Oid *types, Datum *values,
-				   Oid *save_userid, int *save_sec, bool *pushed)
+static void
+erasure_sql_begin(PrivSql *ps)
 {
 	Oid			nsp = get_namespace_oid("vecphi", false);
 	Oid			pending = get_relname_relid("pending_erasure", nsp);
 
 	if (!OidIsValid(pending))
 		elog(ERROR, "vecphi: table vecphi.pending_erasure is missing");
-	*pushed = false;
-	if (!ActiveSnapshotSet())
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		*pushed = true;
-	}
-	GetUserIdAndSecContext(save_userid, save_sec);
-	SetUserIdAndSecContext(relation_owner(pending),
-						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	SPI_connect();
-	return SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-}
-
-static void
-internal_sql_end(Oid save_userid, int save_sec, bool pushed)
-{
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	if (pushed)
-		PopActiveSnapshot();
+	privsql_begin(ps, relation_owner(pending));
 }
 
 /* First column of the first row of the last SPI result as int64, or 0. */
@@ -541,17 +522,16 @@ spi_first_int64(void)
 static int64
 pending_watermark(void)
 {
-	Oid			save_userid;
-	int			save_sec;
-	bool		pushed;
+	PrivSql		ps;
 	int64		result;
 
-	if (internal_sql_begin("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
-						   "FROM vecphi.pending_erasure_id_seq",
-						   0, NULL, NULL, &save_userid, &save_sec, &pushed) != SPI_OK_SELECT)
+	erasure_sql_begin(&ps);
+	if (privsql_execute(&ps, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+						"FROM vecphi.pending_erasure_id_seq",
+						0, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vecphi: could not read vecphi.pending_erasure_id_seq");
 	result = spi_first_int64();
-	internal_sql_end(save_userid, save_sec, pushed);
+	privsql_end(&ps);
 	return result;
 }
 
@@ -566,24 +546,25 @@ erasure_consume(Oid relid, bool complete, int64 watermark, char **subjects)
 {
 	Oid			types[2] = {OIDOID, INT8OID};
 	Datum		values[2];
-	Oid			save_userid;
-	int			save_sec;
-	bool		pushed;
+	PrivSql		ps;
 	int64		count;
 	int			rc;
 
 	*subjects = NULL;
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = Int64GetDatum(watermark);
-	rc = internal_sql_begin(complete ?
-							"WITH gone AS (DELETE FROM vecphi.pending_erasure "
-							"WHERE relid = $1 AND id <= $2 RETURNING subject_digest) "
-							"SELECT count(*), pg_catalog.encode(pg_catalog.sha256("
-							"pg_catalog.string_agg(DISTINCT subject_digest, ''::bytea "
-							"ORDER BY subject_digest)), 'hex') FROM gone" :
-							"SELECT count(*), NULL::text FROM vecphi.pending_erasure "
-							"WHERE relid = $1 AND id <= $2",
-							2, types, values, &save_userid, &save_sec, &pushed);
+	erasure_sql_begin(&ps);
+	rc = privsql_execute(&ps, complete ?
+						 "WITH gone AS (DELETE FROM vecphi.pending_erasure "
+						 "WHERE relid OPERATOR(pg_catalog.=) $1 "
+						 "AND id OPERATOR(pg_catalog.<=) $2 RETURNING subject_digest) "
+						 "SELECT pg_catalog.count(*), pg_catalog.encode(pg_catalog.sha256("
+						 "pg_catalog.string_agg(DISTINCT subject_digest, ''::pg_catalog.bytea "
+						 "ORDER BY subject_digest)), 'hex') FROM gone" :
+						 "SELECT pg_catalog.count(*), NULL::pg_catalog.text "
+						 "FROM vecphi.pending_erasure "
+						 "WHERE relid OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.<=) $2",
+						 2, types, values, !complete, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "vecphi: could not read vecphi.pending_erasure: %s",
 			 SPI_result_code_string(rc));
@@ -597,7 +578,7 @@ erasure_consume(Oid relid, bool complete, int64 watermark, char **subjects)
 			*subjects = MemoryContextStrdup(CurTransactionContext,
 											psprintf("sha256:%s", TextDatumGetCString(d)));
 	}
-	internal_sql_end(save_userid, save_sec, pushed);
+	privsql_end(&ps);
 	return count;
 }
 
