@@ -76,12 +76,14 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "audit.h"
+#include "privsql.h"
 #include "protectddl.h"
 
 /* Nesting of vecphi's own DDL functions (protect, track_erasure). */
@@ -898,9 +900,29 @@ parent_state(Oid relid, List **guard)
 	table_close(inhrel, AccessShareLock);
 }
 
-/* The guard and owner-code items of one table. */
+static void relation_state_items(Oid relid, bool for_protect, List **guard,
+								 List **code);
+
+/*
+ * The guard and owner-code items of one table.  Expressions and type names
+ * are deparsed under a pinned search_path: how they print depends on which
+ * objects are visible, and a domain planted in pg_temp (or dropped) must
+ * not make the same policy look changed.
+ */
 static void
 relation_state(Oid relid, bool for_protect, List **guard, List **code)
+{
+	int			guc_level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", PRIVSQL_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	relation_state_items(relid, for_protect, guard, code);
+	AtEOXact_GUC(false, guc_level);
+}
+
+static void
+relation_state_items(Oid relid, bool for_protect, List **guard, List **code)
 {
 	HeapTuple	tp;
 	Form_pg_class cls;
