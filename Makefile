@@ -31,7 +31,7 @@ DATA = sql/vecphi--$(EXTVERSION).sql
 # pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
 # server started with shared_preload_libraries = 'vecphi' and test keys, so
 # test/run_tests.sh runs them against a temporary instance; see README.md.
-REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure
+REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure audit_integrity
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
 SHLIB_LINK = -lcrypto

@@ -76,8 +76,10 @@ my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'bk', has_streaming => 1);
 VecphiTest::configure_node($standby);
 $standby->append_conf('postgresql.conf', "restart_after_crash = on\n");
-# (The base backup carries the primary's audit key, vecphi_audit/audit.key,
-# and the test framework copies it with mode 0644: the standby must cope.)
+# The standby gets the primary's audit key (audit.key in the key directory,
+# not in the base backup) with the copy of its key directory, as it gets
+# the key-encryption keys; without it the standby would record nothing
+# (072_audit_key_location.pl).
 my $primary_keys = VecphiTest::key_dir($primary);
 my $standby_keys = VecphiTest::key_dir($standby);
 for my $f (VecphiCheck::dir_files($primary_keys))
