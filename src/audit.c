@@ -1209,9 +1209,10 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 	/*
 	 * The head file: the table must reach the newest record a writer
 	 * committed (unless that commit is newer than this snapshot), with the
-	 * same hash.
+	 * same hash.  A standby checks against the primary's head file when it
+	 * has a copy; it writes none itself, so a missing one is no finding.
 	 */
-	if (problem == NULL && !have_head && checked > 0)
+	if (problem == NULL && !have_head && checked > 0 && !RecoveryInProgress())
 	{
 		problem = psprintf("the audit head file \"%s\" is missing: deleted newest records cannot be detected",
 						   audit_head_file_path());

@@ -33,7 +33,7 @@ use VecphiTest;
 my $node = VecphiTest::new_node('anchor');
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION vecphi');
-my $keys = VecphiTest::key_dir($node);
+my $keys = VecphiTest::audit_key_dir($node);    # the audit key's directory
 
 # $n denials (bad tokens), flushed: $n new records.
 sub denials

@@ -27,7 +27,7 @@ use Test::More;
 use VecphiCheck;
 use VecphiTest;
 
-my $node = VecphiTest::new_node('keyloc', allows_streaming => 1);
+my $node = VecphiTest::new_node('keyloc', allows_streaming => 1, default_audit_key => 1);
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION vecphi');
 my $keys = VecphiTest::key_dir($node);
@@ -126,7 +126,7 @@ $node->poll_query_until('postgres', "SELECT current_setting('vecphi.audit_key_fi
 # ---- a standby without the key ----
 my $standby = PostgreSQL::Test::Cluster->new('keyloc_standby');
 $standby->init_from_backup($node, 'bk', has_streaming => 1);
-VecphiTest::configure_node($standby);
+VecphiTest::configure_node($standby, default_audit_key => 1);
 $standby->start;
 like(denial($standby, '1s'), qr/^55000: /, 'a standby without the audit key records nothing');
 ok(!-e VecphiTest::key_dir($standby) . '/audit.key', 'and creates no key of its own');
