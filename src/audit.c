@@ -357,10 +357,15 @@ audit_key_file_path(void)
 				 errdetail("The audit chain's key is kept with the other keys, outside the data directory."),
 				 errhint("Set vecphi.audit_key_file in postgresql.conf to a file outside the data directory, mode 0600, owned by the server's user.")));
 
-	/* Not in the data directory, also not through a symbolic link. */
+	/*
+	 * Not in the data directory, also not through a symbolic link (of the
+	 * file, when it exists, or of its directory).
+	 */
 	dir = pstrdup(path);
 	get_parent_directory(dir);
-	dir_real = realpath(dir, NULL);
+	dir_real = realpath(path, NULL);
+	if (dir_real == NULL)
+		dir_real = realpath(dir, NULL);
 	data_real = realpath(DataDir, NULL);
 	inside = dir_real != NULL && data_real != NULL &&
 		path_is_prefix_of_path(data_real, dir_real);
@@ -457,7 +462,8 @@ audit_open_private_file(const char *path, const char *what)
 	struct stat st;
 	int			fd;
 
-	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	/* O_NONBLOCK: a FIFO planted there must not hang the caller. */
+	fd = OpenTransientFile(path, O_RDONLY | O_NONBLOCK | PG_BINARY);
 	if (fd < 0)
 	{
 		if (errno == ENOENT)

@@ -3,9 +3,9 @@
 #  - by default the first audit writer creates audit.key in
 #    vecphi.key_directory (mode 0600), nothing under the data directory,
 #    so a base backup carries no audit key;
-#  - a key file others can read or write, or one in the data directory, is
-#    refused with an error naming the file and the fix (and no record is
-#    written with it);
+#  - a key file others can read or write, or one in the data directory
+#    (also through a symbolic link), is refused with an error naming the
+#    file and the fix;
 #  - a missing key is not silently replaced while the chain has records
 #    (that would break the chain): the writer refuses, and once the file is
 #    back everything queued is written and verifies;
@@ -89,9 +89,17 @@ $node->poll_query_until('postgres', "SELECT current_setting('vecphi.audit_key_fi
 like(VecphiCheck::error_of($node, 'postgres', $verify),
 	qr/^F0000: audit key file ".*my_audit\.key" is inside the data directory/,
 	'an audit key in the data directory is refused');
+# ... also through a symbolic link to it.
+my $link = $node->basedir . '/linked_audit.key';
+symlink $inside, $link or die "symlink: $!";
+$node->safe_psql('postgres', "ALTER SYSTEM SET vecphi.audit_key_file = '$link'; SELECT pg_reload_conf();");
+$node->poll_query_until('postgres', "SELECT current_setting('vecphi.audit_key_file') = '$link'") or die;
+like(VecphiCheck::error_of($node, 'postgres', $verify),
+	qr/^F0000: audit key file ".*linked_audit\.key" is inside the data directory/,
+	'also through a symbolic link');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET vecphi.audit_key_file; SELECT pg_reload_conf();');
 $node->poll_query_until('postgres', "SELECT current_setting('vecphi.audit_key_file') = ''") or die;
-unlink $inside;
+unlink $inside, $link;
 
 # ---- a missing key is not replaced while the chain has records ----
 my $count = $node->safe_psql('postgres', 'SELECT count(*) FROM vecphi.audit_log');
