@@ -298,19 +298,22 @@ writer_ensure_started(AuditChannel *ch, bool nothrow)
 }
 
 /*
- * Count a record that could not be queued.  The writer of the channel (or,
- * without a channel, the next writer of any database) writes the count
- * into the chain as an audit_dropped record, so that no record is lost
- * silently.  Safe inside error reporting: no allocation, no error.
+ * Count a record of this database that could not be queued.  The writer
+ * of its channel (or, without a channel, the next writer of any database)
+ * writes the count into the chain as an audit_dropped record, so that no
+ * record is lost silently.  Safe inside error reporting: no allocation, no
+ * error.
  */
 static void
-auditqueue_count_dropped(AuditChannel *ch)
+auditqueue_count_dropped(void)
 {
+	AuditChannel *ch;
 	Latch	   *latch = NULL;
 	int			i;
 
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-	if (ch != NULL && ch->dboid != InvalidOid)
+	ch = channel_for_database(MyDatabaseId, false);
+	if (ch != NULL)
 	{
 		ch->dropped++;
 		latch = ch->writer_latch;
@@ -407,7 +410,7 @@ auditqueue_push_mode(const char *payload, Size len, AuditPushMode mode)
 	{
 		if (!raise)
 		{
-			auditqueue_count_dropped(NULL);
+			auditqueue_count_dropped();
 			return 0;
 		}
 		ereport(ERROR,
@@ -429,19 +432,19 @@ auditqueue_push_mode(const char *payload, Size len, AuditPushMode mode)
 		}
 		PG_CATCH();
 		{
-			auditqueue_count_dropped(ch);
+			auditqueue_count_dropped();
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
 		if (!room)
 		{
-			auditqueue_count_dropped(ch);
+			auditqueue_count_dropped();
 			return 0;
 		}
 	}
 	else if (!auditqueue_wait_for_space(need, deadline, raise, &ch))
 	{
-		auditqueue_count_dropped(ch);
+		auditqueue_count_dropped();
 		return 0;
 	}
 	ConditionVariableCancelSleep();
@@ -1047,8 +1050,7 @@ vecphi_audit_writer_main(Datum main_arg)
 	{
 		uint64		tail;
 		uint64		head;
-		uint64		dropped_ch;
-		uint64		dropped_un;
+		uint64		dropped;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -1060,9 +1062,11 @@ vecphi_audit_writer_main(Datum main_arg)
 		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 		tail = writer_channel->tail;
 		head = writer_channel->head;
-		dropped_ch = writer_channel->dropped;
-		dropped_un = audit_shared->dropped_unattributed;
-		if (head == tail && dropped_ch == 0 && dropped_un == 0 &&
+		/* Losses no channel could count become this channel's to write. */
+		writer_channel->dropped += audit_shared->dropped_unattributed;
+		audit_shared->dropped_unattributed = 0;
+		dropped = writer_channel->dropped;
+		if (head == tail && dropped == 0 &&
 			TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(),
 									   WRITER_IDLE_EXIT_MS))
 		{
@@ -1076,18 +1080,17 @@ vecphi_audit_writer_main(Datum main_arg)
 		}
 		LWLockRelease(audit_shared->lock);
 
-		if (head != tail || dropped_ch > 0 || dropped_un > 0)
+		if (head != tail || dropped > 0)
 		{
 			uint64		consumed;
 			int			n;
 
-			n = writer_write_batch(tail, head, dropped_ch + dropped_un, &consumed);
+			n = writer_write_batch(tail, head, dropped, &consumed);
 			LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 			writer_channel->tail += consumed;
 			writer_channel->durable_ticket += n;
 			/* Counted in the chain now; later losses stay for the next. */
-			writer_channel->dropped -= dropped_ch;
-			audit_shared->dropped_unattributed -= dropped_un;
+			writer_channel->dropped -= dropped;
 			LWLockRelease(audit_shared->lock);
 			ConditionVariableBroadcast(&audit_shared->changed);
 			idle_since = GetCurrentTimestamp();
