@@ -40,8 +40,11 @@ $node->safe_psql(
 	ALTER ROLE burster SET vecphi.audit_timeout = '100ms';
 });
 # One record first, so the writer and the chain exist.
-$node->psql('postgres', "SELECT vecphi.set_claims('warm.up.token')");
-$node->safe_psql('postgres', 'SELECT vecphi.audit_flush()');
+$node->safe_psql(
+	'postgres', q{
+	DO $$BEGIN PERFORM vecphi.set_claims('warm.up.token');
+	EXCEPTION WHEN invalid_authorization_specification THEN NULL; END$$;
+	SELECT vecphi.audit_flush();});
 
 # Stall the writer: its INSERT waits for this lock.
 my $locker = $node->background_psql('postgres');
@@ -107,10 +110,12 @@ if ($lost > 0)
 		'an audit_dropped record says how many were lost');
 }
 
-# The writer is alive and the chain goes on.
-$node->psql('postgres', "SELECT vecphi.set_claims('after.burst.token')");
+# The writer is alive and the chain goes on (one session: audit_flush()
+# waits for what this session queued).
 is( $node->safe_psql(
 		'postgres', q{
+	DO $$BEGIN PERFORM vecphi.set_claims('after.burst.token');
+	EXCEPTION WHEN invalid_authorization_specification THEN NULL; END$$;
 	SELECT vecphi.audit_flush();
 	SELECT count(*) FROM vecphi.audit_log WHERE action = 'denial' AND seq = (SELECT max(seq) FROM vecphi.audit_log);}
 	),

@@ -39,10 +39,11 @@ my $keys = VecphiTest::audit_key_dir($node);    # the audit key's directory
 sub denials
 {
 	my ($n) = @_;
-	$node->psql('postgres',
+	# One session: audit_flush() waits for what this session queued.
+	$node->safe_psql('postgres',
 		qq{DO \$\$BEGIN FOR i IN 1..$n LOOP BEGIN PERFORM vecphi.set_claims('bad.' || i);
-		EXCEPTION WHEN others THEN NULL; END; END LOOP; END\$\$;});
-	$node->safe_psql('postgres', 'SELECT vecphi.audit_flush()');
+		EXCEPTION WHEN others THEN NULL; END; END LOOP; END\$\$;
+		SELECT vecphi.audit_flush();});
 	return;
 }
 
