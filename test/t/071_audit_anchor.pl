@@ -16,6 +16,8 @@
 #    and the chain goes on after them;
 #  - removes the head file while the server is down -> verify_audit() says
 #    the anchor is missing (until the writer writes a new one);
+#  - a malformed head file stops the writer (fail closed) until it is
+#    repaired, and verify_audit() names it;
 #  - a REPEATABLE READ snapshot older than the newest records sees no
 #    false "missing" report.
 use strict;
@@ -122,6 +124,30 @@ $node->start;
 like(verify(), qr/^f \d+ .*head file .* is missing/, 'the head file removed: verify_audit() says so');
 denials(1);
 is(verify(), 't - -', 'the next batch writes it again');
+
+# ---- a malformed head file stops the writer (fail closed) ----
+my ($head_file) = grep { /head/ } VecphiCheck::dir_files($keys);
+my $good_head = slurp_file("$keys/$head_file");
+like($good_head, qr/^\d+ [0-9a-f]{64} \d+\n$/, 'the head file: seq, hash, transaction');
+$node->stop;
+VecphiCheck::write_file("$keys/$head_file", "garbage\n");
+$node->start;
+like(
+	VecphiCheck::error_of(
+		$node, 'postgres', q{
+		SET vecphi.audit_timeout = '1s';
+		DO $$BEGIN PERFORM vecphi.set_claims('bad.x');
+		EXCEPTION WHEN others THEN NULL; END$$;
+		SELECT vecphi.audit_flush();}),
+	qr/^55000: /,
+	'a malformed head file: nothing is written');
+like(VecphiCheck::error_of($node, 'postgres', 'SELECT * FROM vecphi.verify_audit()'),
+	qr/^XX001: audit head file ".*" is malformed/, 'and verify_audit() says why');
+VecphiCheck::write_file("$keys/$head_file", $good_head);
+my $before = max_seq();
+denials(1);
+is(max_seq() - $before, 2, 'with the head file back, the queued record is written with the next');
+is(verify(), 't - -', 'and the chain verifies');
 
 # ---- an old snapshot is not a deletion ----
 my $rr = $node->background_psql('postgres');
