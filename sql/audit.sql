@@ -69,7 +69,7 @@ BEGIN
 		coalesce(l.subject, '-') || '/' || coalesce(l.tenant, '-') || '/' ||
 			coalesce(l.app_role, '-') || '/' || coalesce(l.purpose, '-') ||
 			CASE WHEN l.break_glass THEN '/break_glass: ' || coalesce(l.break_glass_reason, '?') ELSE '' END,
-		CASE WHEN l.action IN ('decrypt', 'denial') THEN l.detail
+		CASE WHEN l.action IN ('decrypt', 'denial', 'permission_error') THEN l.detail
 			 WHEN l.action LIKE 'key\_%' THEN 'names ' || coalesce(substring(l.detail FROM 'aud_[a-z]+'), 'no aud_ tenant')
 		END
 	FROM (SELECT a.*, CASE WHEN a.statement_id IS NULL THEN a.seq
@@ -371,6 +371,9 @@ SELECT as_tenant('aud_a');
 SET LOCAL enable_seqscan = off;
 SELECT id, 1 / (id - 12) AS boom FROM aud_docs ORDER BY emb <-> '[10,0,0]' LIMIT 5;
 ROLLBACK;
+-- The failed scan's record is queued while the statement aborts, without
+-- waiting: flush before reading it.
+SELECT vecphi.audit_flush() >= 0 AS flushed;
 SELECT * FROM aud_new();
 
 ---------------------------------------------------------------------------
@@ -422,7 +425,10 @@ SELECT * FROM aud_new();
 -- Denials: a bad token, a write that row-level security refuses, a
 -- search beyond vecphi.max_scan_rows, a tenant mismatch, a permission
 -- denied, settings an application role may not change, and a denial
--- caught by an exception handler.  Queued without waiting: flush first.
+-- caught by an exception handler.  vecphi's own refusals are `denial`;
+-- PostgreSQL's (row-level security, permission denied) `permission_error`,
+-- naming the server function and file that raised them
+-- (audit_integrity.sql).  Queued without waiting: flush first.
 -- An application role (not a superuser) on a protected table.
 ---------------------------------------------------------------------------
 CREATE ROLE regress_aud_app NOLOGIN;
@@ -554,9 +560,10 @@ SELECT pg_get_userbyid(relowner) = current_user AS owned_by_superuser_again
 FROM pg_class WHERE oid = 'vecphi.audit_log'::regclass;
 -- The attempts were denials (db_user: who tried).  vecphi's own refusals
 -- are recorded even when expect_error's exception handler catches them;
--- PostgreSQL's own "permission denied" errors only when they reach the
--- client (a caught one is never reported), so the application role's and
--- most of the officer's attempts here leave no denial record.
+-- PostgreSQL's own "permission denied" errors (recorded as
+-- permission_error, not denial) only when they reach the client (a caught
+-- one is never reported), so the application role's and most of the
+-- officer's attempts here leave no record.
 SELECT vecphi.audit_flush() >= 0 AS flushed;
 SELECT action, outcome, CASE WHEN db_user = session_user THEN 'su' ELSE db_user END AS db_user,
 	count(*)

@@ -182,9 +182,11 @@ SELECT as_tenant('hosp_c');
 SELECT id, vecphi.decrypt(v), vecphi.key_id(v) FROM key_samples ORDER BY id;
 COMMIT;
 
--- No temporary key files are left behind.
+-- No temporary key files are left behind (the directory also holds the
+-- audit chain's key and head files, see audit.md).
 SELECT count(*) AS tmp_files
-FROM pg_ls_dir(current_setting('vecphi.key_directory')) AS f WHERE f NOT LIKE '%.kek';
+FROM pg_ls_dir(current_setting('vecphi.key_directory')) AS f
+WHERE f NOT LIKE '%.kek' AND f <> 'audit.key' AND f !~ '^audit-head\.[0-9]+\.[0-9]+$';
 
 ---------------------------------------------------------------------------
 -- Key files and subtransactions.  A rotation that is undone must leave the

@@ -577,11 +577,12 @@ ALTER TABLE vecphi.audit_log ENABLE ALWAYS TRIGGER audit_log_no_truncate;
 CREATE FUNCTION vecphi.verify_audit(anchor_seq bigint DEFAULT NULL,
 									anchor_hash text DEFAULT NULL,
 									OUT ok boolean, OUT rows_checked bigint,
-									OUT first_bad_seq bigint, OUT problem text)
+									OUT first_bad_seq bigint, OUT problem text,
+									OUT records_lost bigint)
 	AS 'MODULE_PATHNAME', 'vecphi_verify_audit'
 	LANGUAGE C CALLED ON NULL INPUT;
 COMMENT ON FUNCTION vecphi.verify_audit(bigint, text) IS
-	'recompute the audit hash chain; name the first bad row; optionally check an exported head (seq, hash)';
+	'recompute the audit hash chain; name the first bad row; check the table reaches the head file (deleted newest records); optionally check an exported head (seq, hash); count records lost to a full queue';
 
 CREATE FUNCTION vecphi.audit_head(OUT seq bigint, OUT row_hash text, OUT at timestamptz)
 	AS 'MODULE_PATHNAME', 'vecphi_audit_head'

@@ -6,13 +6,22 @@
  *
  * Every record is chained: row_hash = HMAC-SHA-256(key, prev_hash ||
  * canonical columns), where prev_hash is the row_hash of the row before.
- * The key is a file only the server's OS user can read
- * (vecphi.audit_key_file; by default vecphi_audit/audit.key in the data
- * directory, created by the first audit writer), so someone who can only
- * edit the table cannot forge matching hashes.  A superuser can read any
- * file the server can, so against a superuser the chain proves edits made
- * by hand; vecphi.audit_head() exports the newest hash for anchoring
- * outside the server, which also exposes a chain recomputed with the key.
+ * The key is a file only the server's OS user can read, kept with the
+ * other keys and never in the data directory (audit.key in
+ * vecphi.key_directory, or vecphi.audit_key_file; created by the first
+ * audit writer of a primary), so someone who can only edit the table, or
+ * holds a base backup, cannot forge matching hashes.  A chain cannot know
+ * its own end, so after each batch the writer also writes a head file next
+ * to the key (seq and hash of the newest record): verify_audit() finds
+ * deleted newest rows with it, and writers continue after it.  A superuser
+ * can read and write any file the server can, so against a superuser the
+ * chain proves edits made by hand; vecphi.audit_head() exports the newest
+ * hash for anchoring outside the server, which also exposes a chain
+ * recomputed with the key.
+ *
+ * Only vecphi's own refusals become `denial` records (audit_denial());
+ * other errors of class 28000/42501 are `permission_error` records naming
+ * where the server raised them.
  *
  * The canonical form of a row is each hashed column, in table order, as
  * its text output (timestamps as microseconds, so DateStyle and TimeZone
@@ -31,7 +40,9 @@
 
 #include "access/htup_details.h"
 #include "access/parallel.h"
+#include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -48,6 +59,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "auditint.h"
@@ -76,8 +88,12 @@ static bool extension_seen = false;
 /* Guards against recursion when recording a denial fails. */
 static bool recording_denial = false;
 
-/* The denial vecphi recorded itself just before raising it. */
+/*
+ * The denial vecphi recorded itself just before raising it: its message,
+ * statement and the source file of the ereport() that follows.
+ */
 static char *self_denial_message = NULL;
+static char self_denial_file[MAXPGPATH];
 static TimestampTz self_denial_statement = 0;
 
 #define AUDIT_KEY_FILE_DEFAULT "audit.key"
@@ -232,17 +248,26 @@ audit_record_fill_context(AuditRecord *rec)
 	}
 }
 
+/* Queue a record; see auditqueue_push_mode() for what mode does. */
 uint64
-audit_enqueue_record(const AuditRecord *rec, bool nothrow)
+audit_enqueue_record_mode(const AuditRecord *rec, AuditPushMode mode)
 {
 	StringInfoData buf;
 	uint64		ticket;
 
 	initStringInfo(&buf);
 	audit_record_serialize(rec, &buf);
-	ticket = auditqueue_push(buf.data, buf.len, nothrow);
+	ticket = auditqueue_push_mode(buf.data, buf.len, mode);
 	pfree(buf.data);
 	return ticket;
+}
+
+/* Queue a record; nothrow: never wait or raise (a lost record is counted). */
+uint64
+audit_enqueue_record(const AuditRecord *rec, bool nothrow)
+{
+	return audit_enqueue_record_mode(rec, nothrow ? AUDIT_PUSH_NOWAIT :
+									 AUDIT_PUSH_RAISE);
 }
 
 /* Schema-qualified name of a relation, or NULL. */
@@ -293,102 +318,259 @@ audit_emit(const AuditEvent *event, bool wait_durable)
 }
 
 
-/* ---------- the chain ---------- */
+/* ---------- the chain's key and head file ---------- */
 
+/*
+ * The audit key file: vecphi.audit_key_file, else audit.key in
+ * vecphi.key_directory.  Never in the data directory, so that base backups
+ * do not carry it.  With the command key provider there is no key
+ * directory, and vecphi.audit_key_file must be set.
+ */
 static char *
 audit_key_file_path(void)
 {
+	char	   *path;
+	char	   *dir;
+	char	   *dir_real;
+	char	   *data_real;
+	bool		inside;
+
 	if (vecphi_audit_key_file != NULL && vecphi_audit_key_file[0] != '\0')
-		return pstrdup(vecphi_audit_key_file);
-	return psprintf("%s/%s/%s", DataDir, AUDIT_DIR, AUDIT_KEY_FILE_DEFAULT);
+	{
+		if (!is_absolute_path(vecphi_audit_key_file))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("vecphi.audit_key_file must be an absolute path")));
+		path = pstrdup(vecphi_audit_key_file);
+	}
+	else if (vecphi_key_directory != NULL && vecphi_key_directory[0] != '\0')
+	{
+		if (!is_absolute_path(vecphi_key_directory))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("vecphi.key_directory must be an absolute path")));
+		path = psprintf("%s/%s", vecphi_key_directory, AUDIT_KEY_FILE_DEFAULT);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("vecphi.audit_key_file must be set when vecphi.key_directory is empty"),
+				 errdetail("The audit chain's key is kept with the other keys, outside the data directory."),
+				 errhint("Set vecphi.audit_key_file in postgresql.conf to a file outside the data directory, mode 0600, owned by the server's user.")));
+
+	/*
+	 * Not in the data directory, also not through a symbolic link (of the
+	 * file, when it exists, or of its directory).
+	 */
+	dir = pstrdup(path);
+	get_parent_directory(dir);
+	dir_real = realpath(path, NULL);
+	if (dir_real == NULL)
+		dir_real = realpath(dir, NULL);
+	data_real = realpath(DataDir, NULL);
+	inside = dir_real != NULL && data_real != NULL &&
+		path_is_prefix_of_path(data_real, dir_real);
+	free(dir_real);
+	free(data_real);
+	if (inside)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("audit key file \"%s\" is inside the data directory", path),
+				 errdetail("Every base backup and copy of the data directory would carry the key."),
+				 errhint("Keep it with the key-encryption keys: in vecphi.key_directory (the default) or set vecphi.audit_key_file to a file outside the data directory.")));
+	return path;
 }
 
-/* Create the audit key file: 64 random hex digits, mode 0600, new only. */
+/* fsync a directory after a file in it was created or renamed. */
+static bool
+fsync_directory(const char *dir)
+{
+	int			fd = open(dir, O_RDONLY | PG_BINARY, 0);
+	bool		ok;
+
+	if (fd < 0)
+		return false;
+	ok = pg_fsync(fd) == 0;
+	close(fd);
+	return ok;
+}
+
+/*
+ * Create the audit key file: 64 random hex digits, mode 0600, atomically:
+ * written and fsynced under a temporary name, then linked to its name,
+ * which fails if another process made it first (that one is used).
+ */
 static void
 audit_create_key_file(const char *path)
 {
 	uint8		key[AUDIT_KEY_LEN];
 	char		hex[AUDIT_KEY_LEN * 2 + 1];
+	char	   *tmppath = psprintf("%s.%d.tmp", path, MyProcPid);
+	char	   *dir = pstrdup(path);
 	int			fd;
 	bool		ok;
+	int			save_errno;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, S_IRUSR | S_IWUSR);
+	get_parent_directory(dir);
+	fd = open(tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, S_IRUSR | S_IWUSR);
 	if (fd < 0)
-	{
-		if (errno == EEXIST)
-			return;				/* another process made it first */
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not create audit key file \"%s\": %m", path)));
-	}
+				 errmsg("could not create audit key file \"%s\": %m", tmppath)));
 	crypto_random_bytes(key, sizeof(key));
 	hex[hex_encode((const char *) key, AUDIT_KEY_LEN, hex)] = '\0';
 	ok = write(fd, hex, AUDIT_KEY_LEN * 2) == AUDIT_KEY_LEN * 2 &&
 		pg_fsync(fd) == 0;
+	save_errno = errno;
 	close(fd);
 	crypto_wipe(key, sizeof(key));
 	crypto_wipe(hex, sizeof(hex));
 	if (!ok)
 	{
-		unlink(path);
+		unlink(tmppath);
+		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not write audit key file \"%s\": %m", path)));
+				 errmsg("could not write audit key file \"%s\": %m", tmppath)));
 	}
+	if (link(tmppath, path) != 0 && errno != EEXIST)
+	{
+		save_errno = errno;
+		unlink(tmppath);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create audit key file \"%s\": %m", path)));
+	}
+	unlink(tmppath);
+	if (!fsync_directory(dir))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync directory \"%s\": %m", dir)));
+	ereport(LOG,
+			(errmsg("created audit key file \"%s\"", path),
+			 errhint("Back it up with the key-encryption keys; vecphi.verify_audit() needs it.")));
 }
 
-/* Load the chain key; the writer of a primary creates it when missing. */
+/*
+ * Open a key or head file for reading and check that it is private: a
+ * regular file owned by the server's user, no access for group or others.
+ * Returns -1 (errno ENOENT) when it does not exist.
+ */
+static int
+audit_open_private_file(const char *path, const char *what)
+{
+	struct stat st;
+	int			fd;
+
+	/* O_NONBLOCK: a FIFO planted there must not hang the caller. */
+	fd = OpenTransientFile(path, O_RDONLY | O_NONBLOCK | PG_BINARY);
+	if (fd < 0)
+	{
+		if (errno == ENOENT)
+			return -1;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open %s \"%s\": %m", what, path)));
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is not a regular file", what, path)));
+	}
+	if (st.st_uid != geteuid())
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is not owned by the server's user", what, path),
+				 errhint("Run: chown to the user the server runs as, and chmod 0600 \"%s\".", path)));
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is readable or writable by other users", what, path),
+				 errdetail("Its mode is %04o.", (unsigned) (st.st_mode & 07777)),
+				 errhint("Make it private: chmod 0600 \"%s\".", path)));
+	}
+	return fd;
+}
+
+/* Read a whole small file into buf (at most size - 1 bytes), terminated. */
+static Size
+audit_read_small_file(int fd, const char *path, char *buf, Size size)
+{
+	Size		len = 0;
+
+	for (;;)
+	{
+		ssize_t		n = read(fd, buf + len, size - 1 - len);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			crypto_wipe(buf, size);
+			CloseTransientFile(fd);
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read \"%s\": %m", path)));
+		}
+		if (n == 0 || len + n >= size - 1)
+		{
+			len += n;
+			break;
+		}
+		len += n;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+/*
+ * Load the chain key.  create_if_missing (the writer of a primary whose
+ * chain has not begun) creates it; otherwise a missing key is an error,
+ * never silently replaced: a new key would break the chain.
+ */
 void
 audit_load_key(uint8 *key, bool create_if_missing)
 {
 	char	   *path = audit_key_file_path();
 	char		buf[AUDIT_KEY_LEN * 2 + 64];
-	struct stat st;
 	int			fd;
-	ssize_t		n;
 	Size		len;
 
-	if (create_if_missing && access(path, F_OK) != 0 && errno == ENOENT)
+	fd = audit_open_private_file(path, "audit key file");
+	if (fd < 0 && create_if_missing)
 	{
-		char	   *dir = psprintf("%s/%s", DataDir, AUDIT_DIR);
-
-		if (strncmp(path, dir, strlen(dir)) == 0 &&
-			mkdir(dir, S_IRWXU) != 0 && errno != EEXIST)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not create directory \"%s\": %m", dir)));
 		audit_create_key_file(path);
+		fd = audit_open_private_file(path, "audit key file");
 	}
-
-	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
+	{
+		if (RecoveryInProgress())
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FILE),
+					 errmsg("audit key file \"%s\" is missing", path),
+					 errdetail("A standby does not create an audit key of its own."),
+					 errhint("Copy the primary's audit key file to this path (mode 0600, owned by the server's user); copy the primary's key directory, as for the key-encryption keys.")));
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("could not open audit key file \"%s\": %m", path)));
-
-	/*
-	 * A configured key file must be private.  The default one lives in the
-	 * data directory, whose own mode protects it; copies of a data directory
-	 * (base backups restored by other tools) do not always keep file modes.
-	 */
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-		st.st_uid != geteuid() ||
-		(vecphi_audit_key_file[0] != '\0' &&
-		 (st.st_mode & (S_IRWXG | S_IRWXO)) != 0))
-	{
-		CloseTransientFile(fd);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("audit key file \"%s\" has unsafe ownership or permissions", path),
-				 errdetail("It must be a regular file owned by the server's user, with mode 0600 when set by vecphi.audit_key_file.")));
+				 errmsg("audit key file \"%s\" is missing", path),
+				 errdetail("The audit chain has records made with that key; a new key would break it, so none is created."),
+				 errhint("Restore the file from the backup of the keys (mode 0600, owned by the server's user).")));
 	}
-	n = read(fd, buf, sizeof(buf) - 1);
+	len = audit_read_small_file(fd, path, buf, sizeof(buf));
 	CloseTransientFile(fd);
-	len = n > 0 ? (Size) n : 0;
 	while (len > 0 && isspace((unsigned char) buf[len - 1]))
 		len--;
+	buf[len] = '\0';
 	if (len != AUDIT_KEY_LEN * 2 ||
-		strspn(buf, "0123456789abcdefABCDEF") < AUDIT_KEY_LEN * 2)
+		strspn(buf, "0123456789abcdefABCDEF") != AUDIT_KEY_LEN * 2)
 	{
 		crypto_wipe(buf, sizeof(buf));
 		ereport(ERROR,
@@ -398,6 +580,100 @@ audit_load_key(uint8 *key, bool create_if_missing)
 	}
 	hex_decode(buf, AUDIT_KEY_LEN * 2, (char *) key);
 	crypto_wipe(buf, sizeof(buf));
+}
+
+/*
+ * The head file of this database's chain, next to the audit key:
+ * audit-head.<system identifier>.<database oid>, so that clusters sharing
+ * a key directory (a standby and its primary share the identifier) and
+ * databases do not mix.
+ */
+static char *
+audit_head_file_path(void)
+{
+	char	   *dir = audit_key_file_path();
+
+	get_parent_directory(dir);
+	return psprintf("%s/audit-head." UINT64_FORMAT ".%u",
+					dir, GetSystemIdentifier(), MyDatabaseId);
+}
+
+/* Read the head file; false when there is none.  Malformed: error. */
+bool
+audit_head_file_read(AuditHead *head)
+{
+	char	   *path = audit_head_file_path();
+	char		buf[256];
+	char		hex[AUDIT_DIGEST_LEN * 2 + 1];
+	long long	seq;
+	unsigned long long fxid;
+	int			fd;
+
+	fd = audit_open_private_file(path, "audit head file");
+	if (fd < 0)
+		return false;
+	(void) audit_read_small_file(fd, path, buf, sizeof(buf));
+	CloseTransientFile(fd);
+	if (sscanf(buf, "%lld %64s %llu", &seq, hex, &fxid) != 3 || seq < 0 ||
+		strlen(hex) != AUDIT_DIGEST_LEN * 2 ||
+		strspn(hex, "0123456789abcdef") != AUDIT_DIGEST_LEN * 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("audit head file \"%s\" is malformed", path),
+				 errdetail("It holds the seq and hash of the newest audit record and the transaction that wrote it.")));
+	head->seq = seq;
+	hex_decode(hex, AUDIT_DIGEST_LEN * 2, (char *) head->hash);
+	head->fxid = fxid;
+	return true;
+}
+
+/*
+ * Replace the head file atomically (temporary file, fsync, rename) after a
+ * batch committed.  A failure is logged, not
+ * raised: the records are committed, and an old head file only lowers the
+ * anchor (the table may be longer than its head file, never shorter).
+ */
+void
+audit_head_file_write(const AuditHead *head)
+{
+	char	   *path;
+	char	   *tmppath;
+	char		hex[AUDIT_DIGEST_LEN * 2 + 1];
+	char	   *line;
+	int			fd;
+	bool		ok;
+
+	path = audit_head_file_path();
+	tmppath = psprintf("%s.tmp", path);
+	hex[hex_encode((const char *) head->hash, AUDIT_DIGEST_LEN, hex)] = '\0';
+	line = psprintf(INT64_FORMAT " %s " UINT64_FORMAT "\n", head->seq, hex, head->fxid);
+
+	fd = open(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, S_IRUSR | S_IWUSR);
+	ok = fd >= 0;
+	if (ok)
+	{
+		ok = write(fd, line, strlen(line)) == (ssize_t) strlen(line) &&
+			pg_fsync(fd) == 0;
+		close(fd);
+	}
+
+	/*
+	 * No fsync of the directory: a rename lost in a crash leaves the previous
+	 * head file, which names an older record (never a false alarm), and the
+	 * writer's next batch writes it again.
+	 */
+	ok = ok && rename(tmppath, path) == 0;
+	if (!ok)
+	{
+		int			save_errno = errno;
+
+		unlink(tmppath);
+		errno = save_errno;
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not write audit head file \"%s\": %m", path),
+				 errdetail("vecphi.verify_audit() cannot tell whether the newest audit records were deleted until it is written.")));
+	}
 }
 
 void
@@ -638,16 +914,21 @@ audit_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 
 /*
  * Record a denial vecphi is about to raise (a bad token, no claims, another
- * tenant's value, vecphi.max_scan_rows).  Recorded here, before the error,
- * because a PL/pgSQL EXCEPTION block that catches the error would keep it
- * from ever being reported to the log hook below - and probing tokens or
- * tenants inside such a block must leave a trace too.  The log hook then
- * skips the same error when it is reported.
+ * tenant's value, vecphi.max_scan_rows, a change to the audit log).  Only
+ * these become `denial` records.  Recorded here, before the error, because
+ * a PL/pgSQL EXCEPTION block that catches the error would keep it from
+ * ever being reported to the log hook below - and probing tokens or
+ * tenants inside such a block must leave a trace too.  The backend waits
+ * for queue space as a scan does; a record that still finds none is
+ * counted as lost (auditqueue.c).  file is the caller's __FILE__ (see the
+ * audit_denial() macro): the log hook skips the same error when it is
+ * reported from that file.
  */
 void
-audit_denial(const char *message, const char *detail)
+audit_denial_at(const char *message, const char *detail, const char *file)
 {
 	AuditRecord rec;
+	const char *base = strrchr(file, '/');
 
 	if (!vecphi_audit_enabled || am_audit_writer || IsParallelWorker() ||
 		!OidIsValid(MyDatabaseId) || !IsTransactionState())
@@ -657,20 +938,26 @@ audit_denial(const char *message, const char *detail)
 	rec.action = AUDIT_ACTION_DENIAL;
 	rec.outcome = AUDIT_OUTCOME_DENIED;
 	rec.detail = detail ? psprintf("%s: %s", message, detail) : (char *) message;
-	(void) audit_enqueue_record(&rec, true);
+	(void) audit_enqueue_record_mode(&rec, AUDIT_PUSH_WAIT);
 
 	if (self_denial_message != NULL)
 		pfree(self_denial_message);
 	self_denial_message = MemoryContextStrdup(TopMemoryContext, message);
+	strlcpy(self_denial_file, base ? base + 1 : file, sizeof(self_denial_file));
 	self_denial_statement = GetCurrentStatementStartTimestamp();
 }
 
 /*
- * Denials: every error of class 28000 (bad or expired token) or 42501
- * (no claims, wrong tenant, row-level security refusing a write,
- * vecphi.max_scan_rows, permission denied) reported in a database that has
- * vecphi becomes a record, queued without waiting and without ever
- * raising another error from inside error reporting.
+ * Errors of class 28000 (invalid authorization) or 42501 (insufficient
+ * privilege) that vecphi did not record through audit_denial():
+ * PostgreSQL's own refusals (permission denied, row-level security on a
+ * write) and errors raised by SQL or PL code (RAISE ... USING ERRCODE).
+ * They become `permission_error` records, never `denial`: anyone can raise
+ * such an error with any text.  Where the error was raised (function and
+ * source file) comes from the server's ErrorData, which no SQL can set,
+ * and is appended to the message.  Queued without waiting and without ever
+ * raising another error from inside error reporting; a record that does
+ * not fit is counted as lost.
  */
 static void
 audit_emit_log_hook(ErrorData * edata)
@@ -686,10 +973,11 @@ audit_emit_log_hook(ErrorData * edata)
 		edata->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE)
 		return;
 
-	/* Already recorded by audit_denial()? */
+	/* Already recorded by audit_denial(), from the file that raised it? */
 	if (self_denial_message != NULL &&
 		self_denial_statement == GetCurrentStatementStartTimestamp() &&
-		edata->message != NULL && strcmp(edata->message, self_denial_message) == 0)
+		edata->message != NULL && strcmp(edata->message, self_denial_message) == 0 &&
+		edata->filename != NULL && strcmp(edata->filename, self_denial_file) == 0)
 	{
 		pfree(self_denial_message);
 		self_denial_message = NULL;
@@ -705,10 +993,13 @@ audit_emit_log_hook(ErrorData * edata)
 
 		memset(&rec, 0, sizeof(rec));
 		audit_record_fill_context(&rec);
-		rec.action = AUDIT_ACTION_DENIAL;
-		rec.outcome = AUDIT_OUTCOME_DENIED;
-		rec.detail = edata->message;
-		(void) audit_enqueue_record(&rec, true);
+		rec.action = AUDIT_ACTION_PERMISSION_ERROR;
+		rec.outcome = AUDIT_OUTCOME_ERROR;
+		rec.detail = psprintf("%s [raised in %s, %s]",
+							  edata->message ? edata->message : "",
+							  edata->funcname ? edata->funcname : "?",
+							  edata->filename ? edata->filename : "?");
+		(void) audit_enqueue_record_mode(&rec, AUDIT_PUSH_NOWAIT);
 	}
 	recording_denial = false;
 }
@@ -764,6 +1055,26 @@ load_purge_checkpoints(void)
 	"purpose, break_glass, break_glass_reason, action, relation, index_name, " \
 	"rows_returned, row_ids, query_fingerprint, outcome, detail, prev_hash, row_hash"
 
+/*
+ * Was the head file's batch committed before the snapshot verify_audit()
+ * reads the table with?  If not, the table as seen may rightly end before
+ * the head file (a batch committed meanwhile), and its end is not checked.
+ */
+static bool
+audit_head_visible(const AuditHead *head, Snapshot snapshot)
+{
+	uint64		next = U64FromFullTransactionId(ReadNextFullTransactionId());
+
+	if (head->fxid == 0 || snapshot == NULL)
+		return true;
+	if (head->fxid >= next)
+		return false;			/* not even replayed here yet (standby) */
+	if (next - head->fxid > (uint64) (MaxTransactionId >> 1))
+		return true;			/* long ago: beyond the 32-bit comparison */
+	return !XidInMVCCSnapshot(XidFromFullTransactionId(FullTransactionIdFromU64(head->fxid)),
+							  snapshot);
+}
+
 PG_FUNCTION_INFO_V1(vecphi_verify_audit);
 Datum
 vecphi_verify_audit(PG_FUNCTION_ARGS)
@@ -781,10 +1092,16 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 	List	   *checkpoints;
 	Portal		portal;
 	TupleDesc	result_desc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	PrivSql		ps;
+	AuditHead	head;
+	bool		have_head;
+	bool		head_row_seen = false;
+	bool		head_row_matches = false;
+	int64		records_lost = 0;
+	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
 
 	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -795,6 +1112,7 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 				 errmsg("anchor_hash must be the 64 hexadecimal digits vecphi.audit_head() returned")));
 
 	audit_load_key(key, false);
+	have_head = audit_head_file_read(&head);
 	privsql_begin(&ps, InvalidOid);
 	checkpoints = load_purge_checkpoints();
 	portal = SPI_cursor_open_with_args("vecphi_verify_audit",
@@ -874,6 +1192,15 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 				bad_seq = seq;
 				break;
 			}
+			if (have_head && seq == head.seq)
+			{
+				head_row_seen = true;
+				head_row_matches = memcmp(head.hash, VARDATA_ANY(stored_hash),
+										  AUDIT_DIGEST_LEN) == 0;
+			}
+			if (vals[AC_ACTION] != NULL && vals[AC_ROWS_RETURNED] != NULL &&
+				strcmp(vals[AC_ACTION], AUDIT_ACTION_DROPPED) == 0)
+				records_lost += pg_strtoint64(vals[AC_ROWS_RETURNED]);
 			memcpy(prev, VARDATA_ANY(stored_hash), AUDIT_DIGEST_LEN);
 			last_seq = seq;
 			checked++;
@@ -887,6 +1214,33 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 		problem = "the anchored row is missing";
 		bad_seq = anchor_seq;
 	}
+
+	/*
+	 * The head file: the table must reach the newest record a writer
+	 * committed (unless that commit is newer than this snapshot), with the
+	 * same hash.  A standby checks against the primary's head file when it
+	 * has a copy; it writes none itself, so a missing one is no finding.
+	 */
+	if (problem == NULL && !have_head && checked > 0 && !RecoveryInProgress())
+	{
+		problem = psprintf("the audit head file \"%s\" is missing: deleted newest records cannot be detected",
+						   audit_head_file_path());
+		bad_seq = last_seq;
+	}
+	else if (problem == NULL && have_head && audit_head_visible(&head, snapshot))
+	{
+		if (head.seq > last_seq)
+		{
+			problem = psprintf("newest records missing: seq " INT64_FORMAT ".." INT64_FORMAT,
+							   last_seq + 1, head.seq);
+			bad_seq = last_seq + 1;
+		}
+		else if (head_row_seen && !head_row_matches)
+		{
+			problem = "the row's hash differs from the audit head file (chain rewritten)";
+			bad_seq = head.seq;
+		}
+	}
 	if (problem != NULL)
 		problem = MemoryContextStrdup(caller_cxt, problem);
 	privsql_end(&ps);
@@ -894,6 +1248,7 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 
 	values[0] = BoolGetDatum(problem == NULL);
 	values[1] = Int64GetDatum(checked);
+	values[4] = Int64GetDatum(records_lost);
 	if (problem == NULL)
 	{
 		nulls[2] = true;
@@ -1175,7 +1530,7 @@ audit_init(void)
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("vecphi.audit_key_file",
 							   "File with the key of the audit hash chain (64 hex digits).",
-							   "Empty: vecphi_audit/audit.key in the data directory, created when missing.",
+							   "Empty: audit.key in vecphi.key_directory, created by the first audit writer of a primary.",
 							   &vecphi_audit_key_file,
 							   "",
 							   PGC_SIGHUP,

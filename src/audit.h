@@ -27,6 +27,8 @@
 #define AUDIT_ACTION_KEY_SHRED		"key_shred"
 #define AUDIT_ACTION_ERASURE		"erasure"
 #define AUDIT_ACTION_PURGE			"audit_purge"
+#define AUDIT_ACTION_DROPPED		"audit_dropped"
+#define AUDIT_ACTION_PERMISSION_ERROR	"permission_error"
 
 /* Outcomes (the audit_log.outcome column). */
 #define AUDIT_OUTCOME_OK			"ok"
@@ -46,7 +48,15 @@ typedef struct AuditEvent
 } AuditEvent;
 
 extern void audit_emit(const AuditEvent *event, bool wait_durable);
-extern void audit_denial(const char *message, const char *detail);
+extern void audit_denial_at(const char *message, const char *detail,
+							const char *file);
+
+/*
+ * Record a denial vecphi is about to raise, right before its ereport() in
+ * the same source file: only these become `denial` records.
+ */
+#define audit_denial(message, detail) \
+	audit_denial_at((message), (detail), __FILE__)
 extern void audit_init(void);
 
 #endif							/* VECPHI_AUDIT_H */

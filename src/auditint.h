@@ -17,7 +17,7 @@
 #define AUDIT_DIGEST_LEN	32
 #define AUDIT_KEY_LEN		32
 
-/* Directory in the data directory: default audit key, standby file. */
+/* Directory in the data directory: the standby file. */
 #define AUDIT_DIR			"vecphi_audit"
 
 /* Columns of vecphi.audit_log covered by the hash chain, in table order. */
@@ -72,6 +72,25 @@ typedef struct AuditRecord
 	char	   *detail;
 } AuditRecord;
 
+/*
+ * The chain's anchor outside the table: the newest record a writer of this
+ * database committed, and the transaction that committed it.
+ */
+typedef struct AuditHead
+{
+	int64		seq;
+	uint8		hash[AUDIT_DIGEST_LEN];
+	uint64		fxid;			/* FullTransactionId of the writer's commit */
+} AuditHead;
+
+/* How auditqueue_push_mode() treats a full queue. */
+typedef enum AuditPushMode
+{
+	AUDIT_PUSH_RAISE,			/* wait up to vecphi.audit_timeout, then error */
+	AUDIT_PUSH_WAIT,			/* wait as long, then count the record dropped */
+	AUDIT_PUSH_NOWAIT			/* count it dropped at once (error reporting) */
+} AuditPushMode;
+
 /* Settings (audit.c) */
 extern bool vecphi_audit_enabled;
 extern bool vecphi_audit_synchronous;
@@ -90,6 +109,10 @@ extern void audit_chain_hash(const uint8 *key, const uint8 *prev_hash,
 							 const char *const *values, uint8 *hash);
 extern char *audit_fingerprint_hex(const uint8 *key, const uint8 *digest);
 extern uint64 audit_enqueue_record(const AuditRecord *rec, bool nothrow);
+extern uint64 audit_enqueue_record_mode(const AuditRecord *rec,
+										AuditPushMode mode);
+extern bool audit_head_file_read(AuditHead *head);
+extern void audit_head_file_write(const AuditHead *head);
 extern char *audit_relation_name(Oid relid);
 extern void audit_record_fill_context(AuditRecord *rec);
 
@@ -98,6 +121,8 @@ extern void auditqueue_install_hooks(void);
 extern void auditqueue_shmem_request(void);
 extern void auditqueue_shmem_startup(void);
 extern uint64 auditqueue_push(const char *payload, Size len, bool nothrow);
+extern uint64 auditqueue_push_mode(const char *payload, Size len,
+								   AuditPushMode mode);
 extern void auditqueue_wait(uint64 ticket);
 extern uint64 auditqueue_pending(void);
 extern void auditqueue_last_ticket_wait(void);

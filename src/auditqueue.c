@@ -24,7 +24,12 @@
  * Failure is closed: a backend that cannot queue (ring full too long, no
  * channel, no writer) or whose record is not committed within
  * vecphi.audit_timeout gets an error, so no result row leaves without its
- * record.
+ * record.  Records that must not raise (denials vecphi is about to raise,
+ * after waiting as long for space; records queued while an error is
+ * reported) are counted when they cannot be queued, and the writer puts
+ * the count into the chain as an audit_dropped record: nothing is lost
+ * silently.  After each committed batch the writer of a primary rewrites
+ * the head file (audit.c), the chain's anchor outside the table.
  *
  * On a hot standby tables cannot be written; the writer appends the same
  * chained records to a file in the standby's data directory instead
@@ -40,6 +45,7 @@
 #include <unistd.h>
 
 #include "access/parallel.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
@@ -96,6 +102,7 @@ typedef struct AuditChannel
 	uint64		tail;			/* bytes ever released (committed) */
 	uint64		next_ticket;	/* ticket of the next record queued */
 	uint64		durable_ticket; /* records below this are committed */
+	uint64		dropped;		/* records lost, not yet counted in the log */
 	Size		ring_offset;	/* ring's offset from the shared struct */
 } AuditChannel;
 
@@ -104,6 +111,7 @@ typedef struct AuditShared
 	LWLock	   *lock;
 	ConditionVariable changed;	/* durable_ticket moved or writer state */
 	Size		ring_size;
+	uint64		dropped_unattributed;	/* lost without a channel to count in */
 	AuditChannel channels[AUDIT_CHANNELS];
 } AuditShared;
 
@@ -229,6 +237,7 @@ channel_for_database(Oid dboid, bool claim)
 		free_ch->state = WRITER_STOPPED;
 		free_ch->head = free_ch->tail = 0;
 		free_ch->next_ticket = free_ch->durable_ticket = 0;
+		free_ch->dropped = 0;
 		return free_ch;
 	}
 	return NULL;
@@ -290,43 +299,60 @@ writer_ensure_started(AuditChannel *ch, bool nothrow)
 }
 
 /*
- * Queue one serialized record for this database.  Returns its ticket.
- * With nothrow (used while reporting an error) a record that cannot be
- * queued at once is dropped with a log line, and 0 is returned.
+ * Count a record of this database that could not be queued.  The writer
+ * of its channel (or, without a channel, the next writer of any database)
+ * writes the count into the chain as an audit_dropped record, so that no
+ * record is lost silently.  Safe inside error reporting: no allocation, no
+ * error.
  */
-uint64
-auditqueue_push(const char *payload, Size len, bool nothrow)
+static void
+auditqueue_count_dropped(void)
 {
 	AuditChannel *ch;
-	uint32		len32 = (uint32) len;
-	Size		need = sizeof(uint32) + len;
-	TimestampTz deadline;
-	uint64		ticket;
-	Latch	   *latch;
-	bool		start;
+	Latch	   *latch = NULL;
+	int			i;
 
-	if (audit_shared == NULL)
-		elog(ERROR, "vecphi audit queue is not initialised");
-	if (need > audit_shared->ring_size / 2)
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	ch = channel_for_database(MyDatabaseId, false);
+	if (ch != NULL)
 	{
-		if (nothrow)
-			return 0;
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("audit record of %zu bytes exceeds half of vecphi.audit_queue_size", len)));
+		ch->dropped++;
+		latch = ch->writer_latch;
 	}
+	else
+	{
+		audit_shared->dropped_unattributed++;
+		for (i = 0; i < AUDIT_CHANNELS && latch == NULL; i++)
+			latch = audit_shared->channels[i].writer_latch;
+	}
+	LWLockRelease(audit_shared->lock);
+	if (latch != NULL)
+		SetLatch(latch);
+}
 
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										   vecphi_audit_timeout_ms);
+/*
+ * Wait for ring space (or a channel) until deadline; true when there is
+ * room, with the lock held and *chp set.  With raise, running out of time
+ * is an error; otherwise it returns false, lock released.
+ */
+static bool
+auditqueue_wait_for_space(Size need, TimestampTz deadline, bool raise,
+						  AuditChannel **chp)
+{
 	for (;;)
 	{
+		AuditChannel *ch;
+		Latch	   *latch;
+		bool		start;
+
 		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 		ch = channel_for_database(MyDatabaseId, true);
+		*chp = ch;
 		if (ch == NULL)
 		{
 			LWLockRelease(audit_shared->lock);
-			if (nothrow)
-				return 0;
+			if (!raise)
+				return false;
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("too many databases are writing vecphi audit records"),
@@ -334,23 +360,93 @@ auditqueue_push(const char *payload, Size len, bool nothrow)
 							   AUDIT_CHANNELS)));
 		}
 		if (audit_shared->ring_size - (ch->head - ch->tail) >= need)
-			break;
+			return true;
 		/* Ring full: make sure a writer drains it, then wait. */
 		start = ch->state == WRITER_STOPPED;
 		latch = ch->writer_latch;
 		LWLockRelease(audit_shared->lock);
-		if (nothrow)
-			return 0;
 		if (start)
-			writer_ensure_started(ch, false);
+			writer_ensure_started(ch, !raise);
 		else if (latch != NULL)
 			SetLatch(latch);
 		if (GetCurrentTimestamp() >= deadline)
+		{
+			ConditionVariableCancelSleep();
+			if (!raise)
+				return false;
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("vecphi audit queue is full"),
 					 errdetail("The audit writer has not drained the queue within vecphi.audit_timeout; the statement is refused rather than left unaudited.")));
+		}
 		ConditionVariableTimedSleep(&audit_shared->changed, 100, PG_WAIT_EXTENSION);
+	}
+}
+
+/*
+ * Queue one serialized record for this database.  Returns its ticket.
+ *
+ * AUDIT_PUSH_RAISE waits for queue space up to vecphi.audit_timeout and
+ * raises an error when there is none.  AUDIT_PUSH_WAIT (denials vecphi
+ * records before raising them) waits the same way but never raises for a
+ * full queue; AUDIT_PUSH_NOWAIT (used while reporting an error) does not
+ * wait at all.  In both, a record that cannot be queued is counted as
+ * dropped (see auditqueue_count_dropped) and 0 is returned.
+ */
+uint64
+auditqueue_push_mode(const char *payload, Size len, AuditPushMode mode)
+{
+	AuditChannel *ch = NULL;
+	uint32		len32 = (uint32) len;
+	Size		need = sizeof(uint32) + len;
+	TimestampTz deadline;
+	uint64		ticket;
+	Latch	   *latch;
+	bool		start;
+	bool		raise = mode == AUDIT_PUSH_RAISE;
+
+	if (audit_shared == NULL)
+		elog(ERROR, "vecphi audit queue is not initialised");
+	if (need > audit_shared->ring_size / 2)
+	{
+		if (!raise)
+		{
+			auditqueue_count_dropped();
+			return 0;
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("audit record of %zu bytes exceeds half of vecphi.audit_queue_size", len)));
+	}
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   mode == AUDIT_PUSH_NOWAIT ? 0 :
+										   vecphi_audit_timeout_ms);
+	if (mode == AUDIT_PUSH_WAIT)
+	{
+		bool		room = false;
+
+		/* A cancel while waiting must not lose the record uncounted. */
+		PG_TRY();
+		{
+			room = auditqueue_wait_for_space(need, deadline, false, &ch);
+		}
+		PG_CATCH();
+		{
+			auditqueue_count_dropped();
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		if (!room)
+		{
+			auditqueue_count_dropped();
+			return 0;
+		}
+	}
+	else if (!auditqueue_wait_for_space(need, deadline, raise, &ch))
+	{
+		auditqueue_count_dropped();
+		return 0;
 	}
 	ConditionVariableCancelSleep();
 
@@ -362,17 +458,23 @@ auditqueue_push(const char *payload, Size len, bool nothrow)
 	latch = ch->writer_latch;
 	LWLockRelease(audit_shared->lock);
 
-	if (start)
-	{
-		if (!writer_ensure_started(ch, nothrow))
-			return 0;
-	}
-	else if (latch != NULL)
-		SetLatch(latch);
-
 	my_last_ticket = ticket;
 	my_has_ticket = true;
+
+	/* The record is queued: a writer that cannot start yet loses nothing. */
+	if (start)
+		(void) writer_ensure_started(ch, !raise);
+	else if (latch != NULL)
+		SetLatch(latch);
 	return ticket;
+}
+
+/* Queue a record; nothrow: AUDIT_PUSH_NOWAIT, else AUDIT_PUSH_RAISE. */
+uint64
+auditqueue_push(const char *payload, Size len, bool nothrow)
+{
+	return auditqueue_push_mode(payload, len,
+								nothrow ? AUDIT_PUSH_NOWAIT : AUDIT_PUSH_RAISE);
 }
 
 /* Sleep until the record with this ticket is committed (or fail). */
@@ -435,7 +537,10 @@ auditqueue_pending(void)
 	LWLockAcquire(audit_shared->lock, LW_SHARED);
 	for (i = 0; i < AUDIT_CHANNELS; i++)
 		pending += audit_shared->channels[i].next_ticket -
-			audit_shared->channels[i].durable_ticket;
+			audit_shared->channels[i].durable_ticket +
+			audit_shared->channels[i].dropped;
+	/* Counts of lost records not yet written count as pending too. */
+	pending += audit_shared->dropped_unattributed;
 	LWLockRelease(audit_shared->lock);
 	return pending;
 }
@@ -473,6 +578,35 @@ audit_standby_file_path(void)
 	return psprintf("%s/%s/standby-%u.log", DataDir, AUDIT_DIR, MyDatabaseId);
 }
 
+/*
+ * The head file (audit.c) names the newest record this database's writers
+ * committed.  When the table ends before it (its newest rows were deleted)
+ * or its row there differs (rewritten), the chain continues after the head
+ * file, so the loss stays visible as a gap instead of being papered over
+ * by reused sequence numbers.
+ */
+static void
+writer_continue_after_head_file(void)
+{
+	AuditHead	head;
+
+	if (!audit_head_file_read(&head))
+		return;
+	if (head.seq > writer_last_seq ||
+		(head.seq == writer_last_seq &&
+		 memcmp(head.hash, writer_last_hash, AUDIT_DIGEST_LEN) != 0))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("vecphi.audit_log ends at seq " INT64_FORMAT " but its head file names seq " INT64_FORMAT,
+						writer_last_seq, head.seq),
+				 errdetail("Records were removed from the audit log; the chain continues after seq " INT64_FORMAT ", so vecphi.verify_audit() reports them.",
+						   head.seq)));
+		writer_last_seq = head.seq;
+		memcpy(writer_last_hash, head.hash, AUDIT_DIGEST_LEN);
+	}
+}
+
 /* Read the newest row of vecphi.audit_log to continue its chain. */
 static void
 writer_load_chain_from_table(void)
@@ -499,6 +633,7 @@ writer_load_chain_from_table(void)
 					 errmsg("newest row of vecphi.audit_log has a malformed hash")));
 		memcpy(writer_last_hash, VARDATA_ANY(hash), AUDIT_DIGEST_LEN);
 	}
+	writer_continue_after_head_file();
 }
 
 /* Continue the chain of the standby file: its last line. */
@@ -701,12 +836,37 @@ writer_standby_append(StringInfo lines)
 }
 
 /*
- * Write the records in [tail, head) of the ring: one transaction (or one
- * file append on a standby).  Returns the number of records written and
- * sets *consumed to the bytes they occupied.
+ * An audit_dropped record: how many records could not be queued since the
+ * last one (the queue was full, or no channel was free).
+ */
+static void
+writer_dropped_record(AuditRecord *rec, uint64 dropped)
+{
+	char	   *user = GetUserNameFromId(GetUserId(), true);
+
+	memset(rec, 0, sizeof(*rec));
+	rec->at = GetCurrentTimestamp();
+	rec->backend_pid = MyProcPid;
+	rec->db_user = user ? user : "?";
+	rec->action = AUDIT_ACTION_DROPPED;
+	rec->outcome = AUDIT_OUTCOME_ERROR;
+	rec->has_rows = true;
+	rec->rows = (int64) dropped;
+	rec->detail = psprintf(UINT64_FORMAT " audit record%s %s lost: the audit queue was full or unavailable when %s made (rows_returned is the count)",
+						   dropped, dropped == 1 ? "" : "s",
+						   dropped == 1 ? "was" : "were",
+						   dropped == 1 ? "it was" : "they were");
+}
+
+/*
+ * Write the records in [tail, head) of the ring, after an audit_dropped
+ * record when dropped > 0: one transaction (or one file append on a
+ * standby).  Returns the number of ring records written and sets
+ * *consumed to the bytes they occupied.  On a primary the head file is
+ * rewritten after the commit.
  */
 static int
-writer_write_batch(uint64 tail, uint64 head, uint64 *consumed)
+writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed)
 {
 	MemoryContext batch_cxt;
 	MemoryContext old;
@@ -716,6 +876,7 @@ writer_write_batch(uint64 tail, uint64 head, uint64 *consumed)
 	StringInfoData lines;
 	int64		seq;
 	uint8		prev[AUDIT_DIGEST_LEN];
+	FullTransactionId fxid;
 
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "vecphi audit batch",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -756,6 +917,22 @@ writer_write_batch(uint64 tail, uint64 head, uint64 *consumed)
 	initStringInfo(&lines);
 	seq = writer_last_seq;
 	memcpy(prev, writer_last_hash, AUDIT_DIGEST_LEN);
+	if (dropped > 0)
+	{
+		AuditRecord rec;
+		const char *vals[AUDIT_HASHED_COLUMNS];
+		uint8		hash[AUDIT_DIGEST_LEN];
+
+		writer_dropped_record(&rec, dropped);
+		writer_column_values(&rec, seq + 1, vals);
+		audit_chain_hash(writer_key, prev, vals, hash);
+		if (standby)
+			writer_standby_line(&lines, vals, prev, hash);
+		else
+			writer_insert_row(seq + 1, vals, &rec, prev, hash);
+		seq++;
+		memcpy(prev, hash, AUDIT_DIGEST_LEN);
+	}
 	while (pos < head && n < WRITER_BATCH_RECORDS)
 	{
 		uint32		len;
@@ -786,6 +963,7 @@ writer_write_batch(uint64 tail, uint64 head, uint64 *consumed)
 
 	SPI_finish();
 	PopActiveSnapshot();
+	fxid = GetTopFullTransactionIdIfAny();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextDelete(batch_cxt);
@@ -793,8 +971,30 @@ writer_write_batch(uint64 tail, uint64 head, uint64 *consumed)
 	/* Only now, after the commit, does the chain advance. */
 	writer_last_seq = seq;
 	memcpy(writer_last_hash, prev, AUDIT_DIGEST_LEN);
+	if (!standby)
+	{
+		AuditHead	anchor;
+
+		anchor.seq = seq;
+		memcpy(anchor.hash, prev, AUDIT_DIGEST_LEN);
+		anchor.fxid = U64FromFullTransactionId(fxid);
+		audit_head_file_write(&anchor);
+	}
 	*consumed = pos - tail;
 	return n;
+}
+
+/* True when this database's chain has no record yet (table and head file). */
+static bool
+writer_chain_is_empty(void)
+{
+	AuditHead	head;
+
+	if (SPI_execute("SELECT seq FROM vecphi.audit_log LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read vecphi.audit_log");
+	if (SPI_processed > 0)
+		return false;
+	return !audit_head_file_read(&head);
 }
 
 void
@@ -834,9 +1034,18 @@ vecphi_audit_writer_main(Datum main_arg)
 	/* Records are durable when the writer's commit is, replicas included. */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * The key is created only for a chain that has not begun (no row, no head
+	 * file) on a primary: a missing key is never silently replaced, and a
+	 * standby uses its primary's (docs/audit.md).
+	 */
 	StartTransactionCommand();
-	/* A standby without the primary's key chains its file with its own. */
-	audit_load_key(writer_key, true);
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	audit_load_key(writer_key,
+				   !RecoveryInProgress() && writer_chain_is_empty());
+	SPI_finish();
+	PopActiveSnapshot();
 	CommitTransactionCommand();
 
 	idle_since = GetCurrentTimestamp();
@@ -844,6 +1053,7 @@ vecphi_audit_writer_main(Datum main_arg)
 	{
 		uint64		tail;
 		uint64		head;
+		uint64		dropped;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -855,7 +1065,11 @@ vecphi_audit_writer_main(Datum main_arg)
 		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 		tail = writer_channel->tail;
 		head = writer_channel->head;
-		if (head == tail &&
+		/* Losses no channel could count become this channel's to write. */
+		writer_channel->dropped += audit_shared->dropped_unattributed;
+		audit_shared->dropped_unattributed = 0;
+		dropped = writer_channel->dropped;
+		if (head == tail && dropped == 0 &&
 			TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(),
 									   WRITER_IDLE_EXIT_MS))
 		{
@@ -869,15 +1083,17 @@ vecphi_audit_writer_main(Datum main_arg)
 		}
 		LWLockRelease(audit_shared->lock);
 
-		if (head != tail)
+		if (head != tail || dropped > 0)
 		{
 			uint64		consumed;
 			int			n;
 
-			n = writer_write_batch(tail, head, &consumed);
+			n = writer_write_batch(tail, head, dropped, &consumed);
 			LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 			writer_channel->tail += consumed;
 			writer_channel->durable_ticket += n;
+			/* Counted in the chain now; later losses stay for the next. */
+			writer_channel->dropped -= dropped;
 			LWLockRelease(audit_shared->lock);
 			ConditionVariableBroadcast(&audit_shared->changed);
 			idle_since = GetCurrentTimestamp();

@@ -2,7 +2,8 @@
 #
 # A node from new_node() is ready for CREATE EXTENSION vecphi: the library
 # is preloaded, the embedded key provider has a key directory outside the
-# data directory, and the server trusts tokens signed with secret().
+# data directory, the audit chain's key a directory of its own (see
+# audit_key_dir), and the server trusts tokens signed with secret().
 #
 #   use VecphiTest;
 #   my $node = VecphiTest::new_node('primary', allows_streaming => 1);
@@ -18,6 +19,7 @@ use warnings;
 
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
+use File::Copy ();
 use File::Glob qw(bsd_glob);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -47,6 +49,19 @@ sub key_dir
 	return $node->basedir . '/keys';
 }
 
+# Where the node's audit key (and the audit head files beside it) live:
+# by default a directory of its own beside the data directory, named by
+# vecphi.audit_key_file (so that the key directory holds only KEK files);
+# with default_audit_key => 1 given to new_node or configure_node, the key
+# directory, vecphi's own default.
+sub audit_key_dir
+{
+	my ($node) = @_;
+	return $node->{_vecphi_default_audit_key}
+	  ? key_dir($node)
+	  : $node->basedir . '/audit_key';
+}
+
 # The node's vecphi.jwt_secret_file.
 sub secret_file
 {
@@ -62,10 +77,12 @@ sub _conf_quote
 	return "'$value'";
 }
 
-# Give an initialised node its key directory and secret file and point the
-# server at them (also usable on a standby made by init_from_backup, which
-# otherwise shares its primary's key directory through the copied config).
-# Options: secret => '...' (default secret()).
+# Give an initialised node its key directory, audit key directory and
+# secret file and point the server at them (also usable on a standby made
+# by init_from_backup, which otherwise shares its primary's key directory
+# through the copied config).  Options: secret => '...' (default secret());
+# default_audit_key => 1: no vecphi.audit_key_file, so the audit key is
+# audit.key in the key directory.
 sub configure_node
 {
 	my ($node, %opts) = @_;
@@ -73,11 +90,16 @@ sub configure_node
 	my $keys = key_dir($node);
 	my $secret_file = secret_file($node);
 
-	if (!-d $keys)
+	$node->{_vecphi_default_audit_key} = $opts{default_audit_key} ? 1 : 0;
+	my $audit_dir = audit_key_dir($node);
+	for my $dir ($keys, $audit_dir)
 	{
-		mkdir $keys, 0700 or die "could not create \"$keys\": $!";
+		if (!-d $dir)
+		{
+			mkdir $dir, 0700 or die "could not create \"$dir\": $!";
+		}
+		chmod 0700, $dir or die "could not chmod \"$dir\": $!";
 	}
-	chmod 0700, $keys or die "could not chmod \"$keys\": $!";
 
 	my $old_umask = umask 077;
 	open my $fh, '>', $secret_file
@@ -87,24 +109,49 @@ sub configure_node
 	umask $old_umask;
 	chmod 0600, $secret_file or die "could not chmod \"$secret_file\": $!";
 
+	# A node made from another's base backup (a standby, a restored copy)
+	# inherits that node's settings: it gets a copy of its audit key, as
+	# docs/audit.md says to do (the backup does not carry it).
+	if (!$opts{default_audit_key} && -f $node->data_dir . '/postgresql.conf')
+	{
+		my $from;
+		open my $fh, '<', $node->data_dir . '/postgresql.conf' or die $!;
+		while (my $line = <$fh>)
+		{
+			$from = $1 if $line =~ /^vecphi\.audit_key_file = '(.+)'$/;
+		}
+		close $fh;
+		if (defined $from && -f $from && !-e "$audit_dir/audit.key")
+		{
+			File::Copy::copy($from, "$audit_dir/audit.key")
+			  or die "could not copy \"$from\": $!";
+			chmod 0600, "$audit_dir/audit.key" or die $!;
+		}
+	}
+
 	$node->append_conf('postgresql.conf',
 		    "shared_preload_libraries = 'vecphi'\n"
 		  . 'vecphi.key_directory = ' . _conf_quote($keys) . "\n"
+		  . 'vecphi.audit_key_file = '
+		  . _conf_quote($opts{default_audit_key} ? '' : "$audit_dir/audit.key") . "\n"
 		  . 'vecphi.jwt_secret_file = ' . _conf_quote($secret_file) . "\n");
 	return $node;
 }
 
 # Create and initialise a node configured for vecphi.  %opts go to
 # PostgreSQL::Test::Cluster::init (allows_streaming, has_archiving, extra,
-# ...), except secret => '...', which replaces the test secret.
+# ...), except secret => '...', which replaces the test secret, and
+# default_audit_key => 1 (see configure_node).
 sub new_node
 {
 	my ($name, %opts) = @_;
 	my $secret = delete $opts{secret};
+	my $default_audit_key = delete $opts{default_audit_key};
 
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%opts);
-	configure_node($node, defined $secret ? (secret => $secret) : ());
+	configure_node($node, (defined $secret ? (secret => $secret) : ()),
+		default_audit_key => $default_audit_key);
 	return $node;
 }
 

@@ -76,14 +76,19 @@ my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'bk', has_streaming => 1);
 VecphiTest::configure_node($standby);
 $standby->append_conf('postgresql.conf', "restart_after_crash = on\n");
-# (The base backup carries the primary's audit key, vecphi_audit/audit.key,
-# and the test framework copies it with mode 0644: the standby must cope.)
-my $primary_keys = VecphiTest::key_dir($primary);
-my $standby_keys = VecphiTest::key_dir($standby);
-for my $f (VecphiCheck::dir_files($primary_keys))
+# The standby gets the primary's audit key (vecphi.audit_key_file, outside
+# the data directory, so not in the base backup) with a copy of its key
+# files, as it gets the key-encryption keys; without it the standby would
+# record nothing (072_audit_key_location.pl).
+for my $dir (\&VecphiTest::key_dir, \&VecphiTest::audit_key_dir)
 {
-	copy("$primary_keys/$f", "$standby_keys/$f") or die "copy $f: $!";
-	chmod 0600, "$standby_keys/$f" or die "chmod $f: $!";
+	my $primary_keys = $dir->($primary);
+	my $standby_keys = $dir->($standby);
+	for my $f (VecphiCheck::dir_files($primary_keys))
+	{
+		copy("$primary_keys/$f", "$standby_keys/$f") or die "copy $f: $!";
+		chmod 0600, "$standby_keys/$f" or die "chmod $f: $!";
+	}
 }
 $standby->start;
 $primary->wait_for_catchup($standby);

@@ -14,8 +14,9 @@
 #                                               -> that row
 #  - re-inserts a copy of an old row at the end, linked to the head
 #                                               -> the copy
-#  - deletes the newest rows                    -> the chain alone cannot
-#    tell, the anchor exported before (audit_head()) does
+#  - deletes the newest rows                    -> the head file tells (the
+#    first missing seq), and so does the anchor exported before
+#    (audit_head())
 #
 # Then retention: records older than vecphi.audit_retention (1 minute
 # here) are removed by purge_audit(), which returns how many, and writes
@@ -99,6 +100,15 @@ sub restore
 	return;
 }
 
+# The triggers hold, for a superuser too, while enabled; the refusal is a
+# denial record (waited for, so that the copy below holds it: restoring a
+# copy without it would itself delete the newest record).
+like(VecphiCheck::error_of($node, 'postgres', 'UPDATE vecphi.audit_log SET detail = NULL WHERE seq = 5'),
+	qr/^42501: /, 'UPDATE is refused to a superuser');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM vecphi.audit_log WHERE action = 'denial' AND detail LIKE '%UPDATE is not allowed'")
+  or die 'the refused UPDATE left no denial record';
+
 my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM vecphi.audit_log');
 cmp_ok($rows, '>=', 31, "$rows records");
 is($node->safe_psql('postgres', 'SELECT min(seq) || \' \' || max(seq) FROM vecphi.audit_log'),
@@ -113,9 +123,6 @@ is($head_seq, $rows, 'audit_head() is the newest row');
 is(verify($head_seq, $head_hash), 't -', 'and verifies as an anchor');
 $node->safe_psql('postgres', 'CREATE TABLE audit_copy AS SELECT * FROM vecphi.audit_log');
 
-# The triggers hold, for a superuser too, while enabled.
-like(VecphiCheck::error_of($node, 'postgres', 'UPDATE vecphi.audit_log SET detail = NULL WHERE seq = 5'),
-	qr/^42501: /, 'UPDATE is refused to a superuser');
 
 # ---- one tampering at a time ----
 my @cases = (
@@ -160,9 +167,11 @@ for my $case (@cases)
 	is(verify(), 't -', "$label: restored, the log verifies again");
 }
 
-# The newest rows deleted: a chain cannot know its own end, an anchor can.
+# The newest rows deleted: a chain cannot know its own end, but the head
+# file the writer keeps beside the audit key can (071_audit_anchor.pl), and
+# so can an anchor exported before.
 tamper("DELETE FROM vecphi.audit_log WHERE seq > $rows - 3");
-is(verify(), 't -', 'newest rows deleted: the chain alone still verifies');
+is(verify(), 'f ' . ($rows - 2), 'newest rows deleted: the head file shows it');
 my ($ok, $bad) = split / /, verify($head_seq, $head_hash);
 is($ok, 'f', 'newest rows deleted: verify_audit() with the anchor fails');
 is($bad, $head_seq, 'and names the anchor');
