@@ -54,8 +54,11 @@ LANGUAGE plpgsql AS $$
 BEGIN
 	RAISE EXCEPTION USING MESSAGE = msg, ERRCODE = state;
 END$$;
+-- (No CONTEXT lines: they name the session's temporary schema, pg_temp_N.)
+\set SHOW_CONTEXT never
 SELECT pg_temp.forge('similarity scan exceeds vecphi.max_scan_rows (1)', '42501');
 SELECT pg_temp.forge('invalid claims token: The signature does not verify.', '28000');
+\set SHOW_CONTEXT errors
 -- Re-raised from an exception handler: the origin is still the RAISE.
 DO $$BEGIN
 	BEGIN
