@@ -16,6 +16,7 @@ OBJS = \
 	src/evector.o \
 	src/etext.o \
 	src/rls.o \
+	src/binding.o \
 	src/distance.o \
 	src/ehnsw.o \
 	src/ehnswbuild.o \
@@ -31,7 +32,7 @@ DATA = sql/vecphi--$(EXTVERSION).sql
 # pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
 # server started with shared_preload_libraries = 'vecphi' and test keys, so
 # test/run_tests.sh runs them against a temporary instance; see README.md.
-REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure
+REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure binding
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
 SHLIB_LINK = -lcrypto

@@ -27,6 +27,7 @@
 #define AUDIT_ACTION_KEY_SHRED		"key_shred"
 #define AUDIT_ACTION_ERASURE		"erasure"
 #define AUDIT_ACTION_PURGE			"audit_purge"
+#define AUDIT_ACTION_BIND			"bind"
 
 /* Outcomes (the audit_log.outcome column). */
 #define AUDIT_OUTCOME_OK			"ok"

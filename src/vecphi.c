@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "audit.h"
+#include "binding.h"
 #include "claims.h"
 #include "ehnsw.h"
 #include "keys.h"
@@ -122,6 +123,7 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 	scrub_init();
+	binding_init();
 
 	MarkGUCPrefixReserved("vecphi");
 
