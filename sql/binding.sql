@@ -240,6 +240,82 @@ SET ROLE regress_bind_officer;
 SELECT expect_error($$SELECT vecphi.bind_existing('bind_legacy')$$) AS launder_refused;
 RESET ROLE;
 
+-- bind_existing maintains the table's ehnsw index (new row versions).
+SET ROLE regress_bind_owner;
+CREATE TABLE bind_legacy2 (id int PRIMARY KEY, tenant text NOT NULL DEFAULT vecphi.tenant(),
+	emb evector(3));
+CREATE INDEX bind_legacy2_emb ON bind_legacy2 USING ehnsw (emb);
+GRANT SELECT, INSERT ON bind_legacy2 TO regress_bind_app;
+RESET ROLE;
+SET ROLE regress_bind_app;
+BEGIN;
+SELECT as_tenant('bind_a');
+INSERT INTO bind_legacy2 (id, emb) SELECT g, ARRAY[g, 0, 0]::real[] FROM generate_series(1, 20) g;
+COMMIT;
+RESET ROLE;
+SET ROLE regress_bind_owner;
+SELECT vecphi.protect('bind_legacy2', 'tenant');
+RESET ROLE;
+SET ROLE regress_bind_officer;
+SELECT vecphi.bind_existing('bind_legacy2') AS values_bound;
+RESET ROLE;
+SET ROLE regress_bind_app;
+BEGIN;
+SELECT as_tenant('bind_a');
+SET LOCAL enable_seqscan = off;
+SELECT id FROM bind_legacy2 ORDER BY emb <-> '[3.1,0,0]' LIMIT 3;
+COMMIT;
+RESET ROLE;
+SELECT vecphi.index_check('bind_legacy2_emb') AS index_ok;
+
+---------------------------------------------------------------------------
+-- 7b. A partitioned table: values are bound to the partitioned table's
+-- label, so a row may move between partitions; a move between rows is
+-- refused whether the query names the parent or the partition.
+---------------------------------------------------------------------------
+SET ROLE regress_bind_owner;
+CREATE TABLE bind_parts (id int, tenant text NOT NULL DEFAULT vecphi.tenant(),
+	emb evector(3), PRIMARY KEY (id)) PARTITION BY RANGE (id);
+CREATE TABLE bind_parts_1 PARTITION OF bind_parts FOR VALUES FROM (0) TO (100);
+CREATE TABLE bind_parts_2 PARTITION OF bind_parts FOR VALUES FROM (100) TO (200);
+SELECT vecphi.protect('bind_parts', 'tenant');
+GRANT SELECT, INSERT, UPDATE ON bind_parts, bind_parts_1, bind_parts_2 TO regress_bind_app;
+RESET ROLE;
+SELECT tgrelid::regclass, tgenabled FROM pg_trigger
+WHERE tgname = 'vecphi_binding' AND tgrelid::regclass::text LIKE 'bind_parts%' ORDER BY 1;
+SET ROLE regress_bind_app;
+BEGIN;
+SELECT as_tenant('bind_a');
+INSERT INTO bind_parts (id, emb) VALUES (1, '[1,0,0]'), (2, '[2,0,0]'), (101, '[101,0,0]');
+UPDATE bind_parts SET id = 150 WHERE id = 2;
+SELECT tableoid::regclass, id, vecphi.decrypt(emb) FROM bind_parts ORDER BY id;
+COMMIT;
+RESET ROLE;
+ALTER TABLE bind_parts_1 DISABLE TRIGGER ALL;
+UPDATE bind_parts_1 SET emb = (SELECT emb FROM bind_parts WHERE id = 101) WHERE id = 1;
+ALTER TABLE bind_parts_1 ENABLE TRIGGER ALL;
+SET ROLE regress_bind_app;
+BEGIN;
+SELECT as_tenant('bind_a');
+SELECT expect_error($$SELECT vecphi.decrypt(emb) FROM bind_parts WHERE id = 1$$) AS via_parent;
+SELECT expect_error($$SELECT vecphi.decrypt(emb) FROM bind_parts_1 WHERE id = 1$$) AS via_partition;
+COMMIT;
+RESET ROLE;
+
+---------------------------------------------------------------------------
+-- 7c. A role that bypasses row-level security (here a superuser) with one
+-- tenant's claims cannot bind another tenant's value into a row.
+---------------------------------------------------------------------------
+SELECT vecphi.create_tenant('bind_b') > 0 AS bind_b_created;
+BEGIN;
+SELECT as_tenant('bind_b');
+CREATE TEMP TABLE bind_b_value AS SELECT '[9,9,9]'::evector(3) AS emb;
+COMMIT;
+BEGIN;
+SELECT as_tenant('bind_a');
+SELECT expect_error($$INSERT INTO bind_renamed (id, tenant, embedding) SELECT 7, 'bind_a', emb FROM bind_b_value$$) AS other_tenant_by_superuser;
+COMMIT;
+
 ---------------------------------------------------------------------------
 -- 8. Labels: fixed once set; a chosen one needs the security officer; a
 -- table without a primary key is bound to table and column only.
@@ -261,7 +337,7 @@ SELECT count(*) AS left_behind FROM vecphi.protected_tables WHERE binding_label 
 ---------------------------------------------------------------------------
 -- Clean up.
 ---------------------------------------------------------------------------
-DROP TABLE bind_renamed, bind_other, bind_legacy, bind_nokey;
+DROP TABLE bind_renamed, bind_other, bind_legacy, bind_legacy2, bind_parts, bind_nokey;
 DROP FUNCTION bind_read(text, text);
 DROP OWNED BY regress_bind_owner, regress_bind_app, regress_bind_officer;
 DROP ROLE regress_bind_owner, regress_bind_app, regress_bind_officer;

@@ -980,7 +980,7 @@ vecphi_bind_existing(PG_FUNCTION_ARGS)
 		rri = makeNode(ResultRelInfo);
 		InitResultRelInfo(rri, rel, 1, NULL, 0);
 		ExecOpenIndices(rri, false);
-		slot = table_slot_create(rel, NULL);
+		slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
 		rowcxt = AllocSetContextCreate(CurrentMemoryContext, "vecphi bind_existing row",
 									   ALLOCSET_DEFAULT_SIZES);
 		snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -1028,8 +1028,9 @@ vecphi_bind_existing(PG_FUNCTION_ARGS)
 				simple_heap_update(rel, &tuple->t_self, newtup);
 				if (!HeapTupleIsHeapOnly(newtup))
 				{
+					/* update = false: there is no range table for its hint */
 					ExecStoreHeapTuple(newtup, slot, false);
-					(void) ExecInsertIndexTuples(rri, slot, estate, true, false,
+					(void) ExecInsertIndexTuples(rri, slot, estate, false, false,
 												 NULL, NIL);
 					ExecClearTuple(slot);
 				}
