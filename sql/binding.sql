@@ -35,10 +35,10 @@ RESET ROLE;
 -- 1. The attack: a superuser (no claims) copies row 1's ciphertext over
 -- row 2, with triggers disabled.
 ---------------------------------------------------------------------------
-ALTER TABLE bind_notes DISABLE TRIGGER ALL;
+ALTER TABLE bind_notes DISABLE TRIGGER vecphi_binding;
 UPDATE bind_notes SET emb = (SELECT emb FROM bind_notes WHERE id = 1),
 	body = (SELECT body FROM bind_notes WHERE id = 1) WHERE id = 2;
-ALTER TABLE bind_notes ENABLE TRIGGER ALL;
+ALTER TABLE bind_notes ENABLE ALWAYS TRIGGER vecphi_binding;
 -- Row 2 must never decrypt to row 1's vector or text.
 SET ROLE regress_bind_app;
 BEGIN;
@@ -54,13 +54,24 @@ SELECT action, outcome, detail FROM vecphi.audit_log
 WHERE action = 'denial' AND detail LIKE 'ciphertext of column%bind_notes%'
 ORDER BY seq;
 
+-- DELETE ... RETURNING cannot read the moved value either.
+SET ROLE regress_bind_app;
+BEGIN;
+SELECT as_tenant('bind_a');
+SELECT expect_error($$DELETE FROM bind_notes WHERE id = 2 RETURNING vecphi.decrypt(emb)$$) AS delete_returning;
+COMMIT;
+RESET ROLE;
 -- The same move by a superuser with the triggers on, but without claims:
 -- refused at write time.
 SELECT expect_error($$UPDATE bind_notes SET emb = (SELECT emb FROM bind_notes WHERE id = 1) WHERE id = 2$$) AS raw_update_without_claims;
+-- Nor under session_replication_role = replica (the trigger is ALWAYS).
+SET session_replication_role = replica;
+SELECT expect_error($$UPDATE bind_notes SET emb = (SELECT emb FROM bind_notes WHERE id = 1) WHERE id = 2$$) AS raw_update_as_replica;
+RESET session_replication_role;
 -- Put row 2 right again (the superuser bypasses the read check).
-ALTER TABLE bind_notes DISABLE TRIGGER ALL;
+ALTER TABLE bind_notes DISABLE TRIGGER vecphi_binding;
 CREATE TEMP TABLE bind_saved AS SELECT id, body, emb FROM bind_notes;
-ALTER TABLE bind_notes ENABLE TRIGGER ALL;
+ALTER TABLE bind_notes ENABLE ALWAYS TRIGGER vecphi_binding;
 
 ---------------------------------------------------------------------------
 -- 2. What is stored: format 2 envelopes (bound), header 32 bytes.
@@ -100,11 +111,11 @@ RESET ROLE;
 -- digest written into its header.  The header check passes; GCM
 -- authentication (the header is associated data) fails.
 ---------------------------------------------------------------------------
-ALTER TABLE bind_notes DISABLE TRIGGER ALL;
+ALTER TABLE bind_notes DISABLE TRIGGER vecphi_binding;
 UPDATE bind_notes SET emb = envelope_text(overlay(
 	envelope_bytes((SELECT emb::text FROM bind_notes WHERE id = 1))
 	PLACING substr(envelope_bytes(emb::text), 17, 16) FROM 17 FOR 16))::evector WHERE id = 2;
-ALTER TABLE bind_notes ENABLE TRIGGER ALL;
+ALTER TABLE bind_notes ENABLE ALWAYS TRIGGER vecphi_binding;
 SET ROLE regress_bind_app;
 BEGIN;
 SELECT as_tenant('bind_a');
@@ -114,10 +125,10 @@ COMMIT;
 RESET ROLE;
 -- A bound value turned back into format 1 (binding stripped): refused as
 -- unbound before decryption, and would fail authentication anyway.
-ALTER TABLE bind_notes DISABLE TRIGGER ALL;
+ALTER TABLE bind_notes DISABLE TRIGGER vecphi_binding;
 UPDATE bind_notes SET emb = envelope_text(set_byte(overlay(envelope_bytes(emb::text)
 	PLACING ''::bytea FROM 17 FOR 16), 0, 1))::evector WHERE id = 4;
-ALTER TABLE bind_notes ENABLE TRIGGER ALL;
+ALTER TABLE bind_notes ENABLE ALWAYS TRIGGER vecphi_binding;
 SET ROLE regress_bind_app;
 BEGIN;
 SELECT as_tenant('bind_a');
@@ -153,13 +164,36 @@ SET ROLE regress_bind_app;
 SELECT * FROM bind_read('bind_renamed', 'embedding');
 RESET ROLE;
 -- A move is still detected after the renames.
-ALTER TABLE bind_renamed DISABLE TRIGGER ALL;
+ALTER TABLE bind_renamed DISABLE TRIGGER vecphi_binding;
 UPDATE bind_renamed SET embedding = (SELECT embedding FROM bind_renamed WHERE id = 1) WHERE id = 2;
-ALTER TABLE bind_renamed ENABLE TRIGGER ALL;
+ALTER TABLE bind_renamed ENABLE ALWAYS TRIGGER vecphi_binding;
 SET ROLE regress_bind_app;
 SELECT expect_error($$SELECT * FROM bind_read('bind_renamed', 'embedding')$$) AS moved_after_rename;
 RESET ROLE;
 DELETE FROM bind_renamed WHERE id = 2;
+
+-- The owner's own BEFORE trigger, firing after vecphi_binding, swaps in
+-- row 1's value: the write policy refuses the row (and, were it stored,
+-- the read would).
+SET ROLE regress_bind_owner;
+CREATE FUNCTION bind_swap() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.embedding := (SELECT embedding FROM bind_renamed WHERE id = 1);
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER zz_swap BEFORE INSERT ON bind_renamed FOR EACH ROW
+	WHEN (NEW.id = 5) EXECUTE FUNCTION bind_swap();
+RESET ROLE;
+SET ROLE regress_bind_app;
+BEGIN;
+SELECT as_tenant('bind_a');
+SELECT expect_error($$INSERT INTO bind_renamed (id, body, embedding) VALUES (5, 'five', '[5,5,5]')$$) AS insert_with_swap;
+SELECT count(*) AS swapped_rows_stored FROM bind_renamed WHERE id = 5;
+COMMIT;
+RESET ROLE;
+DROP TRIGGER zz_swap ON bind_renamed;
+DELETE FROM bind_renamed WHERE id = 5;
 
 ---------------------------------------------------------------------------
 -- 6. A value moved to another table with the same row key and column is
@@ -171,9 +205,9 @@ CREATE TABLE bind_other (id int PRIMARY KEY, tenant text NOT NULL DEFAULT vecphi
 SELECT vecphi.protect('bind_other', 'tenant');
 GRANT SELECT ON bind_other TO regress_bind_app;
 RESET ROLE;
-ALTER TABLE bind_other DISABLE TRIGGER ALL;
+ALTER TABLE bind_other DISABLE TRIGGER vecphi_binding;
 INSERT INTO bind_other SELECT * FROM bind_renamed WHERE id = 1;
-ALTER TABLE bind_other ENABLE TRIGGER ALL;
+ALTER TABLE bind_other ENABLE ALWAYS TRIGGER vecphi_binding;
 SET ROLE regress_bind_app;
 SELECT expect_error($$SELECT * FROM bind_read('bind_other', 'embedding')$$) AS moved_to_other_table;
 RESET ROLE;
@@ -182,9 +216,9 @@ ALTER TABLE bind_renamed ADD COLUMN body2 etext;
 SET ROLE regress_bind_owner;
 SELECT vecphi.protect('bind_renamed', 'tenant');
 RESET ROLE;
-ALTER TABLE bind_renamed DISABLE TRIGGER ALL;
+ALTER TABLE bind_renamed DISABLE TRIGGER vecphi_binding;
 UPDATE bind_renamed SET body2 = body WHERE id = 1;
-ALTER TABLE bind_renamed ENABLE TRIGGER ALL;
+ALTER TABLE bind_renamed ENABLE ALWAYS TRIGGER vecphi_binding;
 SET ROLE regress_bind_app;
 BEGIN;
 SELECT as_tenant('bind_a');
@@ -233,9 +267,9 @@ RESET ROLE;
 SELECT action, outcome, rows_returned, detail FROM vecphi.audit_log
 WHERE action = 'bind' ORDER BY seq;
 -- Laundering: a bound value moved, then bind_existing: refused, nothing changed.
-ALTER TABLE bind_legacy DISABLE TRIGGER ALL;
+ALTER TABLE bind_legacy DISABLE TRIGGER vecphi_binding;
 UPDATE bind_legacy SET emb = (SELECT emb FROM bind_legacy WHERE id = 1) WHERE id = 2;
-ALTER TABLE bind_legacy ENABLE TRIGGER ALL;
+ALTER TABLE bind_legacy ENABLE ALWAYS TRIGGER vecphi_binding;
 SET ROLE regress_bind_officer;
 SELECT expect_error($$SELECT vecphi.bind_existing('bind_legacy')$$) AS launder_refused;
 RESET ROLE;
@@ -291,9 +325,9 @@ UPDATE bind_parts SET id = 150 WHERE id = 2;
 SELECT tableoid::regclass, id, vecphi.decrypt(emb) FROM bind_parts ORDER BY id;
 COMMIT;
 RESET ROLE;
-ALTER TABLE bind_parts_1 DISABLE TRIGGER ALL;
+ALTER TABLE bind_parts_1 DISABLE TRIGGER vecphi_binding;
 UPDATE bind_parts_1 SET emb = (SELECT emb FROM bind_parts WHERE id = 101) WHERE id = 1;
-ALTER TABLE bind_parts_1 ENABLE TRIGGER ALL;
+ALTER TABLE bind_parts_1 ENABLE ALWAYS TRIGGER vecphi_binding;
 SET ROLE regress_bind_app;
 BEGIN;
 SELECT as_tenant('bind_a');

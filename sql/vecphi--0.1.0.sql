@@ -527,9 +527,12 @@ BEGIN
 		-- etext value in the new row, whatever column, domain or array.
 		writable := visible || format(' AND vecphi.row_owned_by_claimant(%I.*)',
 									  (SELECT relname FROM pg_class WHERE oid = part.relid));
-		-- Binding (section 4): rows read must hold ciphertext bound to them.
+		-- Binding (section 4): rows read or written must hold ciphertext
+		-- bound to them (row_bound last: tenant and ownership first).
 		bound_visible := visible || format(' AND vecphi.row_bound(%I.*)',
 										   (SELECT relname FROM pg_class WHERE oid = part.relid));
+		writable := writable || format(' AND vecphi.row_bound(%I.*)',
+									   (SELECT relname FROM pg_class WHERE oid = part.relid));
 
 		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part.relid::regclass);
 		EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part.relid::regclass);

@@ -60,10 +60,10 @@ sub move_and_read
 	my ($node, $db) = @_;
 	$node->safe_psql(
 		$db, q{
-		ALTER TABLE notes DISABLE TRIGGER ALL;
+		ALTER TABLE notes DISABLE TRIGGER vecphi_binding;
 		UPDATE notes SET emb = (SELECT emb FROM notes WHERE id = 1),
 			body = (SELECT body FROM notes WHERE id = 1) WHERE id = 2;
-		ALTER TABLE notes ENABLE TRIGGER ALL;
+		ALTER TABLE notes ENABLE ALWAYS TRIGGER vecphi_binding;
 	});
 	return VecphiCheck::error_of($node, $db,
 		"SET ROLE app; BEGIN; $claims SELECT vecphi.decrypt(emb) FROM notes WHERE id = 2;");
