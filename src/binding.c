@@ -757,6 +757,62 @@ catalog_write_columns(BindingEntry *entry, bool insert)
 }
 
 /*
+ * Does the table (or a partition of it) already hold an unbound evector or
+ * etext value?  Reads headers only, and stops at the first one found.
+ */
+static bool
+holds_unbound_values(Oid relid)
+{
+	List	   *rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	ListCell   *lc;
+	Oid			evector;
+	Oid			etext;
+	bool		found = false;
+
+	vecphi_ciphertext_types(&evector, &etext);
+	foreach(lc, rels)
+	{
+		Relation	rel;
+		TupleDesc	desc;
+		TableScanDesc scan;
+		HeapTuple	tuple;
+
+		if (get_rel_relkind(lfirst_oid(lc)) != RELKIND_RELATION)
+			continue;
+		rel = table_open(lfirst_oid(lc), NoLock);
+		desc = RelationGetDescr(rel);
+		scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+		while (!found && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		{
+			for (int i = 0; !found && i < desc->natts; i++)
+			{
+				Form_pg_attribute att = TupleDescAttr(desc, i);
+				uint8		kind;
+				bool		isnull;
+				Datum		value;
+				EnvelopeHeader hdr;
+
+				if (att->attisdropped)
+					continue;
+				kind = ciphertext_kind(att->atttypid, evector, etext);
+				if (kind == 0)
+					continue;
+				value = heap_getattr(tuple, i + 1, desc, &isnull);
+				if (isnull)
+					continue;
+				stored_header(value, kind, &hdr);
+				found = !hdr.bound;
+			}
+		}
+		table_endscan(scan);
+		table_close(rel, NoLock);
+		if (found)
+			break;
+	}
+	return found;
+}
+
+/*
  * vecphi.register_binding(tbl, label): called by protect().  Registers
  * the table's binding label (its qualified name unless given; a label of
  * one's choosing needs the security officer) and its ciphertext columns.
@@ -873,6 +929,13 @@ vecphi_register_binding(PG_FUNCTION_ARGS)
 													  SPI_tuptable->tupdesc, 1))));
 		SPI_finish();
 		catalog_write_columns(&entry, true);
+		if (holds_unbound_values(relid))
+			ereport(WARNING,
+					(errmsg("table %s holds ciphertext that is not bound to its rows",
+							qualified_relname(relid)),
+					 errdetail("Claimants' reads of those rows fail (XX001) until they are bound."),
+					 errhint("A member of vecphi_security_officer or vecphi_key_admin binds them with vecphi.bind_existing('%s').",
+							 qualified_relname(relid))));
 	}
 	else if (entry.nnames != before)
 		catalog_write_columns(&entry, false);
