@@ -54,6 +54,16 @@ SELECT action, outcome, detail FROM vecphi.audit_log
 WHERE action = 'denial' AND detail LIKE 'ciphertext of column%bind_notes%'
 ORDER BY seq;
 
+-- In a parallel worker too (the check is PARALLEL SAFE).
+SET ROLE regress_bind_app;
+BEGIN;
+SELECT as_tenant('bind_a');
+SET LOCAL force_parallel_mode = on;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SELECT expect_error($$SELECT vecphi.decrypt(emb) FROM bind_notes WHERE id = 2$$) AS moved_in_parallel_worker;
+COMMIT;
+RESET ROLE;
 -- DELETE ... RETURNING cannot read the moved value either.
 SET ROLE regress_bind_app;
 BEGIN;
