@@ -58,6 +58,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -155,8 +156,11 @@ entry_grow(BindingEntry *entry, int n)
 static Oid
 catalog_relid(void)
 {
-	Oid			nsp = get_namespace_oid("vecphi", true);
+	Oid			nsp;
 
+	if (!OidIsValid(get_extension_oid("vecphi", true)))
+		return InvalidOid;
+	nsp = get_namespace_oid("vecphi", true);
 	if (!OidIsValid(nsp))
 		return InvalidOid;
 	return get_relname_relid(BINDING_CATALOG, nsp);
