@@ -54,16 +54,40 @@ SELECT action, outcome, detail FROM vecphi.audit_log
 WHERE action = 'denial' AND detail LIKE 'ciphertext of column%bind_notes%'
 ORDER BY seq;
 
--- In a parallel worker too (the check is PARALLEL SAFE).
+-- In a parallel worker too (the check is PARALLEL SAFE), and the worker
+-- queues its own denial record.
+SELECT vecphi.audit_flush() >= 0 AS flushed;
+CREATE TEMP TABLE bind_denials_before AS
+SELECT count(*) AS n FROM vecphi.audit_log
+WHERE action = 'denial' AND detail LIKE 'ciphertext of column%bind_notes%';
+GRANT SELECT ON bind_denials_before TO PUBLIC;
 SET ROLE regress_bind_app;
 BEGIN;
 SELECT as_tenant('bind_a');
-SET LOCAL force_parallel_mode = on;
+SET LOCAL max_parallel_workers_per_gather = 2;
+SET LOCAL parallel_leader_participation = off;
 SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
-SELECT expect_error($$SELECT vecphi.decrypt(emb) FROM bind_notes WHERE id = 2$$) AS moved_in_parallel_worker;
-COMMIT;
+SET LOCAL min_parallel_table_scan_size = 0;
+SET LOCAL enable_indexscan = off;
+SET LOCAL enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT vecphi.decrypt(emb) FROM bind_notes WHERE id = 2;
+SELECT vecphi.decrypt(emb) FROM bind_notes WHERE id = 2;
+ROLLBACK;
 RESET ROLE;
+DO $$
+BEGIN
+	FOR i IN 1 .. 50 LOOP
+		PERFORM vecphi.audit_flush();
+		EXIT WHEN (SELECT count(*) FROM vecphi.audit_log WHERE action = 'denial'
+			AND detail LIKE 'ciphertext of column%bind_notes%') > (SELECT n FROM bind_denials_before);
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END
+$$;
+SELECT (SELECT count(*) FROM vecphi.audit_log WHERE action = 'denial'
+	AND detail LIKE 'ciphertext of column%bind_notes%') - n AS new_denial_records
+FROM bind_denials_before;
 -- DELETE ... RETURNING cannot read the moved value either.
 SET ROLE regress_bind_app;
 BEGIN;

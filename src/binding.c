@@ -48,6 +48,7 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/parallel.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -437,6 +438,30 @@ kind_name(uint8 kind)
 	return kind == ENVELOPE_KIND_VECTOR ? "evector" : "etext";
 }
 
+/*
+ * Record a denial.  A parallel worker cannot use audit_denial() (the
+ * leader records what it re-raises only for 42501 and 28000), so it
+ * queues the record itself.
+ */
+static void
+binding_denial(Oid relid, const char *message, const char *detail)
+{
+	AuditEvent	ev;
+
+	if (!IsParallelWorker())
+	{
+		audit_denial(message, detail);
+		return;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.action = AUDIT_ACTION_DENIAL;
+	ev.outcome = AUDIT_OUTCOME_DENIED;
+	ev.relid = relid;
+	ev.rows = -1;
+	ev.detail = psprintf("%s: %s", message, detail);
+	audit_emit(&ev, false);
+}
+
 /* Refuse a value found bound elsewhere or unbound: XX001, recorded. */
 static void
 refuse_read(BindingRel *br, BindingColumn *col, bool bound)
@@ -447,7 +472,7 @@ refuse_read(BindingRel *br, BindingColumn *col, bool bound)
 	{
 		message = psprintf("ciphertext of column \"%s\" of table %s is bound to another row",
 						   col->name, br->relname);
-		audit_denial(message, "a value sealed for another table, column or row was moved here");
+		binding_denial(br->relid, message, "a value sealed for another table, column or row was moved here");
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("%s", message),
@@ -456,7 +481,7 @@ refuse_read(BindingRel *br, BindingColumn *col, bool bound)
 	}
 	message = psprintf("ciphertext of column \"%s\" of table %s is not bound to its row",
 					   col->name, br->relname);
-	audit_denial(message, "an unbound value in a protected table");
+	binding_denial(br->relid, message, "an unbound value in a protected table");
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("%s", message),
