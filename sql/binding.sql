@@ -335,6 +335,22 @@ SELECT id FROM bind_legacy2 ORDER BY emb <-> '[3.1,0,0]' LIMIT 3;
 COMMIT;
 RESET ROLE;
 SELECT vecphi.index_check('bind_legacy2_emb') AS index_ok;
+-- A value moved under an ehnsw index: the index scan hands the heap row to
+-- the policy, which refuses it.
+ALTER TABLE bind_legacy2 DISABLE TRIGGER vecphi_binding;
+UPDATE bind_legacy2 SET emb = (SELECT emb FROM bind_legacy2 WHERE id = 3) WHERE id = 7;
+ALTER TABLE bind_legacy2 ENABLE ALWAYS TRIGGER vecphi_binding;
+SET ROLE regress_bind_app;
+BEGIN;
+SELECT as_tenant('bind_a');
+SET LOCAL enable_seqscan = off;
+SET LOCAL plan_cache_mode = force_generic_plan;
+PREPARE bind_near(evector) AS SELECT id FROM bind_legacy2 ORDER BY emb <-> $1 LIMIT 3;
+EXPLAIN (COSTS OFF) EXECUTE bind_near('[3.1,0,0]');
+SELECT expect_error($$EXECUTE bind_near('[3.1,0,0]')$$) AS index_scan_meets_moved;
+COMMIT;
+DEALLOCATE bind_near;
+RESET ROLE;
 
 ---------------------------------------------------------------------------
 -- 7b. A partitioned table: values are bound to the partitioned table's
