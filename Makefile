@@ -17,6 +17,7 @@ OBJS = \
 	src/etext.o \
 	src/rls.o \
 	src/binding.o \
+	src/bindingcatalog.o \
 	src/distance.o \
 	src/ehnsw.o \
 	src/ehnswbuild.o \
