@@ -17,6 +17,8 @@ OBJS = \
 	src/evector.o \
 	src/etext.o \
 	src/rls.o \
+	src/binding.o \
+	src/bindingcatalog.o \
 	src/distance.o \
 	src/ehnsw.o \
 	src/ehnswbuild.o \
@@ -34,7 +36,7 @@ DATA = sql/vecphi--$(EXTVERSION).sql
 # pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
 # server started with shared_preload_libraries = 'vecphi' and test keys, so
 # test/run_tests.sh runs them against a temporary instance; see README.md.
-REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity
+REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity binding
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
 SHLIB_LINK = -lcrypto

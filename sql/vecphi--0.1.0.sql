@@ -415,9 +415,80 @@ CREATE FUNCTION vecphi.owner_code(tbl regclass) RETURNS text[]
 	LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.owner_code(regclass) IS
 	'objects of the table whose code would run in claimants'' sessions (triggers, rules, policies, defaults, checks, domains, index expressions, unprotected inheritors, cascading foreign keys) and the functions they call';
+---------------------------------------------------------------------------
+-- Ciphertext bound to its place (issue #11, section 4; src/binding.c).
+-- Every evector and etext value of a protected table is sealed for its
+-- table (binding_label), column and row (primary key), in the
+-- authenticated header.  The label is the table's qualified name at
+-- protect() time and never changes: RENAME keeps the OID (regclass),
+-- pg_dump carries the row (regclass dumps as a name, restores to the new
+-- OID), pg_upgrade keeps relation OIDs.
+---------------------------------------------------------------------------
+
+CREATE TABLE vecphi.protected_tables (
+	relid			regclass PRIMARY KEY,
+	binding_label	text NOT NULL UNIQUE CHECK (binding_label <> ''),
+	column_names	name[] NOT NULL DEFAULT '{}',
+	column_labels	text[] NOT NULL DEFAULT '{}',
+	protected_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	CHECK (pg_catalog.cardinality(column_names) = pg_catalog.cardinality(column_labels))
+);
+COMMENT ON TABLE vecphi.protected_tables IS
+	'tables under vecphi.protect(): the label their ciphertext is bound to, and the label of each ciphertext column (its name at protect() time, kept across RENAME COLUMN)';
+SELECT pg_catalog.pg_extension_config_dump('vecphi.protected_tables', '');
+REVOKE ALL ON vecphi.protected_tables FROM PUBLIC;
+GRANT SELECT ON vecphi.protected_tables TO PUBLIC;
+
+CREATE FUNCTION vecphi.register_binding(tbl regclass, binding_label text)
+RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_register_binding'
+	LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.register_binding(regclass, text) IS
+	'called by vecphi.protect(): register the table''s binding label (its qualified name unless given; another label needs vecphi_security_officer) and ciphertext columns; table owner only';
+
+CREATE FUNCTION vecphi.bind_row() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'vecphi_bind_row'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.bind_row() IS
+	'row trigger of protected tables: bind every evector and etext value to its table, column and row (re-seal under the writer''s claims when needed)';
+
+-- COST 1000: evaluated after the tenant and category tests of a policy.
+CREATE FUNCTION vecphi.row_bound(record) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'vecphi_row_bound'
+	LANGUAGE C STABLE PARALLEL SAFE COST 1000;
+COMMENT ON FUNCTION vecphi.row_bound(record) IS
+	'policy check: every evector and etext value of the protected table''s row is bound to that row (headers only); raises XX001 with a denial record otherwise';
+
+CREATE FUNCTION vecphi.bind_existing(tbl regclass) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'vecphi_bind_existing'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.bind_existing(regclass) IS
+	'bind the unbound evector and etext values already in a protected table to the rows they are in (keyring, no claims); refuses values bound elsewhere; audited; returns the values bound';
+REVOKE ALL ON FUNCTION vecphi.bind_existing(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.bind_existing(regclass) TO vecphi_security_officer, vecphi_key_admin;
+
+-- A dropped table's binding goes with it (its label becomes free).
+CREATE FUNCTION vecphi.forget_dropped_tables() RETURNS event_trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $forget$
+BEGIN
+	DELETE FROM vecphi.protected_tables p
+	USING pg_catalog.pg_event_trigger_dropped_objects() d
+	WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+	  AND d.objsubid OPERATOR(pg_catalog.=) 0
+	  AND p.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid;
+END
+$forget$;
+COMMENT ON FUNCTION vecphi.forget_dropped_tables() IS
+	'sql_drop event trigger: remove dropped tables from vecphi.protected_tables';
+REVOKE ALL ON FUNCTION vecphi.forget_dropped_tables() FROM PUBLIC;
+CREATE EVENT TRIGGER vecphi_forget_dropped_tables ON sql_drop
+	EXECUTE FUNCTION vecphi.forget_dropped_tables();
 
 CREATE FUNCTION vecphi.protect(tbl regclass, tenant_column name,
-							   category_column name DEFAULT NULL)
+							   category_column name DEFAULT NULL,
+							   binding_label text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -425,6 +496,7 @@ AS $protect$
 DECLARE
 	visible text;
 	writable text;
+	bound_visible text;
 	part record;
 	pol record;
 	colname name;
@@ -477,6 +549,12 @@ BEGIN
 		-- etext value in the new row, whatever column, domain or array.
 		writable := visible || format(' AND vecphi.row_owned_by_claimant(%I.*)',
 									  (SELECT relname FROM pg_class WHERE oid = part.relid));
+		-- Binding (section 4): rows read or written must hold ciphertext
+		-- bound to them (row_bound last: tenant and ownership first).
+		bound_visible := visible || format(' AND vecphi.row_bound(%I.*)',
+										   (SELECT relname FROM pg_class WHERE oid = part.relid));
+		writable := writable || format(' AND vecphi.row_bound(%I.*)',
+									   (SELECT relname FROM pg_class WHERE oid = part.relid));
 
 		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part.relid::regclass);
 		EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part.relid::regclass);
@@ -504,18 +582,50 @@ BEGIN
 		EXECUTE format('CREATE POLICY vecphi_base ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)',
 					   part.relid::regclass);
 		EXECUTE format('CREATE POLICY vecphi_select ON %s AS RESTRICTIVE FOR SELECT USING (%s)',
-					   part.relid::regclass, visible);
+					   part.relid::regclass, bound_visible);
 		EXECUTE format('CREATE POLICY vecphi_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK (%s)',
 					   part.relid::regclass, writable);
 		EXECUTE format('CREATE POLICY vecphi_update ON %s AS RESTRICTIVE FOR UPDATE USING (%s) WITH CHECK (%s)',
-					   part.relid::regclass, visible, writable);
+					   part.relid::regclass, bound_visible, writable);
 		EXECUTE format('CREATE POLICY vecphi_delete ON %s AS RESTRICTIVE FOR DELETE USING (%s)',
-					   part.relid::regclass, visible);
+					   part.relid::regclass, bound_visible);
+	END LOOP;
+
+	-----------------------------------------------------------------------
+	-- Binding (issue #11 section 4, src/binding.c): register the table's
+	-- binding label and install the trigger that binds every evector and
+	-- etext value written to its table, column and row.  ENABLE ALWAYS:
+	-- it fires under session_replication_role = replica (logical
+	-- replication apply) too; values already bound to their row pass.
+	-----------------------------------------------------------------------
+	PERFORM vecphi.register_binding(tbl, binding_label);
+	IF NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = tbl AND indisprimary)
+	   AND EXISTS (SELECT 1 FROM pg_attribute a
+				   JOIN pg_type t ON t.oid = a.atttypid
+				   LEFT JOIN pg_type b ON b.oid = t.typbasetype
+				   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+					 AND (CASE WHEN t.typtype = 'd' THEN b.typname ELSE t.typname END)
+						 IN ('evector', 'etext'))
+	THEN
+		RAISE WARNING 'table % has no primary key: its ciphertext is bound to the table and column only', tbl
+			USING DETAIL = 'A value copied from one row to another of the same table and column is not detected.',
+				  HINT = 'Add a primary key and call vecphi.protect() again.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'vecphi_binding') THEN
+		EXECUTE format('DROP TRIGGER vecphi_binding ON %s', tbl);
+	END IF;
+	EXECUTE format('CREATE TRIGGER vecphi_binding BEFORE INSERT OR UPDATE ON %s '
+				   'FOR EACH ROW EXECUTE FUNCTION vecphi.bind_row()', tbl);
+	FOR part IN
+		SELECT relid FROM pg_partition_tree(tbl)
+		UNION SELECT tbl
+	LOOP
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER vecphi_binding', part.relid::regclass);
 	END LOOP;
 END
 $protect$;
-COMMENT ON FUNCTION vecphi.protect(regclass, name, name) IS
-	'enable and force row-level security tying rows to the verified claims: tenant, and categories granted to the role (all of them under break-glass)';
+COMMENT ON FUNCTION vecphi.protect(regclass, name, name, text) IS
+	'enable and force row-level security tying rows to the verified claims: tenant, and categories granted to the role (all of them under break-glass); bind every ciphertext value to its table, column and row';
 
 -- The minimum-necessary limit is for the security officer, not for
 -- application roles (the setting itself is superuser-only by default).

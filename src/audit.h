@@ -29,6 +29,7 @@
 #define AUDIT_ACTION_PURGE			"audit_purge"
 #define AUDIT_ACTION_DROPPED		"audit_dropped"
 #define AUDIT_ACTION_PERMISSION_ERROR	"permission_error"
+#define AUDIT_ACTION_BIND			"bind"
 
 /* Outcomes (the audit_log.outcome column). */
 #define AUDIT_OUTCOME_OK			"ok"

@@ -37,13 +37,14 @@ plaintext_length(uint8 kind, uint32 count)
 	return kind == ENVELOPE_KIND_VECTOR ? (Size) count * sizeof(float4) : count;
 }
 
-static void
+/* Write a header: format 2 when binding is given, format 1 otherwise. */
+static Size
 header_encode(uint8 *p, uint8 kind, uint32 tenant_id, uint32 dek_version,
-			  uint32 count)
+			  uint32 count, const uint8 *binding)
 {
 	uint32		be;
 
-	p[0] = ENVELOPE_FORMAT_V1;
+	p[0] = binding ? ENVELOPE_FORMAT_V2 : ENVELOPE_FORMAT_V1;
 	p[1] = kind;
 	p[2] = 0;
 	p[3] = 0;
@@ -53,6 +54,10 @@ header_encode(uint8 *p, uint8 kind, uint32 tenant_id, uint32 dek_version,
 	memcpy(p + 8, &be, 4);
 	be = pg_hton32(count);
 	memcpy(p + 12, &be, 4);
+	if (binding == NULL)
+		return ENVELOPE_HEADER_LEN;
+	memcpy(p + ENVELOPE_HEADER_LEN, binding, ENVELOPE_BINDING_LEN);
+	return ENVELOPE_V2_HEADER_LEN;
 }
 
 /* Raise the error for an envelope whose structure is damaged. */
@@ -66,23 +71,26 @@ envelope_damaged(uint8 kind, const char *detail)
 }
 
 /*
- * Decode and check the header of a detoasted envelope: format, kind and a
- * total size that matches the count.  Errors are XX001.
+ * Decode and check a header from the first size bytes of an envelope
+ * (the whole value, or a slice of at least the header): format, kind,
+ * reserved bytes, key and count.  Errors are XX001.
  */
 void
-envelope_read_header(const struct varlena *env, uint8 kind,
-					 EnvelopeHeader *hdr)
+envelope_parse_header(const uint8 *p, Size size, uint8 kind,
+					  EnvelopeHeader *hdr)
 {
-	const uint8 *p = (const uint8 *) VARDATA_ANY(env);
-	Size		size = VARSIZE_ANY_EXHDR(env);
 	uint32		be;
 
-	if (size < ENVELOPE_OVERHEAD)
+	if (size < ENVELOPE_HEADER_LEN)
 		envelope_damaged(kind, "The envelope is shorter than its fixed header, nonce and tag.");
 	hdr->format = p[0];
 	hdr->kind = p[1];
-	if (hdr->format != ENVELOPE_FORMAT_V1)
+	if (hdr->format != ENVELOPE_FORMAT_V1 && hdr->format != ENVELOPE_FORMAT_V2)
 		envelope_damaged(kind, psprintf("Envelope format %u is not supported.", hdr->format));
+	hdr->bound = (hdr->format == ENVELOPE_FORMAT_V2);
+	hdr->header_len = hdr->bound ? ENVELOPE_V2_HEADER_LEN : ENVELOPE_HEADER_LEN;
+	if (size < hdr->header_len)
+		envelope_damaged(kind, "The envelope is shorter than its fixed header, nonce and tag.");
 	if (hdr->kind != kind)
 		envelope_damaged(kind, "The envelope holds a value of another type.");
 	if (p[2] != 0 || p[3] != 0)
@@ -93,23 +101,51 @@ envelope_read_header(const struct varlena *env, uint8 kind,
 	hdr->dek_version = pg_ntoh32(be);
 	memcpy(&be, p + 12, 4);
 	hdr->count = pg_ntoh32(be);
+	if (hdr->bound)
+		memcpy(hdr->binding, p + ENVELOPE_HEADER_LEN, ENVELOPE_BINDING_LEN);
+	else
+		memset(hdr->binding, 0, ENVELOPE_BINDING_LEN);
 
 	if (hdr->tenant_id == 0 || hdr->dek_version == 0)
 		envelope_damaged(kind, "The header names no key.");
 	if (kind == ENVELOPE_KIND_VECTOR &&
 		(hdr->count < 1 || hdr->count > VECPHI_MAX_DIM))
 		envelope_damaged(kind, psprintf("The header claims %u dimensions.", hdr->count));
-	if (size != ENVELOPE_OVERHEAD + plaintext_length(kind, hdr->count))
+}
+
+/*
+ * Decode and check the header of a detoasted envelope, and a total size
+ * that matches the count.  Errors are XX001.
+ */
+void
+envelope_read_header(const struct varlena *env, uint8 kind,
+					 EnvelopeHeader *hdr)
+{
+	Size		size = VARSIZE_ANY_EXHDR(env);
+
+	if (size < ENVELOPE_OVERHEAD_OF(ENVELOPE_HEADER_LEN))
+		envelope_damaged(kind, "The envelope is shorter than its fixed header, nonce and tag.");
+	envelope_parse_header((const uint8 *) VARDATA_ANY(env), size, kind, hdr);
+	if (size < ENVELOPE_OVERHEAD_OF(hdr->header_len))
+		envelope_damaged(kind, "The envelope is shorter than its fixed header, nonce and tag.");
+	if (size != ENVELOPE_OVERHEAD_OF(hdr->header_len) +
+		plaintext_length(kind, hdr->count))
 		envelope_damaged(kind, "The envelope length does not match its header; it is truncated or padded.");
 }
 
-/* Encrypt plaintext under the claimant tenant's current data key. */
+/*
+ * Encrypt plaintext under a tenant's current data key, bound to a place
+ * (binding, ENVELOPE_BINDING_LEN bytes) or unbound (NULL).  The caller
+ * has checked that it may write for this tenant.
+ */
 struct varlena *
-envelope_seal(uint8 kind, uint32 count, const void *plaintext, Size len)
+envelope_seal_for(uint8 kind, uint32 count, const void *plaintext, Size len,
+				  uint32 tenant_id, const uint8 *binding)
 {
-	uint32		tenant_id;
 	DataKey    *dek;
 	struct varlena *env;
+	Size		hlen = binding ? ENVELOPE_V2_HEADER_LEN : ENVELOPE_HEADER_LEN;
+	Size		total = ENVELOPE_OVERHEAD_OF(hlen) + len;
 	uint8	   *p;
 
 	Assert(len == plaintext_length(kind, count));
@@ -120,20 +156,26 @@ envelope_seal(uint8 kind, uint32 count, const void *plaintext, Size len)
 				 errdetail("It has %zu bytes; the limit is %zu.",
 						   len, (Size) ENVELOPE_MAX_PLAINTEXT)));
 
-	tenant_id = claims_require_tenant_id();
 	dek = keys_current_dek(tenant_id);
-
-	env = (struct varlena *) palloc(VARHDRSZ + ENVELOPE_OVERHEAD + len);
-	SET_VARSIZE(env, VARHDRSZ + ENVELOPE_OVERHEAD + len);
+	env = (struct varlena *) palloc(VARHDRSZ + total);
+	SET_VARSIZE(env, VARHDRSZ + total);
 	p = (uint8 *) VARDATA(env);
-	header_encode(p, kind, tenant_id, dek->dek_version, count);
-	crypto_random_nonce(p + ENVELOPE_HEADER_LEN);
-	crypto_aead_seal(dek->aead, p + ENVELOPE_HEADER_LEN,
-					 p, ENVELOPE_HEADER_LEN,
+	header_encode(p, kind, tenant_id, dek->dek_version, count, binding);
+	crypto_random_nonce(p + hlen);
+	crypto_aead_seal(dek->aead, p + hlen,
+					 p, (int) hlen,
 					 plaintext, (int) len,
-					 p + ENVELOPE_HEADER_LEN + VECPHI_NONCE_LEN,
-					 p + ENVELOPE_HEADER_LEN + VECPHI_NONCE_LEN + len);
+					 p + hlen + VECPHI_NONCE_LEN,
+					 p + hlen + VECPHI_NONCE_LEN + len);
 	return env;
+}
+
+/* Encrypt plaintext, unbound, under the claimant tenant's current data key. */
+struct varlena *
+envelope_seal(uint8 kind, uint32 count, const void *plaintext, Size len)
+{
+	return envelope_seal_for(kind, count, plaintext, len,
+							 claims_require_tenant_id(), NULL);
 }
 
 /*
@@ -151,19 +193,24 @@ envelope_decrypt(const struct varlena *env, uint8 kind,
 	DataKey    *dek;
 	uint8	   *plaintext;
 	Size		ptlen;
+	Size		hlen = hdr->header_len;
 
 	dek = keys_get_dek(hdr->tenant_id, hdr->dek_version);
 	ptlen = plaintext_length(kind, hdr->count);
 	plaintext = palloc(ptlen + 1);
-	if (!crypto_aead_open(dek->aead, p + ENVELOPE_HEADER_LEN,
-						  p, ENVELOPE_HEADER_LEN,
-						  p + ENVELOPE_HEADER_LEN + VECPHI_NONCE_LEN, (int) ptlen,
-						  p + ENVELOPE_HEADER_LEN + VECPHI_NONCE_LEN + ptlen,
+	if (!crypto_aead_open(dek->aead, p + hlen,
+						  p, (int) hlen,
+						  p + hlen + VECPHI_NONCE_LEN, (int) ptlen,
+						  p + hlen + VECPHI_NONCE_LEN + ptlen,
 						  plaintext))
+	{
+		audit_denial(psprintf("%s value failed authentication", kind_type_name(kind)),
+					 "ciphertext or header altered, or not sealed under the named key");
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("%s value failed authentication", kind_type_name(kind)),
 				 errdetail("The ciphertext or its header was altered, or it was not encrypted under the data key its header names.")));
+	}
 	plaintext[ptlen] = '\0';
 	*len = ptlen;
 	return plaintext;
@@ -228,7 +275,8 @@ check_kind(const struct varlena *env, uint8 kind)
 {
 	const uint8 *p = (const uint8 *) VARDATA_ANY(env);
 
-	if (VARSIZE_ANY_EXHDR(env) >= 2 && p[0] == ENVELOPE_FORMAT_V1 && p[1] != kind)
+	if (VARSIZE_ANY_EXHDR(env) >= 2 &&
+		(p[0] == ENVELOPE_FORMAT_V1 || p[0] == ENVELOPE_FORMAT_V2) && p[1] != kind)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type %s", kind_type_name(kind)),

@@ -27,6 +27,7 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
+#include "binding.h"
 #include "envelope.h"
 
 /* Composite values nested deeper than this are refused, not walked. */
@@ -75,6 +76,17 @@ row_check_types(RowCheckTypes *types)
 	types->etext = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 								   CStringGetDatum("etext"),
 								   ObjectIdGetDatum(nsp));
+}
+
+/* OIDs of evector and etext, for the binding code. */
+void
+vecphi_ciphertext_types(Oid *evector, Oid *etext)
+{
+	RowCheckTypes types;
+
+	row_check_types(&types);
+	*evector = types.evector;
+	*etext = types.etext;
 }
 
 static bool row_owned(HeapTupleHeader td, const RowCheckTypes *types, int depth);

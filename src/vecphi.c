@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "audit.h"
+#include "binding.h"
 #include "claims.h"
 #include "ehnsw.h"
 #include "keys.h"
@@ -128,6 +129,7 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 	scrub_init();
+	binding_init();
 
 	/* Owner code on protected tables (issue #11, section 3). */
 	protectddl_init();
