@@ -611,15 +611,19 @@ BEGIN
 			USING DETAIL = 'A value copied from one row to another of the same table and column is not detected.',
 				  HINT = 'Add a primary key and call vecphi.protect() again.';
 	END IF;
-	IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'vecphi_binding') THEN
-		EXECUTE format('DROP TRIGGER vecphi_binding ON %s', tbl);
-	END IF;
-	EXECUTE format('CREATE TRIGGER vecphi_binding BEFORE INSERT OR UPDATE ON %s '
-				   'FOR EACH ROW EXECUTE FUNCTION vecphi.bind_row()', tbl);
+	-- The binding trigger goes on every leaf table, not on a partitioned
+	-- parent: partitions would inherit a parent's trigger, which clashes
+	-- with their own when a partition protected on its own is attached.
 	FOR part IN
-		SELECT relid FROM pg_partition_tree(tbl)
-		UNION SELECT tbl
+		SELECT t.relid FROM pg_partition_tree(tbl) t WHERE t.isleaf
+		UNION SELECT tbl WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'r'
 	LOOP
+		IF EXISTS (SELECT 1 FROM pg_trigger
+				   WHERE tgrelid = part.relid AND tgname = 'vecphi_binding') THEN
+			EXECUTE format('DROP TRIGGER vecphi_binding ON %s', part.relid::regclass);
+		END IF;
+		EXECUTE format('CREATE TRIGGER vecphi_binding BEFORE INSERT OR UPDATE ON %s '
+					   'FOR EACH ROW EXECUTE FUNCTION vecphi.bind_row()', part.relid::regclass);
 		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER vecphi_binding', part.relid::regclass);
 	END LOOP;
 END
