@@ -57,6 +57,7 @@
 #include "claims.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "privsql.h"
 
 
 #define BINDING_CATALOG		"protected_tables"
@@ -228,28 +229,15 @@ extension_owner(void)
 static void
 catalog_exec(const char *sql, int nargs, Oid *types, Datum *values)
 {
-	Oid			save_userid;
-	int			save_sec;
+	PrivSql		ps;
 	int			rc;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-		if (rc < 0)
-			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	privsql_begin(&ps, extension_owner());
+	rc = privsql_execute(&ps, sql, nargs, types, values, false, 0);
+	if (rc < 0)
+		elog(ERROR, "vecphi: could not write vecphi.protected_tables: %s",
+			 SPI_result_code_string(rc));
+	privsql_end(&ps);
 }
 
 /* Write an entry's column names and labels back. */
@@ -389,20 +377,20 @@ vecphi_register_binding(PG_FUNCTION_ARGS)
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(entry.label)};
 		int			rc;
+		PrivSql		ps;
 
 		/* The label must be free (a clear error rather than 23505). */
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		rc = SPI_execute_with_args("SELECT p.relid::pg_catalog.text FROM vecphi.protected_tables p "
-								   "WHERE p.binding_label OPERATOR(pg_catalog.=) $1",
-								   1, types, values, NULL, true, 1);
+		privsql_begin(&ps, InvalidOid);
+		rc = privsql_execute(&ps, "SELECT p.relid::pg_catalog.text FROM vecphi.protected_tables p "
+							 "WHERE p.binding_label OPERATOR(pg_catalog.=) $1",
+							 1, types, values, true, 1);
 		if (rc == SPI_OK_SELECT && SPI_processed > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNIQUE_VIOLATION),
 					 errmsg("binding label \"%s\" is in use by table %s",
 							entry.label, SPI_getvalue(SPI_tuptable->vals[0],
 													  SPI_tuptable->tupdesc, 1))));
-		SPI_finish();
+		privsql_end(&ps);
 		catalog_write_columns(&entry, true);
 		if (binding_holds_unbound_values(relid))
 			ereport(WARNING,

@@ -637,6 +637,8 @@ claims_current(void)
 		unix_now(GetCurrentStatementStartTimestamp()) >
 		current_claims->expires + CLAIMS_CLOCK_SKEW_SECS)
 	{
+		/* Recorded under the claims that expired, then dropped. */
+		audit_denial("claims token has expired", "The claims expired during the transaction.");
 		claims_clear();
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),

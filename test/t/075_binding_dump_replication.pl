@@ -50,6 +50,15 @@ sub copy_keys
 		copy(VecphiTest::key_dir($from) . "/$kek", $dst) or die "copy $kek: $!";
 		chmod 0600, $dst or die "chmod $dst: $!";
 	}
+	# The audit chain's key goes along too: a cluster whose audit_log already
+	# holds records (pg_upgrade copies them) refuses to start a new key.
+	my $from_key = VecphiTest::audit_key_dir($from) . '/audit.key';
+	if (-f $from_key)
+	{
+		my $dst = VecphiTest::audit_key_dir($to) . '/audit.key';
+		copy($from_key, $dst) or die "copy $from_key: $!";
+		chmod 0600, $dst or die "chmod $dst: $!";
+	}
 	return;
 }
 
