@@ -49,6 +49,7 @@
 #include "common/string.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/fd.h"
@@ -999,13 +1000,20 @@ audit_emit_log_hook(ErrorData * edata)
 	if (extension_seen)
 	{
 		AuditRecord rec;
+		const char *msg = edata->message ? edata->message : "";
 
 		memset(&rec, 0, sizeof(rec));
 		audit_record_fill_context(&rec);
 		rec.action = AUDIT_ACTION_PERMISSION_ERROR;
 		rec.outcome = AUDIT_OUTCOME_ERROR;
-		rec.detail = psprintf("%s [raised in %s, %s]",
-							  edata->message ? edata->message : "",
+
+		/*
+		 * Bounded (whole characters), so that a huge message cannot make this
+		 * allocation fail: an error raised here, inside error reporting,
+		 * would free the error being reported.
+		 */
+		rec.detail = psprintf("%.*s [raised in %s, %s]",
+							  pg_mbcliplen(msg, strlen(msg), 1024), msg,
 							  edata->funcname ? edata->funcname : "?",
 							  edata->filename ? edata->filename : "?");
 		(void) audit_enqueue_record_mode(&rec, AUDIT_PUSH_NOWAIT);
