@@ -628,6 +628,11 @@ static bool writer_standby_mode = false;
 static SPIPlanPtr writer_insert_plan = NULL;
 static MemoryContext writer_batch_cxt = NULL;
 
+/* The batch being written was committed: records and bytes it took. */
+static bool writer_batch_committed = false;
+static int	writer_batch_records = 0;
+static uint64 writer_batch_bytes = 0;
+
 static void
 writer_detach(int code, Datum arg)
 {
@@ -1082,6 +1087,7 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed,
 		writer_batch_cxt = AllocSetContextCreate(TopMemoryContext, "vecphi audit batch",
 												 ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(writer_batch_cxt);
+	writer_batch_committed = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -1236,12 +1242,15 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed,
 	PopActiveSnapshot();
 	fxid = GetTopFullTransactionIdIfAny();
 	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextReset(writer_batch_cxt);
 
 	/* Only now, after the commit, does the chain advance. */
 	writer_last_seq = seq;
 	memcpy(writer_last_hash, prev, AUDIT_DIGEST_LEN);
+	writer_batch_committed = true;
+	writer_batch_records = n;
+	writer_batch_bytes = pos - tail;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextReset(writer_batch_cxt);
 	if (!standby)
 	{
 		AuditHead	anchor;
@@ -1374,14 +1383,21 @@ vecphi_audit_writer_main(Datum main_arg)
 			PG_CATCH();
 			{
 				/* Careful already: the failure is not one record's. */
-				if (careful)
+				if (careful && !writer_batch_committed)
 					PG_RE_THROW();
 				MemoryContextSwitchTo(TopMemoryContext);
 				EmitErrorReport();
 				FlushErrorState();
 				AbortCurrentTransaction();
 				pgstat_report_activity(STATE_IDLE, NULL);
-				failed = true;
+				if (writer_batch_committed)
+				{
+					/* After the commit: the records are in, never again. */
+					n = writer_batch_records;
+					consumed = writer_batch_bytes;
+				}
+				else
+					failed = true;
 			}
 			PG_END_TRY();
 			careful = failed;
