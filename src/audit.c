@@ -49,6 +49,7 @@
 #include "common/string.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/fd.h"
@@ -85,8 +86,15 @@ static TimestampTz purge_cutoff = 0;
 /* Set once vecphi is known to be installed in this database. */
 static bool extension_seen = false;
 
-/* Guards against recursion when recording a denial fails. */
-static bool recording_denial = false;
+/*
+ * Guards against recursion when recording a permission error fails: the
+ * transaction (local id) whose error the log hook is recording.  Tied to
+ * the transaction rather than a flag to reset, so that even a path that
+ * leaves the hook without reaching its end (an error while recording,
+ * which aborts that transaction) cannot disable recording for the rest of
+ * the session.
+ */
+static LocalTransactionId recording_denial_lxid = InvalidLocalTransactionId;
 
 /*
  * The denial vecphi recorded itself just before raising it: its message,
@@ -965,7 +973,9 @@ audit_emit_log_hook(ErrorData * edata)
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 
-	if (edata->elevel < ERROR || recording_denial || !vecphi_audit_enabled ||
+	if (edata->elevel < ERROR || !vecphi_audit_enabled || MyProc == NULL ||
+		(recording_denial_lxid != InvalidLocalTransactionId &&
+		 recording_denial_lxid == MyProc->lxid) ||
 		am_audit_writer || IsParallelWorker() || !IsTransactionState() ||
 		!OidIsValid(MyDatabaseId))
 		return;
@@ -984,24 +994,31 @@ audit_emit_log_hook(ErrorData * edata)
 		return;
 	}
 
-	recording_denial = true;
+	recording_denial_lxid = MyProc->lxid;
 	if (!extension_seen)
 		extension_seen = OidIsValid(get_extension_oid("vecphi", true));
 	if (extension_seen)
 	{
 		AuditRecord rec;
+		const char *msg = edata->message ? edata->message : "";
 
 		memset(&rec, 0, sizeof(rec));
 		audit_record_fill_context(&rec);
 		rec.action = AUDIT_ACTION_PERMISSION_ERROR;
 		rec.outcome = AUDIT_OUTCOME_ERROR;
-		rec.detail = psprintf("%s [raised in %s, %s]",
-							  edata->message ? edata->message : "",
+
+		/*
+		 * Bounded (whole characters), so that a huge message cannot make this
+		 * allocation fail: an error raised here, inside error reporting,
+		 * would free the error being reported.
+		 */
+		rec.detail = psprintf("%.*s [raised in %s, %s]",
+							  pg_mbcliplen(msg, strlen(msg), 1024), msg,
 							  edata->funcname ? edata->funcname : "?",
 							  edata->filename ? edata->filename : "?");
 		(void) audit_enqueue_record_mode(&rec, AUDIT_PUSH_NOWAIT);
 	}
-	recording_denial = false;
+	recording_denial_lxid = InvalidLocalTransactionId;
 }
 
 
@@ -1017,37 +1034,42 @@ parse_hex_hash(const char *hex, uint8 *out)
 	return true;
 }
 
-typedef struct PurgeCheckpoint
+/*
+ * Is a chain that starts at a row whose predecessor would be through_seq,
+ * with prev_hash prev, covered by a retention purge's checkpoint record
+ * ("purged through seq=N hash=H")?  Looked up for the first row only, so
+ * that verify_audit() keeps nothing per purge.  Leaves SPI_tuptable
+ * changed: the caller keeps its own pointer to the rows it is reading.
+ */
+static bool
+purge_checkpoint_covers(int64 through_seq, const uint8 *prev)
 {
-	int64		through_seq;
-	uint8		hash[AUDIT_DIGEST_LEN];
-} PurgeCheckpoint;
-
-static List *
-load_purge_checkpoints(void)
-{
-	List	   *result = NIL;
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	bool		covered = false;
 	uint64		i;
 
-	if (SPI_execute("SELECT detail FROM vecphi.audit_log "
-					"WHERE action OPERATOR(pg_catalog.=) 'audit_purge' AND detail IS NOT NULL",
-					true, 0) != SPI_OK_SELECT)
+	args[0] = CStringGetTextDatum(psprintf("purged through seq=" INT64_FORMAT " ",
+										   through_seq));
+	if (SPI_execute_with_args("SELECT detail FROM vecphi.audit_log "
+							  "WHERE action OPERATOR(pg_catalog.=) 'audit_purge' "
+							  "AND pg_catalog.starts_with(detail, $1)",
+							  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read audit checkpoints");
-	for (i = 0; i < SPI_processed; i++)
+	for (i = 0; i < SPI_processed && !covered; i++)
 	{
 		char	   *detail = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		long long	seq;
 		char		hex[AUDIT_DIGEST_LEN * 2 + 1];
-		PurgeCheckpoint *cp = palloc(sizeof(PurgeCheckpoint));
+		uint8		hash[AUDIT_DIGEST_LEN];
 
 		if (sscanf(detail, "purged through seq=%lld hash=%64s", &seq, hex) == 2 &&
-			parse_hex_hash(hex, cp->hash))
-		{
-			cp->through_seq = seq;
-			result = lappend(result, cp);
-		}
+			seq == through_seq && parse_hex_hash(hex, hash) &&
+			memcmp(hash, prev, AUDIT_DIGEST_LEN) == 0)
+			covered = true;
 	}
-	return result;
+	SPI_freetuptable(SPI_tuptable);
+	return covered;
 }
 
 #define VERIFY_COLUMNS \
@@ -1089,8 +1111,8 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 	int64		checked = 0;
 	int64		bad_seq = 0;
 	char	   *problem = NULL;
-	List	   *checkpoints;
 	Portal		portal;
+	MemoryContext batch_cxt;
 	TupleDesc	result_desc;
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
@@ -1114,21 +1136,37 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 	audit_load_key(key, false);
 	have_head = audit_head_file_read(&head);
 	privsql_begin(&ps, InvalidOid);
-	checkpoints = load_purge_checkpoints();
+
+	/*
+	 * Streamed: rows are fetched in batches of 1000 through a cursor, and
+	 * everything made for a batch (its tuples, the columns' text) is freed
+	 * before the next, so memory does not grow with the log.
+	 */
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "vecphi verify_audit batch",
+									  ALLOCSET_DEFAULT_SIZES);
 	portal = SPI_cursor_open_with_args("vecphi_verify_audit",
 									   "SELECT " VERIFY_COLUMNS " FROM vecphi.audit_log ORDER BY seq",
 									   0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
 		uint64		i;
+		uint64		nrows;
+		SPITupleTable *batch;
+		MemoryContext old;
 
 		SPI_cursor_fetch(portal, true, 1000);
-		if (SPI_processed == 0)
-			break;
-		for (i = 0; i < SPI_processed && problem == NULL; i++)
+		batch = SPI_tuptable;
+		nrows = SPI_processed;
+		if (nrows == 0)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
+			SPI_freetuptable(batch);
+			break;
+		}
+		old = MemoryContextSwitchTo(batch_cxt);
+		for (i = 0; i < nrows && problem == NULL; i++)
+		{
+			HeapTuple	tup = batch->vals[i];
+			TupleDesc	desc = batch->tupdesc;
 			const char *vals[AUDIT_HASHED_COLUMNS];
 			bool		isnull;
 			int64		seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
@@ -1155,18 +1193,8 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 					start_ok = memcmp(VARDATA_ANY(stored_prev), prev, AUDIT_DIGEST_LEN) == 0;
 				}
 				else
-				{
-					ListCell   *lc;
-
-					foreach(lc, checkpoints)
-					{
-						PurgeCheckpoint *cp = lfirst(lc);
-
-						if (cp->through_seq == seq - 1 &&
-							memcmp(cp->hash, VARDATA_ANY(stored_prev), AUDIT_DIGEST_LEN) == 0)
-							start_ok = true;
-					}
-				}
+					start_ok = purge_checkpoint_covers(seq - 1,
+													   (const uint8 *) VARDATA_ANY(stored_prev));
 				if (!start_ok)
 					problem = "the first row is neither the start of the chain nor covered by a purge checkpoint";
 			}
@@ -1205,10 +1233,14 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 			last_seq = seq;
 			checked++;
 		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(batch);
+		MemoryContextReset(batch_cxt);
 		if (problem != NULL)
 			break;
 	}
 	SPI_cursor_close(portal);
+	MemoryContextDelete(batch_cxt);
 	if (problem == NULL && have_anchor && !anchor_seen)
 	{
 		problem = "the anchored row is missing";

@@ -28,6 +28,7 @@
 #define AUDIT_ACTION_ERASURE		"erasure"
 #define AUDIT_ACTION_PURGE			"audit_purge"
 #define AUDIT_ACTION_DROPPED		"audit_dropped"
+#define AUDIT_ACTION_QUARANTINE		"audit_quarantine"
 #define AUDIT_ACTION_PERMISSION_ERROR	"permission_error"
 #define AUDIT_ACTION_BIND			"bind"
 

@@ -48,9 +48,11 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "common/string.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -112,6 +114,7 @@ typedef struct AuditShared
 	ConditionVariable changed;	/* durable_ticket moved or writer state */
 	Size		ring_size;
 	uint64		dropped_unattributed;	/* lost without a channel to count in */
+	uint64		ticket_floor;	/* tickets below this are committed */
 	AuditChannel channels[AUDIT_CHANNELS];
 } AuditShared;
 
@@ -215,11 +218,49 @@ ring_read(AuditChannel *ch, uint64 pos, char *dst, Size len)
 		memcpy(dst + first, channel_ring(ch), len - first);
 }
 
-/* The channel of this database, claiming a free one; caller holds lock. */
+/*
+ * True when a channel holds nothing (every record committed, no count of
+ * lost records to write) and no writer serves it: it may be released.
+ */
+static bool
+channel_is_idle(AuditChannel *ch)
+{
+	if (ch->head != ch->tail || ch->dropped != 0)
+		return false;
+	if (ch->state == WRITER_STOPPED)
+		return true;
+	/* A start that never came up. */
+	return ch->state == WRITER_STARTING &&
+		TimestampDifferenceExceeds(ch->start_requested, GetCurrentTimestamp(),
+								   10000);
+}
+
+/*
+ * Release a channel; caller holds the lock exclusively and has checked it
+ * holds nothing.  Tickets go on from where it stopped (ticket_floor), so a
+ * backend that still holds a ticket of it sees that ticket committed, on
+ * whichever channel its database gets next.
+ */
+static void
+channel_release(AuditChannel *ch)
+{
+	audit_shared->ticket_floor = Max(audit_shared->ticket_floor,
+									 ch->next_ticket);
+	ch->dboid = InvalidOid;
+	ch->state = WRITER_STOPPED;
+	ch->writer_pid = 0;
+	ch->writer_latch = NULL;
+}
+
+/*
+ * The channel of this database, claiming a free one (or releasing an idle
+ * one of another database to claim it); caller holds the lock.
+ */
 static AuditChannel *
 channel_for_database(Oid dboid, bool claim)
 {
 	AuditChannel *free_ch = NULL;
+	AuditChannel *idle_ch = NULL;
 	int			i;
 
 	for (i = 0; i < AUDIT_CHANNELS; i++)
@@ -230,13 +271,24 @@ channel_for_database(Oid dboid, bool claim)
 			return ch;
 		if (ch->dboid == InvalidOid && free_ch == NULL)
 			free_ch = ch;
+		else if (ch->dboid != InvalidOid && idle_ch == NULL &&
+				 channel_is_idle(ch))
+			idle_ch = ch;
 	}
-	if (claim && free_ch != NULL)
+	if (!claim)
+		return NULL;
+	if (free_ch == NULL && idle_ch != NULL)
+	{
+		channel_release(idle_ch);
+		free_ch = idle_ch;
+	}
+	if (free_ch != NULL)
 	{
 		free_ch->dboid = dboid;
 		free_ch->state = WRITER_STOPPED;
 		free_ch->head = free_ch->tail = 0;
-		free_ch->next_ticket = free_ch->durable_ticket = 0;
+		free_ch->next_ticket = free_ch->durable_ticket =
+			audit_shared->ticket_floor;
 		free_ch->dropped = 0;
 		return free_ch;
 	}
@@ -255,6 +307,12 @@ writer_ensure_started(AuditChannel *ch, bool nothrow)
 	int			chno = (int) (ch - audit_shared->channels);
 
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	if (ch->dboid != MyDatabaseId)
+	{
+		/* Released meanwhile: everything it held was committed. */
+		LWLockRelease(audit_shared->lock);
+		return true;
+	}
 	if (ch->state != WRITER_STOPPED)
 	{
 		/* A start that never came up (e.g. the worker failed) is retried. */
@@ -279,7 +337,7 @@ writer_ensure_started(AuditChannel *ch, bool nothrow)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "vecphi audit writer");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "vecphi audit writer");
 	worker.bgw_main_arg = Int32GetDatum(chno);
-	memcpy(worker.bgw_extra, &ch->dboid, sizeof(Oid));
+	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
 	worker.bgw_notify_pid = 0;
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
@@ -350,14 +408,26 @@ auditqueue_wait_for_space(Size need, TimestampTz deadline, bool raise,
 		*chp = ch;
 		if (ch == NULL)
 		{
+			/*
+			 * Every channel serves another database that has records in
+			 * flight; one is released when its writer has committed them and
+			 * gone idle.  Wait for that as for space.
+			 */
 			LWLockRelease(audit_shared->lock);
-			if (!raise)
-				return false;
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("too many databases are writing vecphi audit records"),
-					 errdetail("At most %d databases of one server can hold audited data.",
-							   AUDIT_CHANNELS)));
+			if (GetCurrentTimestamp() >= deadline)
+			{
+				ConditionVariableCancelSleep();
+				if (!raise)
+					return false;
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("too many databases are writing vecphi audit records"),
+						 errdetail("All %d audit channels of this server were busy with other databases for vecphi.audit_timeout; the statement is refused rather than left unaudited.",
+								   AUDIT_CHANNELS),
+						 errhint("A channel is released a few seconds after its database's audit writer has nothing left to write.")));
+			}
+			ConditionVariableTimedSleep(&audit_shared->changed, 100, PG_WAIT_EXTENSION);
+			continue;
 		}
 		if (audit_shared->ring_size - (ch->head - ch->tail) >= need)
 			return true;
@@ -496,9 +566,8 @@ auditqueue_wait(uint64 ticket)
 		durable = ch ? ch->durable_ticket : 0;
 		state = ch ? ch->state : WRITER_STOPPED;
 		LWLockRelease(audit_shared->lock);
-		if (ch == NULL)
-			elog(ERROR, "vecphi audit channel of this database vanished");
-		if (durable > ticket)
+		/* Released: only once everything it held was committed. */
+		if (ch == NULL || durable > ticket)
 			break;
 		/* A writer that died with our record pending is replaced. */
 		if (state == WRITER_STOPPED || state == WRITER_STARTING)
@@ -557,6 +626,12 @@ static uint8 writer_last_hash[AUDIT_DIGEST_LEN];
 static bool writer_chain_loaded = false;
 static bool writer_standby_mode = false;
 static SPIPlanPtr writer_insert_plan = NULL;
+static MemoryContext writer_batch_cxt = NULL;
+
+/* The batch being written was committed: records and bytes it took. */
+static bool writer_batch_committed = false;
+static int	writer_batch_records = 0;
+static uint64 writer_batch_bytes = 0;
 
 static void
 writer_detach(int code, Datum arg)
@@ -564,9 +639,15 @@ writer_detach(int code, Datum arg)
 	if (writer_channel == NULL)
 		return;
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-	writer_channel->state = WRITER_STOPPED;
-	writer_channel->writer_pid = 0;
-	writer_channel->writer_latch = NULL;
+	if (writer_channel->writer_pid == MyProcPid)
+	{
+		writer_channel->state = WRITER_STOPPED;
+		writer_channel->writer_pid = 0;
+		writer_channel->writer_latch = NULL;
+		/* Nothing left in it: free it for other databases. */
+		if (channel_is_idle(writer_channel))
+			channel_release(writer_channel);
+	}
 	LWLockRelease(audit_shared->lock);
 	ConditionVariableBroadcast(&audit_shared->changed);
 	crypto_wipe(writer_key, sizeof(writer_key));
@@ -859,6 +940,130 @@ writer_dropped_record(AuditRecord *rec, uint64 dropped)
 }
 
 /*
+ * The quarantine file of this database's records that the writer could not
+ * write: vecphi_audit/quarantine-<database oid>.log in the data directory.
+ */
+static char *
+writer_quarantine_file_path(void)
+{
+	return psprintf("%s/%s/quarantine-%u.log", DataDir, AUDIT_DIR, MyDatabaseId);
+}
+
+/*
+ * Append one line to the quarantine file and fsync it: the time, the
+ * SHA-256 of the queued record, the error's SQLSTATE and the record as it
+ * was queued (hex of audit_record_serialize()'s bytes).  Mode 0600.
+ */
+static void
+writer_quarantine_append(const char *payload, uint32 len, const char *digest_hex,
+						 int sqlerrcode)
+{
+	char	   *dir = psprintf("%s/%s", DataDir, AUDIT_DIR);
+	char	   *path = writer_quarantine_file_path();
+	StringInfoData line;
+	char	   *hex = palloc((Size) len * 2 + 1);
+	int			fd;
+
+	hex[hex_encode(payload, len, hex)] = '\0';
+	initStringInfo(&line);
+	appendStringInfo(&line, "%s\t%s\t%s\t%s\n",
+					 timestamptz_to_str(GetCurrentTimestamp()), digest_hex,
+					 unpack_sql_state(sqlerrcode), hex);
+	if (mkdir(dir, S_IRWXU) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", dir)));
+	fd = OpenTransientFilePerm(path, O_WRONLY | O_APPEND | O_CREAT | PG_BINARY,
+							   S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open audit quarantine file \"%s\": %m", path)));
+	if (write(fd, line.data, line.len) != line.len || pg_fsync(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write audit quarantine file \"%s\": %m", path)));
+	CloseTransientFile(fd);
+}
+
+/*
+ * The record in the chain that stands for a quarantined one: what failed
+ * (SQLSTATE and message, at most 200 bytes of it), where the record went
+ * and its SHA-256, which binds the quarantine file's line to the chain.
+ */
+static void
+writer_quarantine_record(AuditRecord *rec, const char *digest_hex,
+						 int sqlerrcode, const char *message)
+{
+	char	   *user = GetUserNameFromId(GetUserId(), true);
+	char		msg[201];
+
+	strlcpy(msg, message ? message : "", sizeof(msg));
+	/* Do not cut a multibyte character in two. */
+	msg[pg_mbcliplen(msg, strlen(msg), sizeof(msg) - 1)] = '\0';
+	memset(rec, 0, sizeof(*rec));
+	rec->at = GetCurrentTimestamp();
+	rec->backend_pid = MyProcPid;
+	rec->db_user = user ? user : "?";
+	rec->action = AUDIT_ACTION_QUARANTINE;
+	rec->outcome = AUDIT_OUTCOME_ERROR;
+	rec->has_rows = true;
+	rec->rows = 1;
+	rec->detail = psprintf("an audit record the writer could not write was quarantined in %s/quarantine-%u.log (record sha256 %s): %s: %s",
+						   AUDIT_DIR, MyDatabaseId, digest_hex,
+						   unpack_sql_state(sqlerrcode), msg);
+}
+
+/*
+ * Write one queued record in a subtransaction of its own; on failure the
+ * subtransaction is rolled back and the error returned (copied into the
+ * batch context), the chain unchanged.
+ */
+static ErrorData *
+writer_try_record(const char *payload, uint32 len, int64 seq, uint8 *prev,
+				  bool standby, StringInfo lines)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int			lines_len = lines->len;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		AuditRecord rec;
+		const char *vals[AUDIT_HASHED_COLUMNS];
+		uint8		hash[AUDIT_DIGEST_LEN];
+
+		audit_record_deserialize(payload, len, &rec);
+		writer_column_values(&rec, seq, vals);
+		audit_chain_hash(writer_key, prev, vals, hash);
+		if (standby)
+			writer_standby_line(lines, vals, prev, hash);
+		else
+			writer_insert_row(seq, vals, &rec, prev, hash);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		memcpy(prev, hash, AUDIT_DIGEST_LEN);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		lines->len = lines_len;
+		lines->data[lines_len] = '\0';
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/*
  * Write the records in [tail, head) of the ring, after an audit_dropped
  * record when dropped > 0: one transaction (or one file append on a
  * standby).  Returns the number of ring records written and sets
@@ -866,9 +1071,9 @@ writer_dropped_record(AuditRecord *rec, uint64 dropped)
  * rewritten after the commit.
  */
 static int
-writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed)
+writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed,
+				   bool careful)
 {
-	MemoryContext batch_cxt;
 	MemoryContext old;
 	uint64		pos = tail;
 	int			n = 0;
@@ -878,8 +1083,11 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed)
 	uint8		prev[AUDIT_DIGEST_LEN];
 	FullTransactionId fxid;
 
-	batch_cxt = AllocSetContextCreate(TopMemoryContext, "vecphi audit batch",
-									  ALLOCSET_DEFAULT_SIZES);
+	if (writer_batch_cxt == NULL)
+		writer_batch_cxt = AllocSetContextCreate(TopMemoryContext, "vecphi audit batch",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(writer_batch_cxt);
+	writer_batch_committed = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -887,6 +1095,36 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed)
 	pgstat_report_activity(STATE_RUNNING, "writing audit records");
 
 	standby = RecoveryInProgress();
+	if (!standby && !OidIsValid(get_extension_oid("vecphi", true)))
+	{
+		/*
+		 * DROP EXTENSION took the audit log with it: nothing can be written.
+		 * Say so in the server log, free the channel.
+		 */
+		while (pos < head)
+		{
+			uint32		len;
+
+			ring_read(writer_channel, pos, (char *) &len, sizeof(uint32));
+			pos += sizeof(uint32) + len;
+			n++;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ereport(WARNING,
+				(errmsg("discarded %d queued audit records (and " UINT64_FORMAT " lost ones) of database %u: vecphi is not installed there any more",
+						n, dropped, MyDatabaseId)));
+		writer_chain_loaded = false;
+		if (writer_insert_plan != NULL)
+		{
+			SPI_freeplan(writer_insert_plan);
+			writer_insert_plan = NULL;
+		}
+		*consumed = head - tail;
+		return n;
+	}
 	if (!writer_chain_loaded || standby != writer_standby_mode)
 	{
 		if (standby)
@@ -913,7 +1151,7 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed)
 		SPI_keepplan(writer_insert_plan);
 	}
 
-	old = MemoryContextSwitchTo(batch_cxt);
+	old = MemoryContextSwitchTo(writer_batch_cxt);
 	initStringInfo(&lines);
 	seq = writer_last_seq;
 	memcpy(prev, writer_last_hash, AUDIT_DIGEST_LEN);
@@ -944,16 +1182,55 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed)
 		ring_read(writer_channel, pos, (char *) &len, sizeof(uint32));
 		payload = palloc(len);
 		ring_read(writer_channel, pos + sizeof(uint32), payload, len);
-		audit_record_deserialize(payload, len, &rec);
+		if (careful)
+		{
+			ErrorData  *edata;
 
-		writer_column_values(&rec, seq + 1, vals);
-		audit_chain_hash(writer_key, prev, vals, hash);
-		if (standby)
-			writer_standby_line(&lines, vals, prev, hash);
+			/*
+			 * A batch failed: each record in a subtransaction of its own, and
+			 * one that cannot be written is quarantined (a file line and a
+			 * record in the chain that stands for it), so that one bad record
+			 * does not stop the audit.  If even the quarantine record cannot
+			 * be written the failure is not the record's: the error ends the
+			 * writer, the records stay queued.
+			 */
+			edata = writer_try_record(payload, len, seq + 1, prev, standby, &lines);
+			if (edata != NULL)
+			{
+				uint8		digest[AUDIT_DIGEST_LEN];
+				char		digest_hex[AUDIT_DIGEST_LEN * 2 + 1];
+
+				crypto_sha256((const uint8 *) payload, len, digest);
+				digest_hex[hex_encode((const char *) digest, AUDIT_DIGEST_LEN, digest_hex)] = '\0';
+				writer_quarantine_record(&rec, digest_hex, edata->sqlerrcode,
+										 edata->message);
+				writer_column_values(&rec, seq + 1, vals);
+				audit_chain_hash(writer_key, prev, vals, hash);
+				if (standby)
+					writer_standby_line(&lines, vals, prev, hash);
+				else
+					writer_insert_row(seq + 1, vals, &rec, prev, hash);
+				writer_quarantine_append(payload, len, digest_hex, edata->sqlerrcode);
+				ereport(WARNING,
+						(errcode(edata->sqlerrcode),
+						 errmsg("vecphi audit writer quarantined an audit record it could not write: %s",
+								rec.detail)));
+				memcpy(prev, hash, AUDIT_DIGEST_LEN);
+				FreeErrorData(edata);
+			}
+		}
 		else
-			writer_insert_row(seq + 1, vals, &rec, prev, hash);
+		{
+			audit_record_deserialize(payload, len, &rec);
+			writer_column_values(&rec, seq + 1, vals);
+			audit_chain_hash(writer_key, prev, vals, hash);
+			if (standby)
+				writer_standby_line(&lines, vals, prev, hash);
+			else
+				writer_insert_row(seq + 1, vals, &rec, prev, hash);
+			memcpy(prev, hash, AUDIT_DIGEST_LEN);
+		}
 		seq++;
-		memcpy(prev, hash, AUDIT_DIGEST_LEN);
 		pos += sizeof(uint32) + len;
 		n++;
 	}
@@ -965,12 +1242,15 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed)
 	PopActiveSnapshot();
 	fxid = GetTopFullTransactionIdIfAny();
 	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextDelete(batch_cxt);
 
 	/* Only now, after the commit, does the chain advance. */
 	writer_last_seq = seq;
 	memcpy(writer_last_hash, prev, AUDIT_DIGEST_LEN);
+	writer_batch_committed = true;
+	writer_batch_records = n;
+	writer_batch_bytes = pos - tail;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextReset(writer_batch_cxt);
 	if (!standby)
 	{
 		AuditHead	anchor;
@@ -1003,6 +1283,7 @@ vecphi_audit_writer_main(Datum main_arg)
 	int			chno = DatumGetInt32(main_arg);
 	Oid			dboid;
 	TimestampTz idle_since;
+	bool		careful = false;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1073,11 +1354,14 @@ vecphi_audit_writer_main(Datum main_arg)
 			TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(),
 									   WRITER_IDLE_EXIT_MS))
 		{
-			/* Idle: leave, under the lock, so no record is stranded. */
-			writer_channel->state = WRITER_STOPPED;
-			writer_channel->writer_pid = 0;
-			writer_channel->writer_latch = NULL;
+			/*
+			 * Idle: leave, under the lock, so no record is stranded, and
+			 * release the channel for other databases (a dropped database or
+			 * extension never holds one for long).
+			 */
+			channel_release(writer_channel);
 			LWLockRelease(audit_shared->lock);
+			ConditionVariableBroadcast(&audit_shared->changed);
 			writer_channel = NULL;
 			proc_exit(0);
 		}
@@ -1085,10 +1369,40 @@ vecphi_audit_writer_main(Datum main_arg)
 
 		if (head != tail || dropped > 0)
 		{
-			uint64		consumed;
-			int			n;
+			volatile uint64 consumed = 0;
+			volatile int n = 0;
+			volatile bool failed = false;
 
-			n = writer_write_batch(tail, head, dropped, &consumed);
+			PG_TRY();
+			{
+				uint64		used;
+
+				n = writer_write_batch(tail, head, dropped, &used, careful);
+				consumed = used;
+			}
+			PG_CATCH();
+			{
+				/* Careful already: the failure is not one record's. */
+				if (careful && !writer_batch_committed)
+					PG_RE_THROW();
+				MemoryContextSwitchTo(TopMemoryContext);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				pgstat_report_activity(STATE_IDLE, NULL);
+				if (writer_batch_committed)
+				{
+					/* After the commit: the records are in, never again. */
+					n = writer_batch_records;
+					consumed = writer_batch_bytes;
+				}
+				else
+					failed = true;
+			}
+			PG_END_TRY();
+			careful = failed;
+			if (failed)
+				continue;
 			LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 			writer_channel->tail += consumed;
 			writer_channel->durable_ticket += n;
