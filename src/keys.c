@@ -166,7 +166,7 @@ typedef enum PendingKeyKind
 	PENDING_CREATED,			/* file: destroy at abort */
 	PENDING_SUPERSEDED,			/* file: destroy after commit */
 	PENDING_DESTROY_COMMAND		/* provider KEK: destroy before commit */
-} PendingKeyKind;
+}			PendingKeyKind;
 
 typedef struct PendingKeyFile
 {
@@ -283,8 +283,8 @@ tenant_cache_load(void)
 
 	/*
 	 * A miss reloads the tenants while the cache may still hold them: free
-	 * the old tables (each has its own memory context) rather than leave
-	 * them in KeyCacheContext until the next flush.
+	 * the old tables (each has its own memory context) rather than leave them
+	 * in KeyCacheContext until the next flush.
 	 */
 	if (tenants_by_id != NULL)
 		hash_destroy(tenants_by_id);
@@ -1620,9 +1620,9 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 	privsql_end(&keys_sql);
 
 	/*
-	 * Every data key of the tenant is now wrapped under new_version (the
-	 * loop checked each was under old_version): the older files go when
-	 * this transaction commits, never before, and never if it aborts.
+	 * Every data key of the tenant is now wrapped under new_version (the loop
+	 * checked each was under old_version): the older files go when this
+	 * transaction commits, never before, and never if it aborts.
 	 */
 	if (embedded)
 	{
