@@ -127,9 +127,10 @@ RESET ROLE;
 ---------------------------------------------------------------------------
 CREATE FUNCTION erase_kek_files(t text) RETURNS text[]
 LANGUAGE sql AS $$
-	SELECT coalesce(array_agg(f ORDER BY f), '{}')
-	FROM pg_ls_dir(current_setting('vecphi.key_directory')) AS f
-	WHERE f LIKE '%.kek' AND left(f, length(t) + 1) = t || '.'
+	SELECT coalesce(array_agg(substr(f, 18) ORDER BY f), '{}')
+	FROM pg_ls_dir(current_setting('vecphi.key_directory')) AS f,
+		vecphi.keyring_identity AS k
+	WHERE f LIKE '%.kek' AND left(f, 18 + length(t)) = k.keyring_id || '.' || t || '.'
 $$;
 SELECT erase_kek_files('erase_a') AS before_shred;
 

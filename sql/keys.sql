@@ -5,12 +5,14 @@
 
 \pset null '<null>'
 
--- KEK files of a tenant in the key directory, by name.
+-- KEK files of a tenant in the key directory, by name, without the
+-- keyring id that starts every name ("<keyring id>.<tenant>.<version>.kek").
 CREATE FUNCTION kek_files(t text) RETURNS text[]
 LANGUAGE sql AS $$
-	SELECT coalesce(array_agg(f ORDER BY f), '{}')
-	FROM pg_ls_dir(current_setting('vecphi.key_directory')) AS f
-	WHERE f LIKE '%.kek' AND left(f, length(t) + 1) = t || '.'
+	SELECT coalesce(array_agg(substr(f, 18) ORDER BY f), '{}')
+	FROM pg_ls_dir(current_setting('vecphi.key_directory')) AS f,
+		vecphi.keyring_identity AS k
+	WHERE f LIKE '%.kek' AND left(f, 18 + length(t)) = k.keyring_id || '.' || t || '.'
 $$;
 
 -- Decrypt a value as its tenant, in a subtransaction, for a one-line
@@ -183,10 +185,11 @@ SELECT id, vecphi.decrypt(v), vecphi.key_id(v) FROM key_samples ORDER BY id;
 COMMIT;
 
 -- No temporary key files are left behind (the directory also holds the
--- audit chain's key and head files, see audit.md).
+-- keyrings' owner files and the audit chain's key and head files, see
+-- keys.md and audit.md).
 SELECT count(*) AS tmp_files
 FROM pg_ls_dir(current_setting('vecphi.key_directory')) AS f
-WHERE f NOT LIKE '%.kek' AND f <> 'audit.key' AND f !~ '^audit-head\.[0-9]+\.[0-9]+$';
+WHERE f NOT LIKE '%.kek' AND f !~ '^[0-9a-f]{16}\.owner$' AND f <> 'audit.key' AND f !~ '^audit-head\.[0-9]+\.[0-9]+$';
 
 ---------------------------------------------------------------------------
 -- Key files and subtransactions.  A rotation that is undone must leave the
@@ -340,7 +343,8 @@ BEGIN; SELECT * FROM mix_state(); COMMIT;
 DO $$
 BEGIN
 	EXECUTE format('COPY (SELECT %L) TO %L', repeat('0', 64),
-		current_setting('vecphi.key_directory') || '/hosp_mix.5.kek');
+		current_setting('vecphi.key_directory') || '/'
+		|| (SELECT keyring_id FROM vecphi.keyring_identity) || '.hosp_mix.5.kek');
 END
 $$;
 SELECT kek_files('hosp_mix') AS with_leftover;

@@ -136,10 +136,10 @@ FROM vecphi.keyring ORDER BY tenant_id, dek_version;
 -- The embedded provider wrote one KEK file per tenant: 64 hex digits and a
 -- newline.  (The directory also holds the audit key and head files, made
 -- by the audit writer at its own pace: see audit.md.)
-SELECT f AS kek_file,
+SELECT substr(f, 18) AS kek_file,
 	pg_read_file(current_setting('vecphi.key_directory') || '/' || f) ~ '^[0-9a-f]{64}\n$' AS is_64_hex
 FROM pg_ls_dir(current_setting('vecphi.key_directory')) AS f
-WHERE f LIKE '%.kek' ORDER BY f;
+WHERE f LIKE (SELECT keyring_id FROM vecphi.keyring_identity) || '.%.kek' ORDER BY f;
 
 -- The helpers work: claims for hosp_a, an encrypted value, an error report.
 BEGIN;

@@ -64,6 +64,49 @@ REVOKE ALL ON vecphi.tenants, vecphi.keyring FROM PUBLIC;
 GRANT SELECT ON vecphi.tenants TO vecphi_key_admin;
 GRANT SELECT (tenant_id, dek_version, kek_version, created_at) ON vecphi.keyring TO vecphi_key_admin;
 
+-- The keyring's identity: a random id made by the first key administration
+-- (vecphi.create_tenant or vecphi.keyring_id), naming the KEK files
+-- ("<keyring id>.<tenant>.<version>.kek") and passed to key provider
+-- commands as %k.  Dumped, so a restore carries it (docs/keys.md, "Moving
+-- a keyring").  Empty at CREATE EXTENSION, so the dumped row restores
+-- without a clash.
+CREATE TABLE vecphi.keyring_identity (
+	singleton	boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	keyring_id	text NOT NULL CHECK (keyring_id ~ '^[0-9a-f]{16}$'),
+	forked_from	text,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE vecphi.keyring_identity IS
+	'the id of this database''s keyring: it names the KEK files of the embedded provider and is %k in key provider commands';
+SELECT pg_catalog.pg_extension_config_dump('vecphi.keyring_identity', '');
+REVOKE ALL ON vecphi.keyring_identity FROM PUBLIC;
+GRANT SELECT ON vecphi.keyring_identity TO vecphi_key_admin;
+
+CREATE FUNCTION vecphi.keyring_id() RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_keyring_id'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.keyring_id() IS
+	'the id of this database''s keyring, made now if there is none yet (to name key files brought to vecphi.create_tenant)';
+
+CREATE FUNCTION vecphi.fork_keyring() RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_fork_keyring'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.fork_keyring() IS
+	'give this database a keyring of its own: a new id and a copy of every live tenant''s current KEK file (embedded provider); for a restored copy that must rotate and shred independently; returns the new id';
+
+CREATE FUNCTION vecphi.adopt_keyring() RETURNS text
+	AS 'MODULE_PATHNAME', 'vecphi_adopt_keyring'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.adopt_keyring() IS
+	'superuser only: make this database the owner of its keyring''s key files (after moving the keyring to another database or cluster); the previous owner can no longer use them; returns the id';
+
+REVOKE ALL ON FUNCTION vecphi.keyring_id(), vecphi.fork_keyring(),
+	vecphi.adopt_keyring() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.keyring_id(), vecphi.fork_keyring() TO vecphi_key_admin;
+
 CREATE FUNCTION vecphi.create_tenant(tenant text) RETURNS integer
 	AS 'MODULE_PATHNAME', 'vecphi_create_tenant'
 	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE

@@ -5,19 +5,35 @@
  *	  key provider, and their data keys (DEKs), stored only wrapped in
  *	  vecphi.keyring and cached unwrapped in backend memory.
  *
+ * Keyrings.  Each database's keyring has a random id (16 hex digits) in
+ * vecphi.keyring_identity, made by the first vecphi.create_tenant() and
+ * carried by pg_dump.  Key identity is (keyring id, tenant, KEK version),
+ * so the same tenant name in two databases never shares a KEK.
+ *
  * Key providers.  A KEK never enters the database.  The embedded provider
- * keeps one file per tenant in vecphi.key_directory, named
- * "<tenant>.<kek_version>.kek", holding 64 hex digits, mode 0600, owned by
- * the server's user, in a directory outside the data directory (so a base
- * backup never carries keys).  The alternative provider runs
- * vecphi.kek_command with %t replaced by the tenant and %v by the KEK
- * version; it prints the KEK as 64 hex digits.
+ * keeps one file per tenant and KEK version in vecphi.key_directory, named
+ * "<keyring id>.<tenant>.<kek_version>.kek", holding 64 hex digits, mode
+ * 0600, owned by the server's user, in a directory outside the data
+ * directory (so a base backup never carries keys).  "<keyring id>.owner"
+ * names the cluster (system identifier) and database that own the files:
+ * only that database may create, rotate or shred with them, and another
+ * database of the same cluster may not even read them (a dump restored
+ * there carries the id, but the files are not its own: if it could read
+ * them, the owner's next rotation would destroy a version it needs).
+ * vecphi.fork_keyring() gives such a database its own copy under a new id,
+ * and vecphi.adopt_keyring() moves ownership (docs/keys.md).  The
+ * alternative provider runs vecphi.kek_command with %k replaced by the
+ * keyring id, %t by the tenant and %v by the KEK version; it prints the
+ * KEK as 64 hex digits.
  *
  * Key files and transactions.  Files cannot roll back, so create and
  * rotate write the new KEK file before they commit, remove it again if the
  * transaction aborts, and destroy the superseded KEK only after the commit
  * that stops using it.  A crash between commit and destruction leaves the
- * old file behind; the next rotation of that tenant destroys it.
+ * old file behind; the next rotation of that tenant destroys it, at its
+ * commit, once every data key is wrapped under the new version.  Every
+ * pending action belongs to the (sub)transaction that asked for it and
+ * goes with it if it aborts.
  *
  * Caches.  The tenants table is read whole into a small cache; unwrapped
  * DEKs are cached as scheduled AES keys for the life of the backend (a DEK
@@ -31,7 +47,9 @@
  * the id is never reused and errors can name the tenant) and destroys its
  * KEK at the provider: the embedded provider overwrites and unlinks every
  * KEK file of the tenant when the transaction commits; a vecphi.kek_command
- * deployment runs vecphi.kek_destroy_command before it.  The relcache
+ * deployment runs vecphi.kek_destroy_command in the pre-commit phase (so
+ * its failure still aborts the shred, and a rollback never reaches it).
+ * The relcache
  * invalidation reaches every backend, and every DEK lookup, cached or not,
  * first takes in pending invalidations (a cheap check of a shared flag),
  * so no backend keeps decrypting with a cached DEK once the shred has
@@ -57,6 +75,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -90,6 +109,9 @@
 #define Anum_keyring_kek_version	3
 #define Anum_keyring_wrapped_dek	4
 #define Anum_shredded_tenant_id		1
+#define Anum_keyring_identity_id	2
+
+#define KEYRING_ID_LEN 16		/* hex digits */
 
 #define KEK_HEX_LEN (VECPHI_KEY_LEN * 2)
 
@@ -128,21 +150,37 @@ static bool key_caches_stale = false;
 static Oid	tenants_relid_seen = InvalidOid;
 static Oid	keyring_relid_seen = InvalidOid;
 static Oid	shredded_relid_seen = InvalidOid;
+static Oid	identity_relid_seen = InvalidOid;
+static char cached_keyring_id[KEYRING_ID_LEN + 1];	/* "" when none */
 
 /*
- * Key files the current transaction touched.  A file it created is
- * destroyed if the (sub)transaction that created it aborts; a file it
- * superseded is destroyed when the top-level transaction commits, and
- * forgotten if the (sub)transaction that superseded it aborts.
+ * Key actions the current transaction left for its end.  A file it created
+ * is destroyed if the (sub)transaction that created it aborts; a file it
+ * superseded is destroyed when the top-level transaction commits; a KEK at
+ * a vecphi.kek_command provider is destroyed by vecphi.kek_destroy_command
+ * just before the commit.  An action is forgotten if the (sub)transaction
+ * that asked for it aborts.
  */
+typedef enum PendingKeyKind
+{
+	PENDING_CREATED,			/* file: destroy at abort */
+	PENDING_SUPERSEDED,			/* file: destroy after commit */
+	PENDING_DESTROY_COMMAND		/* provider KEK: destroy before commit */
+}			PendingKeyKind;
+
 typedef struct PendingKeyFile
 {
-	char	   *path;
+	PendingKeyKind kind;
+	char	   *path;			/* files: the path; commands: the tenant */
+	char		keyring_id[KEYRING_ID_LEN + 1]; /* commands */
+	uint32		kek_version;	/* commands */
 	SubTransactionId subid;		/* (sub)transaction responsible for it */
-	bool		superseded;		/* true: destroy at commit; false: at abort */
 } PendingKeyFile;
 
 static List *pending_key_files = NIL;
+
+static void kek_write_file(const char *path, const uint8 *kek);
+static void keyring_owner_write(const char *keyring_id);
 
 
 /* ---------- caches ---------- */
@@ -163,6 +201,7 @@ key_caches_flush(void)
 	data_keys = NULL;
 	tenants_by_id = NULL;
 	tenants_by_name = NULL;
+	cached_keyring_id[0] = '\0';
 	if (KeyCacheContext != NULL)
 		MemoryContextReset(KeyCacheContext);
 	key_caches_stale = false;
@@ -173,7 +212,8 @@ static void
 keys_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == tenants_relid_seen ||
-		relid == keyring_relid_seen || relid == shredded_relid_seen)
+		relid == keyring_relid_seen || relid == shredded_relid_seen ||
+		relid == identity_relid_seen)
 		key_caches_stale = true;
 }
 
@@ -241,6 +281,18 @@ tenant_cache_load(void)
 	key_caches_prepare();
 	tenants_relid_seen = relid;
 
+	/*
+	 * A miss reloads the tenants while the cache may still hold them: free
+	 * the old tables (each has its own memory context) rather than leave them
+	 * in KeyCacheContext until the next flush.
+	 */
+	if (tenants_by_id != NULL)
+		hash_destroy(tenants_by_id);
+	if (tenants_by_name != NULL)
+		hash_destroy(tenants_by_name);
+	tenants_by_id = NULL;
+	tenants_by_name = NULL;
+
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint32);
 	ctl.entrysize = sizeof(TenantEntry);
@@ -299,6 +351,27 @@ tenant_cache_load(void)
 		entry = hash_search(tenants_by_id, &id, HASH_FIND, NULL);
 		if (entry != NULL)
 			entry->shredded = true;
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+
+	/* The keyring id (none before the first tenant). */
+	relid = keyring_table_oid("keyring_identity");
+	identity_relid_seen = relid;
+	cached_keyring_id[0] = '\0';
+	rel = table_open(relid, AccessShareLock);
+	snapshot = keyring_snapshot(relid);
+	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
+	if (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_keyring_identity_id,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			strlcpy(cached_keyring_id, TextDatumGetCString(d),
+					sizeof(cached_keyring_id));
 	}
 	systable_endscan(scan);
 	UnregisterSnapshot(snapshot);
@@ -451,10 +524,40 @@ key_directory_check(void)
 	}
 }
 
+/* Path of a KEK file of the embedded provider. */
 static char *
-kek_file_path(const char *tenant, uint32 kek_version)
+kek_file_path(const char *keyring_id, const char *tenant, uint32 kek_version)
 {
-	return psprintf("%s/%s.%u.kek", vecphi_key_directory, tenant, kek_version);
+	return psprintf("%s/%s.%s.%u.kek", vecphi_key_directory, keyring_id,
+					tenant, kek_version);
+}
+
+/* Path of the file naming the owner of a keyring's key files. */
+static char *
+keyring_owner_path(const char *keyring_id)
+{
+	return psprintf("%s/%s.owner", vecphi_key_directory, keyring_id);
+}
+
+/* Is s a keyring id: exactly KEYRING_ID_LEN lower-case hex digits? */
+static bool
+keyring_id_is_valid(const char *s)
+{
+	return strlen(s) == KEYRING_ID_LEN &&
+		strspn(s, "0123456789abcdef") == KEYRING_ID_LEN;
+}
+
+/* The keyring id the tenant cache holds; an error if there is none. */
+static const char *
+cached_keyring_id_or_error(void)
+{
+	if (!keyring_id_is_valid(cached_keyring_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this database's vecphi keyring has no id"),
+				 errdetail("vecphi.keyring_identity is empty or malformed; key files are named by the keyring id."),
+				 errhint("Restore vecphi.keyring_identity with the rest of the keyring, or see docs/keys.md.")));
+	return cached_keyring_id;
 }
 
 static int
@@ -555,12 +658,14 @@ append_shell_word(StringInfo buf, const char *word)
 }
 
 /*
- * A provider command with %t and %v replaced.  The tenant goes in as one
- * shell word that never starts with "-", so a command cannot take it for
- * an option even where the template has no "--" before it.
+ * A provider command with %k, %t and %v replaced.  The tenant goes in as
+ * one shell word that never starts with "-", so a command cannot take it
+ * for an option even where the template has no "--" before it; the keyring
+ * id is 16 hex digits.
  */
 static char *
-provider_command(const char *template, const char *tenant, uint32 kek_version)
+provider_command(const char *template, const char *keyring_id,
+				 const char *tenant, uint32 kek_version)
 {
 	StringInfoData cmd;
 	const char *p;
@@ -583,6 +688,11 @@ provider_command(const char *template, const char *tenant, uint32 kek_version)
 			appendStringInfo(&cmd, "%u", kek_version);
 			p++;
 		}
+		else if (p[0] == '%' && p[1] == 'k')
+		{
+			append_shell_word(&cmd, keyring_id);
+			p++;
+		}
 		else if (p[0] == '%' && p[1] == '%')
 		{
 			appendStringInfoChar(&cmd, '%');
@@ -596,9 +706,11 @@ provider_command(const char *template, const char *tenant, uint32 kek_version)
 
 /* Run vecphi.kek_command for one tenant and KEK version. */
 static void
-kek_run_command(const char *tenant, uint32 kek_version, uint8 *kek)
+kek_run_command(const char *keyring_id, const char *tenant,
+				uint32 kek_version, uint8 *kek)
 {
-	char	   *cmd = provider_command(vecphi_kek_command, tenant, kek_version);
+	char	   *cmd = provider_command(vecphi_kek_command, keyring_id, tenant,
+									   kek_version);
 	FILE	   *fh;
 	char		buf[256];
 	size_t		nread;
@@ -632,9 +744,11 @@ kek_run_command(const char *tenant, uint32 kek_version, uint8 *kek)
  * unless it exits 0.  Its output is ignored.
  */
 static void
-kek_run_destroy_command(const char *tenant, uint32 kek_version)
+kek_run_destroy_command(const char *keyring_id, const char *tenant,
+						uint32 kek_version)
 {
-	char	   *cmd = provider_command(vecphi_kek_destroy_command, tenant, kek_version);
+	char	   *cmd = provider_command(vecphi_kek_destroy_command, keyring_id,
+									   tenant, kek_version);
 	int			rc;
 
 	fflush(NULL);
@@ -648,17 +762,110 @@ kek_run_destroy_command(const char *tenant, uint32 kek_version)
 				 errhint("Nothing was shredded; fix the command or the provider and call vecphi.shred_tenant() again.")));
 }
 
+/*
+ * Record this cluster and database as the owner of a keyring's key files,
+ * atomically.  Not undone by an abort: ownership is an administrative
+ * fact, not part of the keyring's data.
+ */
+static void
+keyring_owner_write(const char *keyring_id)
+{
+	char	   *path = keyring_owner_path(keyring_id);
+	char	   *tmppath = psprintf("%s.tmp", path);
+	char	   *line;
+	int			fd;
+	bool		ok;
+
+	key_directory_check();
+	line = psprintf("%llu %u\n", (unsigned long long) GetSystemIdentifier(),
+					MyDatabaseId);
+	(void) unlink(tmppath);
+	fd = OpenTransientFilePerm(tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY,
+							   S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create keyring owner file \"%s\": %m", tmppath)));
+	ok = write(fd, line, strlen(line)) == (ssize_t) strlen(line) &&
+		pg_fsync(fd) == 0;
+	CloseTransientFile(fd);
+	if (!ok)
+	{
+		(void) unlink(tmppath);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write keyring owner file \"%s\": %m", tmppath)));
+	}
+	durable_rename(tmppath, path, ERROR);
+}
+
+/*
+ * Check that this database may use a keyring's key files: "<id>.owner"
+ * names this cluster and database.  With for_admin (create, rotate, shred)
+ * a keyring without an owner file is claimed for this database, and one
+ * owned anywhere else is refused.  Without it (reading a KEK), a keyring
+ * owned by another database of this cluster is refused, since its owner's
+ * rotations would destroy versions this database needs; one owned by
+ * another cluster is read (its files were copied here: a restore or an
+ * upgrade into this cluster), but not administered until adopted.
+ */
+static void
+keyring_owner_check(const char *keyring_id, bool for_admin)
+{
+	char	   *path = keyring_owner_path(keyring_id);
+	uint64		sysid = GetSystemIdentifier();
+	char		buf[128];
+	unsigned long long owner_sysid = 0;
+	unsigned int owner_db = 0;
+	int			fd;
+	ssize_t		nread;
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+	{
+		if (errno != ENOENT)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not open keyring owner file \"%s\": %m", path)));
+		if (for_admin)
+			keyring_owner_write(keyring_id);
+		return;
+	}
+	keyfile_check_fd(fd, path, VECPHI_KEYFILE_SECRET, "keyring owner file");
+	nread = read(fd, buf, sizeof(buf) - 1);
+	CloseTransientFile(fd);
+	buf[Max(nread, 0)] = '\0';
+	if (sscanf(buf, "%llu %u", &owner_sysid, &owner_db) != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("keyring owner file \"%s\" is malformed", path),
+				 errdetail("It holds the system identifier and the database OID of the owner.")));
+	if (owner_sysid == (unsigned long long) sysid && owner_db == MyDatabaseId)
+		return;
+	if (!for_admin && owner_sysid != (unsigned long long) sysid)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("keyring %s belongs to another database", keyring_id),
+			 errdetail("Its key files are owned by database %u of the cluster with system identifier %llu; this is database %u of cluster %llu. A restored dump carries the keyring id, not the key files.",
+					   owner_db, owner_sysid, MyDatabaseId,
+					   (unsigned long long) sysid),
+			 errhint("Call vecphi.fork_keyring() to give this database its own copy of the keys, or, to move the keyring here, vecphi.adopt_keyring() as a superuser (docs/keys.md).")));
+}
+
 /* Fetch a tenant's KEK of the given version from the provider. */
 static void
-kek_fetch(const char *tenant, uint32 kek_version, uint8 *kek)
+kek_fetch(const char *keyring_id, const char *tenant, uint32 kek_version,
+		  uint8 *kek)
 {
 	if (provider_is_embedded())
 	{
 		key_directory_check();
-		kek_read_file(tenant, kek_file_path(tenant, kek_version), kek);
+		keyring_owner_check(keyring_id, false);
+		kek_read_file(tenant, kek_file_path(keyring_id, tenant, kek_version), kek);
 	}
 	else
-		kek_run_command(tenant, kek_version, kek);
+		kek_run_command(keyring_id, tenant, kek_version, kek);
 }
 
 /* Make a removal or rename in the key directory durable; best effort. */
@@ -717,32 +924,46 @@ kek_destroy_file(const char *path)
 		key_directory_fsync();
 }
 
-/* Remember a key file for the end of the (sub)transaction. */
+/* Remember a key action for the end of the (sub)transaction. */
 static void
-pending_key_file_add(const char *path, bool superseded)
+pending_key_action_add(PendingKeyKind kind, const char *path,
+					   const char *keyring_id, uint32 kek_version)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	PendingKeyFile *pf = palloc(sizeof(PendingKeyFile));
+	PendingKeyFile *pf = palloc0(sizeof(PendingKeyFile));
 
+	pf->kind = kind;
 	pf->path = pstrdup(path);
+	if (keyring_id != NULL)
+		strlcpy(pf->keyring_id, keyring_id, sizeof(pf->keyring_id));
+	pf->kek_version = kek_version;
 	pf->subid = GetCurrentSubTransactionId();
-	pf->superseded = superseded;
 	pending_key_files = lappend(pending_key_files, pf);
 	MemoryContextSwitchTo(old);
 }
 
+/* Remember a key file: superseded (destroy at commit) or created (at abort). */
+static void
+pending_key_file_add(const char *path, bool superseded)
+{
+	pending_key_action_add(superseded ? PENDING_SUPERSEDED : PENDING_CREATED,
+						   path, NULL, 0);
+}
+
 /* Does the current transaction have pending key files of this tenant? */
 static bool
-pending_key_files_of(const char *tenant)
+pending_key_files_of(const char *keyring_id, const char *tenant)
 {
 	ListCell   *lc;
-	char	   *prefix = psprintf("%s/%s.", vecphi_key_directory, tenant);
+	char	   *prefix = psprintf("%s/%s.%s.", vecphi_key_directory,
+								  keyring_id, tenant);
 
 	foreach(lc, pending_key_files)
 	{
 		PendingKeyFile *pf = lfirst(lc);
 
-		if (strncmp(pf->path, prefix, strlen(prefix)) == 0)
+		if (pf->kind != PENDING_DESTROY_COMMAND &&
+			strncmp(pf->path, prefix, strlen(prefix)) == 0)
 			return true;
 	}
 	return false;
@@ -756,15 +977,10 @@ pending_key_files_of(const char *tenant)
  * aborts.
  */
 static void
-kek_create_file(const char *tenant, uint32 kek_version, bool adopt_existing,
-				uint8 *kek)
+kek_create_file(const char *keyring_id, const char *tenant,
+				uint32 kek_version, bool adopt_existing, uint8 *kek)
 {
-	char	   *path = kek_file_path(tenant, kek_version);
-	char	   *tmppath = psprintf("%s.tmp", path);
-	char		hex[KEK_HEX_LEN + 1];
-	int			fd;
-	int			i;
-	bool		ok;
+	char	   *path = kek_file_path(keyring_id, tenant, kek_version);
 
 	key_directory_check();
 	if (access(path, F_OK) == 0)
@@ -778,6 +994,22 @@ kek_create_file(const char *tenant, uint32 kek_version, bool adopt_existing,
 	}
 
 	crypto_random_bytes(kek, VECPHI_KEY_LEN);
+	kek_write_file(path, kek);
+}
+
+/*
+ * Write a KEK to a new file atomically (temporary file, fsync, rename); the
+ * file is removed if the (sub)transaction aborts.
+ */
+static void
+kek_write_file(const char *path, const uint8 *kek)
+{
+	char	   *tmppath = psprintf("%s.tmp", path);
+	char		hex[KEK_HEX_LEN + 1];
+	int			fd;
+	int			i;
+	bool		ok;
+
 	for (i = 0; i < VECPHI_KEY_LEN; i++)
 		snprintf(hex + 2 * i, 3, "%02x", kek[i]);
 
@@ -822,6 +1054,28 @@ keys_xact_callback(XactEvent event, void *arg)
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot prepare a transaction that created or rotated vecphi keys")));
 			return;
+		case XACT_EVENT_PRE_COMMIT:
+
+			/*
+			 * A shred at a vecphi.kek_command provider: destroy the KEKs now,
+			 * when nothing but a failure here can still abort the shred.  A
+			 * failing command raises an error and the transaction aborts with
+			 * the tenant intact (the versions already destroyed were older
+			 * than the one its data keys are wrapped under).
+			 */
+			foreach(lc, pending_key_files)
+			{
+				PendingKeyFile *pf = lfirst(lc);
+
+				if (pf->kind == PENDING_DESTROY_COMMAND)
+				{
+					kek_run_destroy_command(pf->keyring_id, pf->path,
+											pf->kek_version);
+					pf->kind = PENDING_SUPERSEDED;	/* done; nothing at commit */
+					pf->path[0] = '\0';
+				}
+			}
+			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			commit = true;
@@ -837,7 +1091,9 @@ keys_xact_callback(XactEvent event, void *arg)
 	{
 		PendingKeyFile *pf = lfirst(lc);
 
-		if (pf->superseded == commit)
+		if (pf->path[0] != '\0' &&
+			((pf->kind == PENDING_SUPERSEDED && commit) ||
+			 (pf->kind == PENDING_CREATED && !commit)))
 			kek_destroy_file(pf->path);
 		pfree(pf->path);
 	}
@@ -847,8 +1103,9 @@ keys_xact_callback(XactEvent event, void *arg)
 
 /*
  * A subtransaction that aborts takes its key changes with it: files it
- * created are destroyed now, files it superseded stay.  One that commits
- * hands its files to its parent.
+ * created are destroyed now, files it superseded stay, provider KEKs it
+ * would have destroyed stay.  One that commits hands its actions to its
+ * parent.
  */
 static void
 keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -879,7 +1136,7 @@ keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		}
 		else
 		{
-			if (!pf->superseded)
+			if (pf->kind == PENDING_CREATED)
 				kek_destroy_file(pf->path);
 			pfree(pf->path);
 			pfree(pf);
@@ -901,6 +1158,7 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 	DataKeyEntry *entry;
 	TenantEntry *tenant;
 	char		tenant_name[VECPHI_TENANT_NAME_MAX + 1];
+	char		keyring_id[KEYRING_ID_LEN + 1];
 	Oid			relid;
 	Relation	rel;
 	Snapshot	snapshot;
@@ -937,6 +1195,7 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 	strlcpy(tenant_name, tenant->name, sizeof(tenant_name));
 	if (tenant->shredded)
 		tenant_shredded_error(tenant_name);
+	strlcpy(keyring_id, cached_keyring_id_or_error(), sizeof(keyring_id));
 
 	relid = keyring_table_oid("keyring");
 	keyring_relid_seen = relid;
@@ -967,7 +1226,7 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 				 errmsg("data key %u of tenant \"%s\" is missing", dek_version, tenant_name),
 				 errdetail("vecphi.keyring has no such key; it was never created here or has been destroyed.")));
 
-	kek_fetch(tenant_name, kek_version, kek);
+	kek_fetch(keyring_id, tenant_name, kek_version, kek);
 	unwrapped = crypto_unwrap_key(kek, (uint8 *) VARDATA_ANY(wrapped),
 								  VARSIZE_ANY_EXHDR(wrapped), dek);
 	crypto_wipe(kek, sizeof(kek));
@@ -1081,6 +1340,60 @@ tenant_lock_for_admin(const char *name, uint32 *kek_version)
 	return spi_int(0, 1);
 }
 
+/* A new random keyring id. */
+static char *
+keyring_id_generate(void)
+{
+	uint8		raw[KEYRING_ID_LEN / 2];
+	char	   *id = palloc(KEYRING_ID_LEN + 1);
+	int			i;
+
+	crypto_random_bytes(raw, sizeof(raw));
+	for (i = 0; i < (int) sizeof(raw); i++)
+		snprintf(id + 2 * i, 3, "%02x", raw[i]);
+	return id;
+}
+
+/*
+ * The keyring id, read (and row locked) in the running privileged section.
+ * With create, a database that has none yet gets one (its first key
+ * administration); otherwise having none is an error.
+ */
+static char *
+admin_keyring_id(bool create)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *id;
+
+	spi_run("SELECT keyring_id FROM vecphi.keyring_identity FOR UPDATE",
+			0, NULL, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									  1, &isnull);
+
+		id = isnull ? "" : TextDatumGetCString(d);
+		if (!keyring_id_is_valid(id))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("vecphi.keyring_identity holds a malformed keyring id")));
+		return id;
+	}
+	if (!create)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this database's vecphi keyring has no id"),
+				 errdetail("vecphi.keyring_identity is empty; key files are named by the keyring id."),
+				 errhint("Restore vecphi.keyring_identity with the rest of the keyring, or see docs/keys.md.")));
+	id = keyring_id_generate();
+	values[0] = CStringGetTextDatum(id);
+	spi_run("INSERT INTO vecphi.keyring_identity (keyring_id) VALUES ($1)",
+			1, types, values, false, SPI_OK_INSERT);
+	return id;
+}
+
 /* bytea datum holding a wrapped key. */
 static Datum
 wrapped_key_datum(const uint8 *wrapped)
@@ -1120,6 +1433,7 @@ keys_invalidate_all(void)
 {
 	CacheInvalidateRelcacheByRelid(keyring_table_oid("tenants"));
 	CacheInvalidateRelcacheByRelid(keyring_table_oid("keyring"));
+	CacheInvalidateRelcacheByRelid(keyring_table_oid("keyring_identity"));
 }
 
 /*
@@ -1148,11 +1462,13 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
 	uint32		tenant_id;
+	char	   *keyring_id;
 
 	provider_check_config();
 	privsql_begin(&keys_sql, InvalidOid);
 	spi_run("LOCK TABLE vecphi.tenants IN SHARE ROW EXCLUSIVE MODE",
 			0, NULL, NULL, false, SPI_OK_UTILITY);
+	keyring_id = admin_keyring_id(true);
 	values[0] = CStringGetTextDatum(name);
 	spi_run("SELECT 1 FROM vecphi.tenants WHERE tenant OPERATOR(pg_catalog.=) $1",
 			1, &types[1], values, false, SPI_OK_SELECT);
@@ -1168,9 +1484,13 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		if (provider_is_embedded())
-			kek_create_file(name, 1, true, kek);
+		{
+			key_directory_check();
+			keyring_owner_check(keyring_id, true);
+			kek_create_file(keyring_id, name, 1, true, kek);
+		}
 		else
-			kek_run_command(name, 1, kek);
+			kek_run_command(keyring_id, name, 1, kek);
 
 		values[0] = Int32GetDatum(tenant_id);
 		values[1] = CStringGetTextDatum(name);
@@ -1204,10 +1524,26 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 	uint8		dek[VECPHI_KEY_LEN];
 	uint8		wrapped[VECPHI_WRAPPED_KEY_LEN];
 	bool		embedded = provider_is_embedded();
+	bool		stale_before;
+	char	   *keyring_id;
 
 	privsql_begin(&keys_sql, InvalidOid);
 	tenant_id = tenant_lock_for_admin(name, &old_version);
 	new_version = old_version + 1;
+	keyring_id = admin_keyring_id(false);
+	if (embedded)
+	{
+		key_directory_check();
+		keyring_owner_check(keyring_id, true);
+	}
+
+	/*
+	 * Only when this transaction has not itself rotated the tenant is
+	 * old_version the committed one, and a file of the version before it a
+	 * leftover of a crash after an earlier rotation's commit.
+	 */
+	stale_before = embedded && old_version > 1 &&
+		!pending_key_files_of(keyring_id, name);
 
 	PG_TRY();
 	{
@@ -1217,21 +1553,11 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 		uint64		nrows;
 		uint64		i;
 
-		kek_fetch(name, old_version, old_kek);
+		kek_fetch(keyring_id, name, old_version, old_kek);
 		if (embedded)
-		{
-			/*
-			 * A crash after an earlier rotation's commit may have left the
-			 * version before the current one behind.  Only when this
-			 * transaction has not itself rotated the tenant is old_version
-			 * the committed one, and the file before it surely stale.
-			 */
-			if (old_version > 1 && !pending_key_files_of(name))
-				kek_destroy_file(kek_file_path(name, old_version - 1));
-			kek_create_file(name, new_version, false, new_kek);
-		}
+			kek_create_file(keyring_id, name, new_version, false, new_kek);
 		else
-			kek_run_command(name, new_version, new_kek);
+			kek_run_command(keyring_id, name, new_version, new_kek);
 		if (crypto_equal(old_kek, new_kek, VECPHI_KEY_LEN))
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIG_FILE_ERROR),
@@ -1292,8 +1618,18 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	privsql_end(&keys_sql);
+
+	/*
+	 * Every data key of the tenant is now wrapped under new_version (the loop
+	 * checked each was under old_version): the older files go when this
+	 * transaction commits, never before, and never if it aborts.
+	 */
 	if (embedded)
-		pending_key_file_add(kek_file_path(name, old_version), true);
+	{
+		pending_key_file_add(kek_file_path(keyring_id, name, old_version), true);
+		if (stale_before)
+			pending_key_file_add(kek_file_path(keyring_id, name, old_version - 1), true);
+	}
 	keys_invalidate_all();
 	key_event_audit(AUDIT_ACTION_KEY_ROTATE_KEK, name, new_version);
 	PG_RETURN_INT32(new_version);
@@ -1311,9 +1647,12 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2];
 
+	char	   *keyring_id;
+
 	provider_check_config();
 	privsql_begin(&keys_sql, InvalidOid);
 	tenant_id = tenant_lock_for_admin(name, &kek_version);
+	keyring_id = admin_keyring_id(false);
 	values[0] = Int32GetDatum(tenant_id);
 	spi_run("SELECT coalesce(pg_catalog.max(dek_version), 0) OPERATOR(pg_catalog.+) 1 "
 			"FROM vecphi.keyring WHERE tenant_id OPERATOR(pg_catalog.=) $1",
@@ -1322,7 +1661,7 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 
 	PG_TRY();
 	{
-		kek_fetch(name, kek_version, kek);
+		kek_fetch(keyring_id, name, kek_version, kek);
 		dek_create(tenant_id, new_dek, kek_version, kek);
 	}
 	PG_FINALLY();
@@ -1364,6 +1703,7 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 	bool		already;
 	int			ndeks;
 	AuditEvent	ev;
+	char	   *keyring_id;
 
 	if (!embedded &&
 		(vecphi_kek_destroy_command == NULL || vecphi_kek_destroy_command[0] == '\0'))
@@ -1385,6 +1725,9 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 	tenant_id = spi_int(0, 1);
 	kek_version = spi_int(0, 2);
 	already = spi_int(0, 3) != 0;
+	keyring_id = admin_keyring_id(false);
+	if (embedded)
+		keyring_owner_check(keyring_id, true);
 
 	values[0] = Int32GetDatum(tenant_id);
 	spi_run("DELETE FROM vecphi.keyring WHERE tenant_id OPERATOR(pg_catalog.=) $1",
@@ -1405,20 +1748,22 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 	 * Destroy every KEK version the tenant ever had (earlier ones may have
 	 * been left by a crash during a rotation, and the next one by a crash
 	 * during a rotation that never committed).  Key files go when this
-	 * transaction commits, as superseded files do, so an abort keeps the
-	 * tenant intact; a provider behind kek_command is asked now, so that its
-	 * failure stops the shred.  Shredding an already shredded tenant repeats
-	 * the destruction, for a crash between commit and unlink.
+	 * transaction commits, as superseded files do; a provider behind
+	 * kek_command is asked just before the commit, so that its failure still
+	 * stops the shred.  Either way an abort, of the transaction or of the
+	 * subtransaction that shredded, keeps the tenant intact.  Shredding an
+	 * already shredded tenant repeats the destruction, for a crash between
+	 * commit and unlink.
 	 */
 	for (v = 1; v <= kek_version + 1; v++)
 	{
 		if (embedded)
 		{
-			pending_key_file_add(kek_file_path(name, v), true);
-			pending_key_file_add(psprintf("%s.tmp", kek_file_path(name, v)), true);
+			pending_key_file_add(kek_file_path(keyring_id, name, v), true);
+			pending_key_file_add(psprintf("%s.tmp", kek_file_path(keyring_id, name, v)), true);
 		}
 		else if (v <= kek_version)
-			kek_run_destroy_command(name, v);
+			pending_key_action_add(PENDING_DESTROY_COMMAND, name, keyring_id, v);
 	}
 	keys_invalidate_all();
 	if (already)
@@ -1434,8 +1779,141 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 	ev.rows = ndeks;
 	ev.detail = psprintf("tenant %s: %d data keys dropped, key-encryption key versions 1 to %u destroyed by %s%s",
 						 name, ndeks, kek_version,
-						 embedded ? "the embedded provider at commit" : "vecphi.kek_destroy_command",
+						 embedded ? "the embedded provider at commit" : "vecphi.kek_destroy_command at commit",
 						 already ? " (repeated)" : "");
 	audit_emit(&ev, true);
 	PG_RETURN_INT32(ndeks);
+}
+
+
+/* ---------- keyrings (SQL) ---------- */
+
+PG_FUNCTION_INFO_V1(vecphi_keyring_id);
+Datum
+vecphi_keyring_id(PG_FUNCTION_ARGS)
+{
+	char	   *keyring_id;
+
+	privsql_begin(&keys_sql, InvalidOid);
+	spi_run("LOCK TABLE vecphi.tenants IN SHARE ROW EXCLUSIVE MODE",
+			0, NULL, NULL, false, SPI_OK_UTILITY);
+	keyring_id = admin_keyring_id(true);
+	privsql_end(&keys_sql);
+	CacheInvalidateRelcacheByRelid(keyring_table_oid("keyring_identity"));
+	PG_RETURN_TEXT_P(cstring_to_text(keyring_id));
+}
+
+/*
+ * Give this database a keyring of its own: a new id, and a copy of the
+ * current KEK file of every tenant that is not shredded under it.  The old
+ * files are only read.  For a dump restored beside its source, or any copy
+ * that must rotate and shred on its own.
+ */
+PG_FUNCTION_INFO_V1(vecphi_fork_keyring);
+Datum
+vecphi_fork_keyring(PG_FUNCTION_ARGS)
+{
+	char	   *old_id;
+	char	   *new_id;
+	SPITupleTable *rows;
+	uint64		nrows;
+	uint64		i;
+	uint8		kek[VECPHI_KEY_LEN];
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	AuditEvent	ev;
+
+	if (!provider_is_embedded())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("vecphi.fork_keyring() needs the embedded key provider"),
+				 errdetail("With vecphi.kek_command the key management system holds the keys; vecphi cannot copy them."),
+				 errhint("Have the key management system serve the keys under a new keyring id (%%k), then see docs/keys.md.")));
+	key_directory_check();
+
+	privsql_begin(&keys_sql, InvalidOid);
+	spi_run("LOCK TABLE vecphi.tenants IN SHARE ROW EXCLUSIVE MODE",
+			0, NULL, NULL, false, SPI_OK_UTILITY);
+	old_id = admin_keyring_id(true);
+	new_id = keyring_id_generate();
+	keyring_owner_write(new_id);
+	pending_key_file_add(keyring_owner_path(new_id), false);
+
+	spi_run("SELECT t.tenant, t.kek_version FROM vecphi.tenants t "
+			"WHERE NOT EXISTS (SELECT 1 FROM vecphi.shredded_tenants s "
+			"WHERE s.tenant_id OPERATOR(pg_catalog.=) t.tenant_id) ORDER BY t.tenant_id",
+			0, NULL, NULL, false, SPI_OK_SELECT);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	PG_TRY();
+	{
+		for (i = 0; i < nrows; i++)
+		{
+			bool		isnull;
+			char	   *tenant = TextDatumGetCString(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+			int32		v = DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull));
+
+			kek_read_file(tenant, kek_file_path(old_id, tenant, v), kek);
+			kek_write_file(kek_file_path(new_id, tenant, v), kek);
+			crypto_wipe(kek, sizeof(kek));
+		}
+	}
+	PG_FINALLY();
+	{
+		crypto_wipe(kek, sizeof(kek));
+	}
+	PG_END_TRY();
+
+	values[0] = CStringGetTextDatum(new_id);
+	values[1] = CStringGetTextDatum(old_id);
+	spi_run("UPDATE vecphi.keyring_identity SET keyring_id = $1, forked_from = $2",
+			2, types, values, false, SPI_OK_UPDATE);
+	privsql_end(&keys_sql);
+	keys_invalidate_all();
+
+	memset(&ev, 0, sizeof(ev));
+	ev.action = AUDIT_ACTION_KEY_CREATE;
+	ev.outcome = AUDIT_OUTCOME_OK;
+	ev.rows = (int64) nrows;
+	ev.detail = psprintf("keyring %s forked from keyring %s: %d tenants' key-encryption keys copied",
+						 new_id, old_id, (int) nrows);
+	audit_emit(&ev, false);
+	PG_RETURN_TEXT_P(cstring_to_text(new_id));
+}
+
+/*
+ * Make this database the owner of its keyring's key files (after a move to
+ * another database or cluster).  The previous owner can no longer use
+ * them.  Superuser only: it takes the files away from another database.
+ */
+PG_FUNCTION_INFO_V1(vecphi_adopt_keyring);
+Datum
+vecphi_adopt_keyring(PG_FUNCTION_ARGS)
+{
+	char	   *keyring_id;
+	AuditEvent	ev;
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may adopt a keyring"),
+				 errdetail("Adopting a keyring takes its key files away from the database that owned them.")));
+	if (!provider_is_embedded())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("vecphi.adopt_keyring() needs the embedded key provider"),
+				 errdetail("With vecphi.kek_command the key management system decides who may use the keys of a keyring id (%%k).")));
+	key_directory_check();
+	privsql_begin(&keys_sql, InvalidOid);
+	keyring_id = admin_keyring_id(false);
+	privsql_end(&keys_sql);
+	keyring_owner_write(keyring_id);
+
+	memset(&ev, 0, sizeof(ev));
+	ev.action = AUDIT_ACTION_KEY_CREATE;
+	ev.outcome = AUDIT_OUTCOME_OK;
+	ev.rows = -1;
+	ev.detail = psprintf("keyring %s adopted by this database", keyring_id);
+	audit_emit(&ev, false);
+	PG_RETURN_TEXT_P(cstring_to_text(keyring_id));
 }

@@ -168,7 +168,9 @@ like(
 	'and nothing new can be encrypted');
 # Someone else's KEK under the right name does not help: the wrapped data
 # keys fail to unwrap (XX001), nothing decrypts to garbage.
-VecphiCheck::write_file(VecphiTest::key_dir($no_keys) . '/st_marys.1.kek',
+VecphiCheck::write_file(VecphiTest::key_dir($no_keys) . '/'
+	  . $no_keys->safe_psql('clinic', 'SELECT keyring_id FROM vecphi.keyring_identity')
+	  . '.st_marys.1.kek',
 	('ab' x 32) . "\n");
 like(
 	VecphiCheck::error_of($no_keys, 'clinic', "BEGIN; $claims SELECT vecphi.decrypt(embedding) FROM notes WHERE id = 1;"),

@@ -70,12 +70,15 @@ my @files = VecphiTest::relation_files($node, 'postgres', 'data');
 my $digests = VecphiCheck::file_digests(@files);
 ok(@files >= 3, 'table, TOAST and index files found');
 
+my $kr = $node->safe_psql('postgres', 'SELECT keyring_id FROM vecphi.keyring_identity');    # KEK files start with it
+sub key_files { return join(' ', grep { !/\.owner$/ } VecphiCheck::dir_files($keys)); }
+
 # ---- rotate_kek ----
 is($node->safe_psql('postgres', "SELECT vecphi.rotate_kek('t1')"), '2', 'rotate_kek returns version 2');
-ok(!-e "$keys/t1.1.kek", 'the old KEK file is gone after the commit');
-ok(-e "$keys/t1.2.kek", 'the new KEK file exists');
-is(sprintf('%04o', VecphiCheck::file_mode("$keys/t1.2.kek") // 0), '0600', 'the new KEK file has mode 0600');
-like(slurp_file("$keys/t1.2.kek"), qr/^[0-9a-f]{64}\n$/, 'the new KEK file holds 64 hex digits');
+ok(!-e "$keys/$kr.t1.1.kek", 'the old KEK file is gone after the commit');
+ok(-e "$keys/$kr.t1.2.kek", 'the new KEK file exists');
+is(sprintf('%04o', VecphiCheck::file_mode("$keys/$kr.t1.2.kek") // 0), '0600', 'the new KEK file has mode 0600');
+like(slurp_file("$keys/$kr.t1.2.kek"), qr/^[0-9a-f]{64}\n$/, 'the new KEK file holds 64 hex digits');
 is($node->safe_psql('postgres', $readall), $plain, 'every value decrypts after rotate_kek');
 $node->safe_psql('postgres', 'CHECKPOINT');
 is($node->safe_psql('postgres', $layout_sql), $layout, 'same relfilenode and ctids: no rewrite');
@@ -90,9 +93,9 @@ $node->safe_psql(
 	SELECT vecphi.rotate_kek('t1');
 	ROLLBACK;
 });
-ok(-e "$keys/t1.2.kek", 'after a rolled-back rotation the current KEK file stays');
-ok(!-e "$keys/t1.3.kek", 'and the rolled-back KEK file is removed');
-is(join(' ', VecphiCheck::dir_files($keys)), 't1.2.kek', 'nothing else in the key directory');
+ok(-e "$keys/$kr.t1.2.kek", 'after a rolled-back rotation the current KEK file stays');
+ok(!-e "$keys/$kr.t1.3.kek", 'and the rolled-back KEK file is removed');
+is(key_files(), "$kr.t1.2.kek", 'nothing else in the key directory');
 is($node->safe_psql('postgres', $readall), $plain, 'every value decrypts after the rollback');
 # A rotation that fails half-way (here: an error later in the same
 # transaction) is rolled back the same way.
@@ -105,7 +108,7 @@ like(
 	COMMIT;}),
 	qr/^22012: /,
 	'a transaction with a rotation fails');
-is(join(' ', VecphiCheck::dir_files($keys)), 't1.2.kek', 'its KEK file is removed');
+is(key_files(), "$kr.t1.2.kek", 'its KEK file is removed');
 is($node->safe_psql('postgres', $readall), $plain, 'every value still decrypts');
 
 # A rotation undone by ROLLBACK TO SAVEPOINT in a transaction that commits:
@@ -118,13 +121,13 @@ $node->safe_psql(
 	ROLLBACK TO s;
 	COMMIT;
 });
-is(join(' ', VecphiCheck::dir_files($keys)), 't1.2.kek', 'a rotation rolled back to a savepoint leaves the current KEK file only');
+is(key_files(), "$kr.t1.2.kek", 'a rotation rolled back to a savepoint leaves the current KEK file only');
 is($node->safe_psql('postgres', $readall), $plain, 'every value still decrypts');
 
 # ---- restart: caches rebuilt ----
 $node->restart;
 is($node->safe_psql('postgres', $readall), $plain, 'every value decrypts after a restart');
-is(join(' ', VecphiCheck::dir_files($keys)), 't1.2.kek', 'the restart changed no key file');
+is(key_files(), "$kr.t1.2.kek", 'the restart changed no key file');
 
 # ---- rotate_dek ----
 is($node->safe_psql('postgres', "SELECT vecphi.rotate_dek('t1')"), '2', 'rotate_dek returns version 2');
@@ -163,7 +166,7 @@ $other->query_safe(
 # Meanwhile this backend rotates both keys and writes under the new one.
 is($node->safe_psql('postgres', "SELECT vecphi.rotate_dek('t1')"), '3', 'rotate_dek to 3');
 is($node->safe_psql('postgres', "SELECT vecphi.rotate_kek('t1')"), '3', 'rotate_kek to 3');
-ok(!-e "$keys/t1.2.kek" && -e "$keys/t1.3.kek", 'only KEK version 3 is left');
+ok(!-e "$keys/$kr.t1.2.kek" && -e "$keys/$kr.t1.3.kek", 'only KEK version 3 is left');
 $node->safe_psql(
 	'postgres', qq{
 	BEGIN;

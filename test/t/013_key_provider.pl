@@ -71,7 +71,8 @@ $node->safe_psql(
 });
 my $decrypt = "BEGIN; $claims SELECT vecphi.decrypt(v) FROM data;";
 is(VecphiCheck::error_of($node, 'postgres', $decrypt), 'no error', 'decrypts with the KEK file in place');
-my $kek = "$keys/emb.1.kek";
+my $kr = $node->safe_psql('postgres', 'SELECT keyring_id FROM vecphi.keyring_identity');    # KEK files start with it
+my $kek = "$keys/$kr.emb.1.kek";
 is(sprintf('%04o', VecphiCheck::file_mode($kek)), '0600', 'create_tenant wrote the KEK file with mode 0600');
 
 # KEK file missing.
@@ -121,8 +122,8 @@ is(VecphiCheck::error_of($node, 'postgres', $decrypt), 'no error', 'mode 0700 ag
 # Key directory inside the data directory.
 my $inside = $node->data_dir . '/vecphi_keys';
 mkdir $inside, 0700 or die "mkdir: $!";
-copy($kek, "$inside/emb.1.kek") or die "copy: $!";
-chmod 0600, "$inside/emb.1.kek";
+copy($kek, "$inside/$kr.emb.1.kek") or die "copy: $!";
+chmod 0600, "$inside/$kr.emb.1.kek";
 set_providers(key_directory => $inside);
 like(VecphiCheck::error_of($node, 'postgres', $decrypt),
 	qr/^F0000: key directory ".*vecphi_keys" is inside the data directory$/,
@@ -130,7 +131,7 @@ like(VecphiCheck::error_of($node, 'postgres', $decrypt),
 like(VecphiCheck::error_of($node, 'postgres', "SELECT vecphi.create_tenant('emb2')"),
 	qr/^F0000: key directory ".*" is inside the data directory$/,
 	'and for creating a tenant');
-is(join(' ', VecphiCheck::dir_files($inside)), 'emb.1.kek', 'no key file was written there');
+is(join(' ', VecphiCheck::dir_files($inside)), "$kr.emb.1.kek", 'no key file was written there');
 # ... also when named through a path that leads into it.
 symlink $inside, $node->basedir . '/keys_link' or die "symlink: $!";
 set_providers(key_directory => $node->basedir . '/keys_link');
@@ -171,7 +172,7 @@ my $claims_kms = VecphiCheck::claims_do(
 
 is($node->safe_psql('postgres', "SELECT vecphi.create_tenant('kms_t') > 0"), 't',
 	'command provider: create_tenant');
-is(join(' ', VecphiCheck::dir_files($keys)), 'emb.1.kek',
+is(join(' ', grep { !/\.owner$/ } VecphiCheck::dir_files($keys)), "$kr.emb.1.kek",
 	'no key file was written by the command provider');
 is( $node->safe_psql(
 		'postgres', qq{

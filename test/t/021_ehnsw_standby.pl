@@ -54,7 +54,7 @@ my $primary_keys = VecphiTest::key_dir($primary);
 my $standby_keys = VecphiTest::key_dir($standby);
 isnt($primary_keys, $standby_keys, 'the standby has a key directory of its own');
 my @keks = VecphiCheck::dir_files($primary_keys);
-is(scalar(@keks), 2, 'the primary has two KEK files');
+is(scalar(grep { /\.kek$/ } @keks), 2, 'the primary has two KEK files (and its keyring\'s owner file)');
 for my $f (@keks)
 {
 	copy("$primary_keys/$f", "$standby_keys/$f") or die "copy $f: $!";

@@ -107,7 +107,8 @@ like(VecphiCheck::error_of($node, 'postgres', $use_pub),
 # ---------------------------------------------------------------------------
 # KEK files and the key directory
 # ---------------------------------------------------------------------------
-my $kek = "$keys/kf.1.kek";
+my $kr = $node->safe_psql('postgres', 'SELECT keyring_id FROM vecphi.keyring_identity');    # KEK files start with it
+my $kek = "$keys/$kr.kf.1.kek";
 for my $mode (0640, 0604, 0644, 0660)
 {
 	# A new session, so the data key is not cached.
