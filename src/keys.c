@@ -166,7 +166,7 @@ typedef enum PendingKeyKind
 	PENDING_CREATED,			/* file: destroy at abort */
 	PENDING_SUPERSEDED,			/* file: destroy after commit */
 	PENDING_DESTROY_COMMAND		/* provider KEK: destroy before commit */
-}			PendingKeyKind;
+} PendingKeyKind;
 
 typedef struct PendingKeyFile
 {
