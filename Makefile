@@ -39,6 +39,13 @@ DATA = sql/vecphi--$(EXTVERSION).sql
 REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity binding
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
+# pg_isolation_regress specs (specs/<name>.spec, expected/<name>.out): the
+# ehnsw index under concurrent inserts, scans, VACUUM and key operations.
+# test/run_tests.sh runs them on a temporary instance as it does REGRESS.
+ISOLATION = ehnsw_insert_scan ehnsw_insert_vacuum ehnsw_scan_vacuum \
+	ehnsw_insert_insert ehnsw_rotate_scan ehnsw_shred_scan
+ISOLATION_OPTS = --inputdir=. --load-extension=pgcrypto
+
 SHLIB_LINK = -lcrypto
 
 # Warnings are errors: every warning the server headers allow us to enable.

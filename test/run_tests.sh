@@ -202,6 +202,76 @@ else
 fi
 
 # ---------------------------------------------------------------------------
+# a2. Isolation specs (the ISOLATION variable of the Makefile: specs/NAME.spec
+#     against expected/NAME.out) on a temporary instance configured as the
+#     pg_regress one.  Each spec counts as one test.
+# ---------------------------------------------------------------------------
+iso_printer=$(mktemp)
+# shellcheck disable=SC2016 # $(...) here is make syntax, for make
+printf 'print-%%:\n\t@:$(info $($*))\n' >"$iso_printer"
+iso_list=$(make -s --no-print-directory -C "$REPO" -f Makefile -f "$iso_printer" \
+	PG_CONFIG="$PG_CONFIG" print-ISOLATION)
+iso_opts_list=$(make -s --no-print-directory -C "$REPO" -f Makefile -f "$iso_printer" \
+	PG_CONFIG="$PG_CONFIG" print-ISOLATION_OPTS)
+rm -f "$iso_printer"
+read -r -a ISOLATION_TESTS <<<"$iso_list"
+if [[ -n ${VECPHI_ONLY:-} ]]; then
+	iso_selected=()
+	for t in "${ISOLATION_TESTS[@]}"; do
+		[[ " $VECPHI_ONLY " == *" $t "* ]] && iso_selected+=("$t")
+	done
+	ISOLATION_TESTS=("${iso_selected[@]}")
+fi
+read -r -a iso_makefile_opts <<<"$iso_opts_list"
+ISOLATION_OPTS=()
+for opt in "${iso_makefile_opts[@]}"; do
+	case $opt in
+	--inputdir=* | --outputdir=*) ;;
+	*) ISOLATION_OPTS+=("$opt") ;;
+	esac
+done
+PG_ISOLATION_REGRESS=$PGXS_DIR/src/test/isolation/pg_isolation_regress
+if ((${#ISOLATION_TESTS[@]} > 0)); then
+	echo "=== pg_isolation_regress: ${ISOLATION_TESTS[*]}"
+	set +e
+	as_postgres "$PG_ISOLATION_REGRESS" \
+		"${ISOLATION_OPTS[@]}" \
+		--temp-instance="$WORK/isolation_instance" \
+		--temp-config="$TEMP_CONF" \
+		--bindir="$PGBIN" \
+		--inputdir="$COPY" \
+		--outputdir="$WORK/isolation_out" \
+		--no-locale --encoding=UTF8 \
+		"${ISOLATION_TESTS[@]}" 2>&1 | tee "$WORK/isolation_stdout.txt"
+	iso_rc=${PIPESTATUS[0]}
+	set -e
+	iso_ok=$(grep -cE '^(test .* \.\.\. ok( |$)|ok [0-9]+ )' "$WORK/isolation_stdout.txt" || true)
+	iso_failed=$((${#ISOLATION_TESTS[@]} - iso_ok))
+	if ((iso_failed < 0)); then iso_failed=0; fi
+	passed=$((passed + iso_ok))
+	failed=$((failed + iso_failed))
+	if ((iso_rc != 0 || iso_failed > 0)); then
+		echo "=== pg_isolation_regress failed (exit $iso_rc)"
+		if [[ -s $WORK/isolation_out/regression.diffs ]]; then
+			echo "--- regression.diffs (first 20000 bytes)"
+			head -c 20000 "$WORK/isolation_out/regression.diffs"
+			echo
+		fi
+		for t in "${ISOLATION_TESTS[@]}"; do
+			if [[ ! -f $COPY/expected/$t.out && -f $WORK/isolation_out/results/$t.out ]]; then
+				echo "--- expected/$t.out is missing; the spec printed (first 20000 bytes):"
+				head -c 20000 "$WORK/isolation_out/results/$t.out"
+				echo
+			fi
+		done
+		if [[ -f $WORK/isolation_out/log/postmaster.log ]]; then
+			echo "--- tail of the temporary instance's server log"
+			tail -n 60 "$WORK/isolation_out/log/postmaster.log"
+		fi
+	fi
+fi
+
+# ---------------------------------------------------------------------------
 # b. TAP tests, one prove run per file so that each file's result and logs
 #    are reported on their own.
 # ---------------------------------------------------------------------------
