@@ -212,11 +212,22 @@ evector_in(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		int			dim;
-		float4	   *x = parse_vector_literal(str, &dim);
+		MemoryContext cxt = CurrentMemoryContext;
 
-		check_typmod_dims(typmod, dim);
-		env = seal_vector(x, dim);
+		/* str is plaintext: no error may show it (COPY's context would). */
+		PG_TRY();
+		{
+			int			dim;
+			float4	   *x = parse_vector_literal(str, &dim);
+
+			check_typmod_dims(typmod, dim);
+			env = seal_vector(x, dim);
+		}
+		PG_CATCH();
+		{
+			envelope_rethrow_input_error(cxt);
+		}
+		PG_END_TRY();
 	}
 	PG_RETURN_POINTER(env);
 }
