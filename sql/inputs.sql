@@ -59,8 +59,10 @@ BEGIN;
 SELECT as_tenant('hosp_a');
 SELECT copy_error('1\t\\N\t[0.25,0.5,oops]\n') AS evector_syntax;
 SELECT copy_error('1\t\\N\t[0.25,NaN,0.75]\n') AS evector_nan;
--- An envelope is ciphertext: COPY may show it (here, a damaged one).
-SELECT copy_error('1\tvecphi:AAAA\t\\N\n') AS envelope_context_kept;
+-- Text that starts with "vecphi:" is read as an envelope; when it is not
+-- one it may well be plaintext, so its value is cut too.
+SELECT copy_error('1\tvecphi: call Mr Quokka back\t\\N\n') AS envelope_like_plaintext;
+SELECT copy_error('1\t\\N\tvecphi:AAAA\n') AS damaged_envelope;
 -- A good row still loads.
 SELECT copy_error('7\tfine text\t[1,2,3]\n') AS good_row;
 SELECT id, vecphi.decrypt(body) AS body, vecphi.decrypt(v) AS v FROM in_copy;

@@ -389,9 +389,9 @@ redact_copy_context(const char *context)
 }
 
 /*
- * Re-raise the error being handled (call from PG_CATCH of a plaintext
- * input path) with any COPY value cut from its context.  cxt is the
- * memory context the input function ran in.
+ * Re-raise the error being handled (call from PG_CATCH of a type input
+ * function, whose input may be plaintext) with any COPY value cut from its
+ * context.  cxt is the memory context the input function ran in.
  */
 void
 envelope_rethrow_input_error(MemoryContext cxt)

@@ -41,12 +41,16 @@ etext_in(PG_FUNCTION_ARGS)
 	MemoryContext cxt = CurrentMemoryContext;
 	struct varlena *env = NULL;
 
-	if (envelope_text_is_envelope(str))
-		PG_RETURN_POINTER(envelope_from_text(str, ENVELOPE_KIND_TEXT));
-	/* str is plaintext: no error may show it (COPY's context would). */
+	/*
+	 * str is plaintext, or an envelope, or plaintext that only looks like
+	 * one: no error may show it (COPY's context would).
+	 */
 	PG_TRY();
 	{
-		env = seal_text(str, strlen(str));
+		if (envelope_text_is_envelope(str))
+			env = envelope_from_text(str, ENVELOPE_KIND_TEXT);
+		else
+			env = seal_text(str, strlen(str));
 	}
 	PG_CATCH();
 	{
