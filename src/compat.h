@@ -9,7 +9,10 @@
  * argument before vistest.  Calling the old seven-argument form against
  * 15.8 or later (or the reverse) passes vistest as a TransactionId and
  * shifts every later argument; this shim picks the form of the headers
- * the extension is compiled against.
+ * the extension is compiled against.  The module magic block checks only
+ * the major version, so build against the server-dev headers of the minor
+ * release the server runs (Debian's postgresql-server-dev-15 and
+ * postgresql-15 packages move together).
  *
  *-------------------------------------------------------------------------
  */
