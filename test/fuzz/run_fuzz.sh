@@ -26,10 +26,21 @@ SRC_DIR=$(cd "$FUZZ_DIR/../../src" && pwd)
 SECONDS_PER_TARGET=${1:-${FUZZ_SECONDS:-60}}
 TARGETS=(${FUZZ_TARGETS:-evector_text envelope jwt keyfile})
 
-if ! command -v clang >/dev/null 2>&1; then
-	echo "=== installing clang"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null ||
-		{ echo "could not install clang"; echo "0 passed, ${#TARGETS[@]} failed"; exit 1; }
+# clang with libFuzzer's runtime (libclang-rt-dev is only recommended by
+# clang on Debian, so it is asked for by name).
+fuzzer_works() {
+	local d
+	d=$(mktemp -d)
+	echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long s) { return 0; }' >"$d/t.c"
+	clang -fsanitize=fuzzer,address -o "$d/t" "$d/t.c" >/dev/null 2>&1
+	local rc=$?
+	rm -rf "$d"
+	return $rc
+}
+if ! command -v clang >/dev/null 2>&1 || ! fuzzer_works; then
+	echo "=== installing clang and the libFuzzer runtime"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-dev binutils >/dev/null
+	fuzzer_works || { echo "clang cannot build libFuzzer targets"; echo "0 passed, ${#TARGETS[@]} failed"; exit 1; }
 fi
 
 PG_CONFIG=${PG_CONFIG:-$(command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)}
