@@ -283,19 +283,29 @@ check_kind(const struct varlena *env, uint8 kind)
 				 errdetail("The envelope holds a value of another type.")));
 }
 
-/* Parse "vecphi:<base64>" and check the envelope's structure. */
+/*
+ * Parse "vecphi:<base64>" and check the envelope's structure.  Sizes are
+ * computed in Size: pg_b64_dec_len() multiplies an int by 3 and wraps for
+ * input over 715 MB.
+ */
 struct varlena *
 envelope_from_text(const char *str, uint8 kind)
 {
 	const char *b64 = str + ENVELOPE_TEXT_PREFIX_LEN;
-	int			b64len = strlen(b64);
+	Size		b64len = strlen(b64);
+	Size		cap = b64len / 4 * 3 + 3;
 	struct varlena *env;
 	int			declen;
 	EnvelopeHeader hdr;
 
 	Assert(envelope_text_is_envelope(str));
-	env = (struct varlena *) palloc(VARHDRSZ + pg_b64_dec_len(b64len) + 1);
-	declen = pg_b64_decode(b64, b64len, VARDATA(env), pg_b64_dec_len(b64len) + 1);
+	if (VARHDRSZ + cap + 1 > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s value is too large", kind_type_name(kind)),
+				 errdetail("Its text form has %zu bytes.", b64len)));
+	env = (struct varlena *) palloc(VARHDRSZ + cap + 1);
+	declen = pg_b64_decode(b64, (int) b64len, VARDATA(env), (int) cap + 1);
 	if (declen < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
@@ -308,22 +318,92 @@ envelope_from_text(const char *str, uint8 kind)
 	return env;
 }
 
-/* "vecphi:<base64>" for a detoasted envelope. */
+/*
+ * "vecphi:<base64>" for a detoasted envelope.  An envelope over 805 MB has
+ * no text form within the 1 GB limit (54000; binary output has none);
+ * sizes are Size, as pg_b64_enc_len() wraps an int past 512 MB.
+ */
 char *
 envelope_to_text(const struct varlena *env)
 {
-	int			size = VARSIZE_ANY_EXHDR(env);
-	int			enclen = pg_b64_enc_len(size);
-	char	   *out = palloc(ENVELOPE_TEXT_PREFIX_LEN + enclen + 1);
+	Size		size = VARSIZE_ANY_EXHDR(env);
+	const uint8 *p = (const uint8 *) VARDATA_ANY(env);
+	Size		enclen = (size + 2) / 3 * 4;
+	char	   *out;
 	int			written;
 
+	if (ENVELOPE_TEXT_PREFIX_LEN + enclen + 1 > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s value is too large for its text form",
+						kind_type_name(size >= 2 ? p[1] : ENVELOPE_KIND_TEXT)),
+				 errdetail("The envelope has %zu bytes; as base64 text it would have %zu, over the limit of %zu.",
+						   size, ENVELOPE_TEXT_PREFIX_LEN + enclen, (Size) MaxAllocSize - 1),
+				 errhint("Use binary output (COPY ... WITH (FORMAT binary), or the binary protocol).")));
+	out = palloc(ENVELOPE_TEXT_PREFIX_LEN + enclen + 1);
 	memcpy(out, ENVELOPE_TEXT_PREFIX, ENVELOPE_TEXT_PREFIX_LEN);
-	written = pg_b64_encode(VARDATA_ANY(env), size,
-							out + ENVELOPE_TEXT_PREFIX_LEN, enclen);
+	written = pg_b64_encode((const char *) p, (int) size,
+							out + ENVELOPE_TEXT_PREFIX_LEN, (int) enclen);
 	if (written < 0)
 		elog(ERROR, "could not encode envelope as base64");
 	out[ENVELOPE_TEXT_PREFIX_LEN + written] = '\0';
 	return out;
+}
+
+/*
+ * COPY's error context line "COPY t, line 1, column c: \"value\"" with
+ * the value cut: for plaintext input the value is the plaintext.
+ */
+static char *
+redact_copy_context(const char *context)
+{
+	StringInfoData buf;
+	const char *line = context;
+
+	initStringInfo(&buf);
+	while (*line)
+	{
+		const char *eol = strchr(line, '\n');
+		Size		len = eol ? (Size) (eol - line) : strlen(line);
+		const char *quote = NULL;
+
+		if (strncmp(line, "COPY ", 5) == 0)
+		{
+			quote = strstr(line, ": \"");
+			if (quote != NULL && quote >= line + len)
+				quote = NULL;
+		}
+		if (quote != NULL)
+		{
+			appendBinaryStringInfo(&buf, line, quote - line);
+			appendStringInfoString(&buf, ": (value not shown)");
+		}
+		else
+			appendBinaryStringInfo(&buf, line, len);
+		if (eol == NULL)
+			break;
+		appendStringInfoChar(&buf, '\n');
+		line = eol + 1;
+	}
+	return buf.data;
+}
+
+/*
+ * Re-raise the error being handled (call from PG_CATCH of a type input
+ * function, whose input may be plaintext) with any COPY value cut from its
+ * context.  cxt is the memory context the input function ran in.
+ */
+void
+envelope_rethrow_input_error(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	if (edata->context != NULL)
+		edata->context = redact_copy_context(edata->context);
+	ReThrowError(edata);
 }
 
 /* Binary input: the rest of the message is the envelope. */

@@ -85,6 +85,7 @@ extern void envelope_read_header(const struct varlena *env, uint8 kind,
 extern bool envelope_text_is_envelope(const char *str);
 extern struct varlena *envelope_from_text(const char *str, uint8 kind);
 extern char *envelope_to_text(const struct varlena *env);
+extern void envelope_rethrow_input_error(MemoryContext cxt) pg_attribute_noreturn();
 extern struct varlena *envelope_recv(StringInfo buf, uint8 kind);
 extern char *envelope_key_id(const struct varlena *env, uint8 kind);
 

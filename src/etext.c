@@ -38,10 +38,26 @@ Datum
 etext_in(PG_FUNCTION_ARGS)
 {
 	char	   *str = PG_GETARG_CSTRING(0);
+	MemoryContext cxt = CurrentMemoryContext;
+	struct varlena *env = NULL;
 
-	if (envelope_text_is_envelope(str))
-		PG_RETURN_POINTER(envelope_from_text(str, ENVELOPE_KIND_TEXT));
-	PG_RETURN_POINTER(seal_text(str, strlen(str)));
+	/*
+	 * str is plaintext, or an envelope, or plaintext that only looks like
+	 * one: no error may show it (COPY's context would).
+	 */
+	PG_TRY();
+	{
+		if (envelope_text_is_envelope(str))
+			env = envelope_from_text(str, ENVELOPE_KIND_TEXT);
+		else
+			env = seal_text(str, strlen(str));
+	}
+	PG_CATCH();
+	{
+		envelope_rethrow_input_error(cxt);
+	}
+	PG_END_TRY();
+	PG_RETURN_POINTER(env);
 }
 
 PG_FUNCTION_INFO_V1(etext_out);
@@ -92,7 +108,22 @@ vecphi_decrypt_text(PG_FUNCTION_ARGS)
 
 	plaintext = envelope_open(PG_GETARG_ETEXT_P(0), ENVELOPE_KIND_TEXT, &hdr, &len);
 	audit_count_decrypt(true);
-	pg_verifymbstr(plaintext, (int) len, false);
+
+	/*
+	 * Text sealed in a database of another encoding (a restore from LATIN1 or
+	 * SQL_ASCII) may not be valid here.  The core's message would show the
+	 * offending bytes, which are plaintext: check quietly, wipe, and say only
+	 * that it is invalid.
+	 */
+	if (!pg_verifymbstr(plaintext, (int) len, true))
+	{
+		crypto_wipe(plaintext, len);
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("etext value is not valid text in encoding \"%s\"",
+						GetDatabaseEncodingName()),
+				 errdetail("It was encrypted in a database of another encoding, or contains a zero byte; its bytes are not shown.")));
+	}
 	result = cstring_to_text_with_len(plaintext, (int) len);
 	crypto_wipe(plaintext, len);
 	PG_RETURN_TEXT_P(result);

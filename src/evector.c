@@ -201,23 +201,36 @@ evector_in(PG_FUNCTION_ARGS)
 {
 	char	   *str = PG_GETARG_CSTRING(0);
 	int32		typmod = PG_GETARG_INT32(2);
-	struct varlena *env;
+	MemoryContext cxt = CurrentMemoryContext;
+	struct varlena *env = NULL;
 	EnvelopeHeader hdr;
 
-	if (envelope_text_is_envelope(str))
+	/*
+	 * str is plaintext, or an envelope, or plaintext that only looks like
+	 * one: no error may show it (COPY's context would).
+	 */
+	PG_TRY();
 	{
-		env = envelope_from_text(str, ENVELOPE_KIND_VECTOR);
-		envelope_read_header(env, ENVELOPE_KIND_VECTOR, &hdr);
-		check_typmod_dims(typmod, hdr.count);
-	}
-	else
-	{
-		int			dim;
-		float4	   *x = parse_vector_literal(str, &dim);
+		if (envelope_text_is_envelope(str))
+		{
+			env = envelope_from_text(str, ENVELOPE_KIND_VECTOR);
+			envelope_read_header(env, ENVELOPE_KIND_VECTOR, &hdr);
+			check_typmod_dims(typmod, hdr.count);
+		}
+		else
+		{
+			int			dim;
+			float4	   *x = parse_vector_literal(str, &dim);
 
-		check_typmod_dims(typmod, dim);
-		env = seal_vector(x, dim);
+			check_typmod_dims(typmod, dim);
+			env = seal_vector(x, dim);
+		}
 	}
+	PG_CATCH();
+	{
+		envelope_rethrow_input_error(cxt);
+	}
+	PG_END_TRY();
 	PG_RETURN_POINTER(env);
 }
 

@@ -98,6 +98,7 @@
 #include "utils/syscache.h"
 
 #include "audit.h"
+#include "compat.h"
 #include "ehnsw.h"
 #include "privsql.h"
 #include "scrub.h"
@@ -225,8 +226,7 @@ scrub_heap_page(Relation rel, Buffer buf, GlobalVisState * vistest,
 		{
 			int			nnewlpdead;
 
-			(void) heap_page_prune(rel, buf, InvalidTransactionId, vistest,
-								   InvalidTransactionId, 0, &nnewlpdead, NULL);
+			(void) vecphi_heap_page_prune(rel, buf, vistest, &nnewlpdead);
 			if (TransactionIdIsValid(((PageHeader) page)->pd_prune_xid))
 				st->pages_held++;
 		}

@@ -1,0 +1,31 @@
+/*
+ * fuzz_evector_text.c
+ *	  libFuzzer target: the evector literal parser ("[1.5, 2, 3]") and the
+ *	  value and typmod checks that run before encryption.
+ */
+#include "../../src/evector.c"
+
+#include "fuzz_stubs.h"
+
+int			LLVMFuzzerTestOneInput(const uint8 *data, size_t size);
+
+/* Parse the input as a literal; what is accepted must be a sane vector. */
+static void
+parse_literal(const uint8 *data, size_t size)
+{
+	char	   *str = fuzz_cstring(data, size);
+	int			dim;
+	float4	   *x = parse_vector_literal(str, &dim);
+
+	if (dim < 1 || dim > VECPHI_MAX_DIM)
+		abort();
+	check_vector_values(x, dim);
+	check_typmod_dims(size % 7 == 0 ? -1 : (int32) (size % 5), (uint32) dim);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8 *data, size_t size)
+{
+	fuzz_run(parse_literal, data, size);
+	return 0;
+}
