@@ -49,4 +49,26 @@ SET statement_timeout = '20ms';
 REINDEX INDEX CONCURRENTLY unw_emb;
 RESET statement_timeout;
 SELECT 'still connected' AS after_cancelled_reindex_concurrently;
+-- A cancelled VACUUM (its graph repair decrypts neighbours) and a
+-- cancelled insert of many rows into the index unwind too, and the index
+-- stays consistent.
+REINDEX INDEX unw_emb;
+DELETE FROM unw_docs WHERE id % 3 = 0;
+-- (No CONTEXT line: which phase the timeout hits depends on timing.)
+\set SHOW_CONTEXT never
+SET statement_timeout = '20ms';
+VACUUM unw_docs;
+RESET statement_timeout;
+\set SHOW_CONTEXT errors
+SELECT 'still connected' AS after_cancelled_vacuum;
+VACUUM unw_docs;
+SELECT vecphi.index_check('unw_emb') AS index_ok_after_vacuum;
+BEGIN;
+SELECT as_tenant('hosp_a');
+SET LOCAL statement_timeout = '20ms';
+INSERT INTO unw_docs
+SELECT i, 'hosp_a', format('[%s,%s,0,1]', i, i % 5)::evector FROM generate_series(30001, 40000) i;
+ROLLBACK;
+SELECT 'still connected' AS after_cancelled_insert;
+SELECT vecphi.index_check('unw_emb') AS index_ok_after_insert;
 DROP TABLE unw_docs;
