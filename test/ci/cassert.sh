@@ -32,6 +32,7 @@ PG_CONFIG=$(bash "$REPO/test/ci/build_cassert_pg.sh" | tail -n 1)
 echo "=== cassert mode: server $("$PG_CONFIG" --version), $PG_CONFIG ($(($(date +%s) - start)) s to get it)"
 
 CM=$(mktemp -d /var/tmp/vecphi-cassert.XXXXXX)
+chmod 0755 "$CM" # the servers run as postgres, from the copy below
 keep=0
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # vecphi CI: helpers shared by test/ci/sanitize.sh and test/ci/cassert.sh.
 # Sourced, not run.
 
@@ -23,6 +24,7 @@ ci_run_suite() {
 	CI_SUITE_RC=${PIPESTATUS[0]}
 	set -e
 	CI_SUITE_LINE=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+	# shellcheck disable=SC2034 # read by the scripts that source this file
 	CI_SUITE_WORK=$(sed -n 's/^run_tests\.sh: test files kept in //p' "$log" | tail -n 1)
 }
 
