@@ -108,7 +108,10 @@ ci_run_suite "$SAN/suite.log" \
 
 # The build must really be instrumented, or the mode proves nothing.
 so=$("$PG_CONFIG" --pkglibdir)/vecphi.so
-if ! nm -D "$so" 2>/dev/null | grep -q '__asan_report\|__ubsan_handle'; then
+# (nm's output is read whole: grep -q would close the pipe early, and with
+# pipefail nm's SIGPIPE would make the check fail.)
+symbols=$(nm -D "$so" 2>/dev/null || true)
+if ! grep -q '__asan_report' <<<"$symbols" || ! grep -q '__ubsan_handle' <<<"$symbols"; then
 	echo "=== sanitizer mode: $so is not instrumented"
 	CI_SUITE_RC=1
 	CI_SUITE_LINE=
