@@ -287,11 +287,17 @@ type_is_protected(Oid typid)
 	return result;
 }
 
-/* Does the relation hold evector or etext columns? */
+/*
+ * Does the relation hold evector or etext columns?  The leader holds a lock
+ * on every relation of the range table; a parallel worker locks only those
+ * its part of the plan opens, so it takes one here (granted at once through
+ * the leader's lock group), as ExecGetRangeTableRelation() does.
+ */
 static bool
 relation_is_protected(Oid relid)
 {
-	Relation	rel = relation_open(relid, NoLock);
+	Relation	rel = relation_open(relid,
+									IsParallelWorker() ? AccessShareLock : NoLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	bool		result = false;
 	int			i;

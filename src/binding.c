@@ -70,6 +70,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -561,12 +562,15 @@ vecphi_row_bound(PG_FUNCTION_ARGS)
 bool
 binding_holds_unbound_values(Oid relid)
 {
-	List	   *rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	List	   *rels;
 	ListCell   *lc;
 	Oid			evector;
 	Oid			etext;
 	bool		found = false;
 
+	/* find_all_inheritors() locks the children only: lock the table too. */
+	LockRelationOid(relid, AccessShareLock);
+	rels = find_all_inheritors(relid, AccessShareLock, NULL);
 	vecphi_ciphertext_types(&evector, &etext);
 	foreach(lc, rels)
 	{
@@ -636,7 +640,12 @@ vecphi_bind_existing(PG_FUNCTION_ARGS)
 				 errmsg("table %s is not protected", binding_relname(relid)),
 				 errhint("Call vecphi.protect() on the table first.")));
 
-	/* Writers wait; readers go on.  Partitions are locked too. */
+	/*
+	 * Writers wait; readers go on.  find_all_inheritors() locks the
+	 * partitions but not the table itself, which table_open(NoLock) below
+	 * requires (an assert-enabled server traps without this lock).
+	 */
+	LockRelationOid(relid, ShareRowExclusiveLock);
 	rels = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	foreach(lc, rels)

@@ -653,6 +653,20 @@ scrub_and_record(Relation rel, bool remove_elements, const char *how,
 /* ---------- after VACUUM ---------- */
 
 /*
+ * Would VACUUM of the whole database process this table for the current
+ * user?  PostgreSQL 15's rule (vacuum_is_relation_owner()), without its
+ * warnings: that function requires VACOPT_VACUUM or VACOPT_ANALYZE in its
+ * options, and with VACOPT_VACUUM it warns about every table it skips,
+ * which VACUUM itself has just done.
+ */
+static bool
+may_vacuum(Form_pg_class form)
+{
+	return pg_class_ownercheck(form->oid, GetUserId()) ||
+		(pg_database_ownercheck(MyDatabaseId, GetUserId()) && !form->relisshared);
+}
+
+/*
  * The plain tables a VACUUM command processed; the partitioned tables it
  * named go to *parents (their deletions are noted under their own OID).
  */
@@ -675,7 +689,7 @@ vacuumed_tables(VacuumStmt * stmt, List **parents)
 
 			if ((form->relkind == RELKIND_RELATION || form->relkind == RELKIND_MATVIEW) &&
 				form->relpersistence != RELPERSISTENCE_TEMP &&
-				vacuum_is_relation_owner(form->oid, form, 0))
+				may_vacuum(form))
 				relids = lappend_oid(relids, form->oid);
 		}
 		table_endscan(scan);
