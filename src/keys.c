@@ -1354,6 +1354,16 @@ keyring_id_generate(void)
 	return id;
 }
 
+/* A copy of s in the memory of SPI's caller, which SPI_finish() keeps. */
+static char *
+spi_outlive(const char *s)
+{
+	char	   *copy = SPI_palloc(strlen(s) + 1);
+
+	strcpy(copy, s);
+	return copy;
+}
+
 /*
  * The keyring id, read (and row locked) in the running privileged section.
  * With create, a database that has none yet gets one (its first key
@@ -1379,7 +1389,8 @@ admin_keyring_id(bool create)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("vecphi.keyring_identity holds a malformed keyring id")));
-		return id;
+		/* Callers use it after SPI_finish(), which frees SPI's memory. */
+		return spi_outlive(id);
 	}
 	if (!create)
 		ereport(ERROR,
@@ -1391,7 +1402,7 @@ admin_keyring_id(bool create)
 	values[0] = CStringGetTextDatum(id);
 	spi_run("INSERT INTO vecphi.keyring_identity (keyring_id) VALUES ($1)",
 			1, types, values, false, SPI_OK_INSERT);
-	return id;
+	return spi_outlive(id);
 }
 
 /* bytea datum holding a wrapped key. */
