@@ -1846,7 +1846,7 @@ vecphi_fork_keyring(PG_FUNCTION_ARGS)
 	spi_run("LOCK TABLE vecphi.tenants IN SHARE ROW EXCLUSIVE MODE",
 			0, NULL, NULL, false, SPI_OK_UTILITY);
 	old_id = admin_keyring_id(true);
-	new_id = keyring_id_generate();
+	new_id = spi_outlive(keyring_id_generate());
 	keyring_owner_write(new_id);
 	pending_key_file_add(keyring_owner_path(new_id), false);
 
