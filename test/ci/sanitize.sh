@@ -103,7 +103,7 @@ chmod 0755 "$PGBIN/postgres"
 echo "=== sanitizer mode: vecphi.so with -fsanitize=address,undefined, $LIBASAN preloaded into postgres"
 start=$(date +%s)
 ci_run_suite "$SAN/suite.log" \
-	PG_CONFIG="$PG_CONFIG" \
+	PG_CONFIG="$PG_CONFIG" VECPHI_SANITIZER=1 \
 	COPT="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
 # The build must really be instrumented, or the mode proves nothing.

@@ -89,8 +89,18 @@ diag(sprintf(
 	"verify_audit() peak memory gained: %.1f MB for %s rows, %.1f MB for %s rows",
 	$peak_small / 1024, (split /,/, $res_small)[1],
 	$peak_large / 1024, (split /,/, $res_large)[1]));
-cmp_ok($peak_large, '<', 40 * 1024,
-	'verify_audit() over 120,000 rows gains less than 40 MB (16 MB of it shared buffers)');
+SKIP:
+{
+	# Under test/ci/sanitize.sh the server runs with ASan's allocator: freed
+	# chunks wait in a 32 MB quarantine and redzones pad every allocation, so
+	# the absolute peak says nothing about vecphi there.  The growth check
+	# below (streaming: six times the rows, not six times the memory) still
+	# runs.
+	skip 'absolute peak under the sanitizer (ASan quarantine and redzones)', 1
+	  if $ENV{VECPHI_SANITIZER};
+	cmp_ok($peak_large, '<', 40 * 1024,
+		'verify_audit() over 120,000 rows gains less than 40 MB (16 MB of it shared buffers)');
+}
 cmp_ok($peak_large - $peak_small, '<', 24 * 1024,
 	'six times the rows: less than 24 MB more (shared buffers filling up, not per-row memory)');
 
