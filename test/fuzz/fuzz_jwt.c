@@ -7,7 +7,7 @@
  *	  driven by PostgreSQL's own pg_parse_json).  The conversion to jsonb
  *	  that follows in token_json_object needs the backend and is not run.
  */
-#include "../../src/claims.c"
+#include "../../src/claims/claims.c"
 
 #include "fuzz_stubs.h"
 
