@@ -66,7 +66,9 @@
 #include "auditint.h"
 #include "claims.h"
 #include "crypto.h"
+#include "keysettings.h"
 #include "privsql.h"
+#include "report.h"
 #include "vecphi.h"
 
 bool		vecphi_audit_enabled = true;
@@ -1527,6 +1529,13 @@ vecphi_audit_flush(PG_FUNCTION_ARGS)
 }
 
 
+/* The receivers of common/report.h's reports. */
+static const ReportSink audit_report_sink = {
+	.denial = audit_denial_at,
+	.decrypt = audit_count_decrypt,
+	.distance = audit_note_distance,
+};
+
 /* ---------- start-up ---------- */
 
 void
@@ -1582,4 +1591,7 @@ audit_init(void)
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = audit_ProcessUtility;
 	auditexec_init();
+
+	/* What the layers below report (common/report.h) comes here. */
+	report_set_sink(&audit_report_sink);
 }

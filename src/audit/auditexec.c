@@ -55,6 +55,7 @@
 #include "optimizer/planner.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -144,6 +145,9 @@ typedef struct AuditDest
 	Size		bytes;
 	TupleTableSlot *replay;
 } AuditDest;
+
+/* vecphi.max_scan_rows (registered in auditexec_init()). */
+int			vecphi_max_scan_rows = 0;
 
 static planner_hook_type prev_planner = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
@@ -1452,9 +1456,17 @@ audit_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/* Register the executor hooks and vecphi.max_scan_rows (audit_init()). */
 void
 auditexec_init(void)
 {
+	DefineCustomIntVariable("vecphi.max_scan_rows",
+							"Most rows one similarity scan may return to a claimant (0: no limit).",
+							"A minimum-necessary control and a brake on extracting a tenant's data by nearest-neighbour walking.",
+							&vecphi_max_scan_rows,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_NO_RESET_ALL,
+							NULL, NULL, NULL);
 	prev_planner = planner_hook;
 	planner_hook = audit_planner;
 	prev_ExecutorStart = ExecutorStart_hook;

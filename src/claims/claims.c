@@ -66,11 +66,11 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
-#include "audit.h"
 #include "claims.h"
 #include "crypto.h"
 #include "keyfile.h"
 #include "keys.h"
+#include "report.h"
 #include "vecphi.h"
 
 /* Allowance for clocks of token issuer and server that disagree. */
@@ -106,6 +106,10 @@ static char *offered_token = NULL;
 
 /* Copy of debug_query_string with tokens taken out, in TopMemoryContext. */
 static char *redacted_query = NULL;
+
+/* Settings: where the token-verification keys are (claims_init()). */
+static char *vecphi_jwt_secret_file = NULL;
+static char *vecphi_jwt_public_key_file = NULL;
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -144,7 +148,7 @@ static void
 token_reject(const char *detail)
 {
 	token_log_rejection(detail);
-	audit_denial("invalid claims token", detail);
+	report_denial("invalid claims token", detail);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("invalid claims token"),
@@ -156,7 +160,7 @@ static void
 token_reject_time(const char *message)
 {
 	token_log_rejection(message);
-	audit_denial(message, NULL);
+	report_denial(message, NULL);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 			 errmsg("%s", message)));
@@ -638,7 +642,7 @@ claims_current(void)
 		current_claims->expires + CLAIMS_CLOCK_SKEW_SECS)
 	{
 		/* Recorded under the claims that expired, then dropped. */
-		audit_denial("claims token has expired", "The claims expired during the transaction.");
+		report_denial("claims token has expired", "The claims expired during the transaction.");
 		claims_clear();
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -665,7 +669,7 @@ claims_require_tenant_id(void)
 
 	if (claims == NULL)
 	{
-		audit_denial("no verified claims in this transaction", NULL);
+		report_denial("no verified claims in this transaction", NULL);
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("no verified claims in this transaction"),
@@ -931,6 +935,22 @@ claims_init(void)
 {
 	ClaimsContext = AllocSetContextCreate(TopMemoryContext, "vecphi claims",
 										  ALLOCSET_SMALL_SIZES);
+	DefineCustomStringVariable("vecphi.jwt_secret_file",
+							   "File holding the HS256 secret that signs claim tokens.",
+							   "Surrounding white space is trimmed; at least 32 bytes.",
+							   &vecphi_jwt_secret_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("vecphi.jwt_public_key_file",
+							   "PEM public key that verifies ES256 or RS256 claim tokens.",
+							   "Only the server's user may be able to write it.",
+							   &vecphi_jwt_public_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 	DefineCustomStringVariable("vecphi.claims_token",
 							   "Verified claims token of the transaction, passed to parallel workers.",
 							   "Set only by vecphi.set_claims(); internal.",

@@ -92,6 +92,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -923,10 +924,17 @@ vecphi_scrub(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-/* Install the hook; called once from _PG_init. */
+/* Register vecphi.scrub_on_vacuum and the hook; called once from _PG_init. */
 void
 scrub_init(void)
 {
+	DefineCustomBoolVariable("vecphi.scrub_on_vacuum",
+							 "Zero what deleted rows leave in heap and TOAST pages after VACUUM.",
+							 "Turning it off leaves deleted ciphertext in page free space; for measurements only.",
+							 &vecphi_scrub_on_vacuum,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = scrub_ProcessUtility;
 }

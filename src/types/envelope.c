@@ -17,10 +17,10 @@
 #include "libpq/pqformat.h"
 #include "port/pg_bswap.h"
 
-#include "audit.h"
 #include "claims.h"
 #include "envelope.h"
 #include "keys.h"
+#include "report.h"
 #include "vecphi.h"
 
 /* SQL type name of an envelope kind, for messages. */
@@ -204,8 +204,8 @@ envelope_decrypt(const struct varlena *env, uint8 kind,
 						  p + hlen + VECPHI_NONCE_LEN + ptlen,
 						  plaintext))
 	{
-		audit_denial(psprintf("%s value failed authentication", kind_type_name(kind)),
-					 "ciphertext or header altered, or not sealed under the named key");
+		report_denial(psprintf("%s value failed authentication", kind_type_name(kind)),
+					  "ciphertext or header altered, or not sealed under the named key");
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("%s value failed authentication", kind_type_name(kind)),
@@ -225,7 +225,7 @@ envelope_check_claimant(const EnvelopeHeader *hdr, uint8 kind)
 		char	   *message = psprintf("permission denied to decrypt %s value",
 									   kind_type_name(kind));
 
-		audit_denial(message, "another tenant's value");
+		report_denial(message, "another tenant's value");
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("%s", message),

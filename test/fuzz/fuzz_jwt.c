@@ -15,7 +15,7 @@ int			LLVMFuzzerTestOneInput(const uint8 *data, size_t size);
 
 /* A refusal queues an audit record in the server; nothing to do here. */
 void
-audit_denial_at(const char *message, const char *detail, const char *funcname)
+report_denial_at(const char *message, const char *detail, const char *file)
 {
 }
 
