@@ -12,6 +12,7 @@ OBJS = \
 	src/common/privsql.o \
 	src/common/report.o \
 	src/common/tenant.o \
+	src/common/hooks.o \
 	src/crypto/crypto.o \
 	src/crypto/keyfile.o \
 	src/keys/keysettings.o \
@@ -21,6 +22,7 @@ OBJS = \
 	src/types/evector.o \
 	src/types/etext.o \
 	src/types/distance.o \
+	src/types/ciphertypes.o \
 	src/ehnsw.o \
 	src/ehnswbuild.o \
 	src/ehnswcheck.o \

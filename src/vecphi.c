@@ -7,7 +7,8 @@
  * writer start with the server, and settings that weaken protection must
  * not be changeable by loading the library late.  Each module registers
  * its own settings and hooks in its *_init(); the order below is the order
- * the hooks nest in (a later module's hook runs first), and keys_init()
+ * the hooks nest in (a later module's hook runs first; ProcessUtility
+ * handlers go through the one dispatcher of common/hooks.h), and keys_init()
  * comes last, once every vecphi.* setting is defined and the prefix is
  * reserved.  The layers and what each may call: docs/architecture.md.
  *
@@ -23,6 +24,7 @@
 #include "binding.h"
 #include "claims.h"
 #include "ehnsw.h"
+#include "hooks.h"
 #include "keys.h"
 #include "keysettings.h"
 #include "protectddl.h"
@@ -48,6 +50,7 @@ _PG_init(void)
 	scrub_init();				/* erasure: scrub after VACUUM */
 	binding_init();				/* protect: binding catalog hook */
 	protectddl_init();			/* protect: owner code on protected tables */
+	utility_install();			/* the one ProcessUtility hook (hooks.h) */
 
 	MarkGUCPrefixReserved("vecphi");
 

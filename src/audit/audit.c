@@ -19,7 +19,7 @@
  * hash for anchoring outside the server, which also exposes a chain
  * recomputed with the key.
  *
- * Only vecphi's own refusals become `denial` records (audit_denial());
+ * Only vecphi's own refusals become `denial` records (report_denial());
  * other errors of class 28000/42501 are `permission_error` records naming
  * where the server raised them.
  *
@@ -66,6 +66,7 @@
 #include "auditint.h"
 #include "claims.h"
 #include "crypto.h"
+#include "hooks.h"
 #include "keysettings.h"
 #include "privsql.h"
 #include "report.h"
@@ -79,7 +80,7 @@ static int	vecphi_audit_retention_min = 7 * 365 * 24 * 60 + 2 * 24 * 60;
 static char *vecphi_audit_key_file = NULL;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static int	utility_slot;		/* of audit_ProcessUtility (hooks.h) */
 
 /* The retention purge may delete rows up to this seq (0: no purge running). */
 static int64 purge_through_seq = 0;
@@ -745,11 +746,8 @@ refuse_audit_log_change(const char *what)
 {
 	char	   *message = psprintf("vecphi.audit_log is append-only: %s is not allowed", what);
 
-	audit_denial(message, NULL);
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s", message),
-			 errdetail("Only vecphi's audit writer adds rows, and only vecphi.purge_audit() removes rows past vecphi.audit_retention.")));
+	vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, message, NULL,
+				errdetail("Only vecphi's audit writer adds rows, and only vecphi.purge_audit() removes rows past vecphi.audit_retention."));
 }
 
 PG_FUNCTION_INFO_V1(vecphi_audit_log_guard);
@@ -898,11 +896,8 @@ audit_check_utility(Node * stmt)
 	}
 	if (hit)
 	{
-		audit_denial("only a superuser may alter vecphi.audit_log or its triggers", NULL);
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("only a superuser may alter vecphi.audit_log or its triggers"),
-				 errdetail("The audit log is append-only for every other role, its owner included.")));
+		vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, "only a superuser may alter vecphi.audit_log or its triggers", NULL,
+					errdetail("The audit log is append-only for every other role, its owner included."));
 	}
 }
 
@@ -914,12 +909,7 @@ audit_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 {
 	if (!am_audit_writer)
 		audit_check_utility(pstmt->utilityStmt);
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	utility_next(utility_slot, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 }
 
 /*
@@ -931,7 +921,7 @@ audit_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
  * tenants inside such a block must leave a trace too.  The backend waits
  * for queue space as a scan does; a record that still finds none is
  * counted as lost (auditqueue.c).  file is the caller's __FILE__ (see the
- * audit_denial() macro): the log hook skips the same error when it is
+ * report_denial() macro): the log hook skips the same error when it is
  * reported from that file.
  */
 void
@@ -959,7 +949,7 @@ audit_denial_at(const char *message, const char *detail, const char *file)
 
 /*
  * Errors of class 28000 (invalid authorization) or 42501 (insufficient
- * privilege) that vecphi did not record through audit_denial():
+ * privilege) that vecphi did not record through report_denial():
  * PostgreSQL's own refusals (permission denied, row-level security on a
  * write) and errors raised by SQL or PL code (RAISE ... USING ERRCODE).
  * They become `permission_error` records, never `denial`: anyone can raise
@@ -985,7 +975,7 @@ audit_emit_log_hook(ErrorData * edata)
 		edata->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE)
 		return;
 
-	/* Already recorded by audit_denial(), from the file that raised it? */
+	/* Already recorded by report_denial(), from the file that raised it? */
 	if (self_denial_message != NULL &&
 		self_denial_statement == GetCurrentStatementStartTimestamp() &&
 		edata->message != NULL && strcmp(edata->message, self_denial_message) == 0 &&
@@ -1588,8 +1578,7 @@ audit_init(void)
 	auditqueue_install_hooks();
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = audit_emit_log_hook;
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = audit_ProcessUtility;
+	utility_slot = utility_register(audit_ProcessUtility);
 	auditexec_init();
 
 	/* What the layers below report (common/report.h) comes here. */

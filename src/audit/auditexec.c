@@ -68,6 +68,7 @@
 #include "claims.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "report.h"
 #include "vecphi.h"
 
 #define IDENTITY_RESNAME		"vecphi_row_identity"
@@ -675,11 +676,8 @@ capture_check_limit(AuditCapture *cap)
 		return;
 	message = psprintf("similarity scan exceeds vecphi.max_scan_rows (%d)",
 					   vecphi_max_scan_rows);
-	audit_denial(message, NULL);
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s", message),
-			 errhint("Ask for fewer rows (LIMIT), or ask the security officer to raise the limit.")));
+	vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, message, NULL,
+				errhint("Ask for fewer rows (LIMIT), or ask the security officer to raise the limit."));
 }
 
 static void
@@ -1212,12 +1210,9 @@ audit_claims_change_check(void)
 
 	if (!audit_active_here() || active_queries == NIL)
 		return;
-	audit_denial(message, NULL);
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s", message),
-			 errdetail("Its scans started under the claims in force then, and are recorded under those."),
-			 errhint("Call vecphi.set_claims() in a statement of its own, after closing open cursors.")));
+	vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, message, NULL,
+				errdetail("Its scans started under the claims in force then, and are recorded under those."),
+				errhint("Call vecphi.set_claims() in a statement of its own, after closing open cursors."));
 }
 
 void

@@ -68,6 +68,7 @@
 
 #include "claims.h"
 #include "crypto.h"
+#include "hooks.h"
 #include "keyfile.h"
 #include "keys.h"
 #include "report.h"
@@ -112,7 +113,7 @@ static char *vecphi_jwt_secret_file = NULL;
 static char *vecphi_jwt_public_key_file = NULL;
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static int	utility_slot;		/* of claims_ProcessUtility (hooks.h) */
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /* A WITH HOLD cursor was declared in this transaction. */
@@ -148,11 +149,8 @@ static void
 token_reject(const char *detail)
 {
 	token_log_rejection(detail);
-	report_denial("invalid claims token", detail);
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-			 errmsg("invalid claims token"),
-			 errdetail("%s", detail)));
+	vecphi_deny(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, "invalid claims token", detail,
+				errdetail("%s", detail));
 }
 
 /* Refuse an expired or not yet valid token; never returns. */
@@ -160,10 +158,7 @@ static void
 token_reject_time(const char *message)
 {
 	token_log_rejection(message);
-	report_denial(message, NULL);
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-			 errmsg("%s", message)));
+	vecphi_deny(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, message, NULL);
 }
 
 /* Decode base64url without padding; false on any other character. */
@@ -669,11 +664,8 @@ claims_require_tenant_id(void)
 
 	if (claims == NULL)
 	{
-		report_denial("no verified claims in this transaction", NULL);
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("no verified claims in this transaction"),
-				 errhint("Call vecphi.set_claims() with a signed token inside the transaction.")));
+		vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, "no verified claims in this transaction", NULL,
+					errhint("Call vecphi.set_claims() with a signed token inside the transaction."));
 	}
 	if (claims->tenant_id == 0)
 		current_claims->tenant_id = keys_tenant_id(claims->tenant, false);
@@ -762,12 +754,7 @@ claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 					 errhint("Declare the cursor without WITH HOLD.")));
 		holdable_cursor_declared = true;
 	}
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	utility_next(utility_slot, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 }
 
 /* A character that may occur in a base64url segment. */
@@ -994,8 +981,7 @@ claims_init(void)
 	emit_log_hook = claims_emit_log_hook;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = claims_ExecutorStart;
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = claims_ProcessUtility;
+	utility_slot = utility_register(claims_ProcessUtility);
 }
 
 /* Register the check that may refuse a change of claims (claims.h). */

@@ -83,15 +83,17 @@
 #include "utils/syscache.h"
 
 #include "audit.h"
+#include "hooks.h"
 #include "privsql.h"
 #include "protectddl.h"
+#include "report.h"
 
 /* Nesting of vecphi's own DDL functions (protect, track_erasure). */
 #define VECPHI_DDL_MAX_DEPTH	32
 static Oid	vecphi_ddl_stack[VECPHI_DDL_MAX_DEPTH];
 static int	vecphi_ddl_depth = 0;
 
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static int	utility_slot;		/* of protectddl_ProcessUtility (hooks.h) */
 static fmgr_hook_type prev_fmgr_hook = NULL;
 
 /* The security state of one protected table. */
@@ -1094,12 +1096,9 @@ judge_changes(List *before, List *after, const char *command)
 			char	   *msg = psprintf("permission denied to change protected table \"%s\"",
 									   pre ? pre->relname : post->relname);
 
-			audit_denial(msg, buf.data);
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("%s", msg),
-					 errdetail("%s would %s.", command, buf.data),
-					 errhint("Code that runs in claimants' sessions on a protected table, and vecphi's row-level security, are changed only by a member of vecphi_security_officer or a superuser; see docs/security.md.")));
+			vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, msg, buf.data,
+						errdetail("%s would %s.", command, buf.data),
+						errhint("Code that runs in claimants' sessions on a protected table, and vecphi's row-level security, are changed only by a member of vecphi_security_officer or a superuser; see docs/security.md."));
 		}
 	}
 
@@ -1129,12 +1128,9 @@ judge_changes(List *before, List *after, const char *command)
 			continue;
 		}
 		msg = psprintf("permission denied to change protected table \"%s\"", pre->relname);
-		audit_denial(msg, buf.data);
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("%s", msg),
-				 errdetail("%s would %s.", command, buf.data),
-				 errhint("Code that runs in claimants' sessions on a protected table, and vecphi's row-level security, are changed only by a member of vecphi_security_officer or a superuser; see docs/security.md.")));
+		vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, msg, buf.data,
+					errdetail("%s would %s.", command, buf.data),
+					errhint("Code that runs in claimants' sessions on a protected table, and vecphi's row-level security, are changed only by a member of vecphi_security_officer or a superuser; see docs/security.md."));
 	}
 }
 
@@ -1199,12 +1195,9 @@ check_concurrent_index(IndexStmt * stmt)
 	if (!OidIsValid(relid) || !rel_is_protected(relid))
 		return;
 	msg = psprintf("permission denied to change protected table \"%s\"", get_rel_name(relid));
-	audit_denial(msg, "CREATE INDEX CONCURRENTLY with expressions or a predicate");
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s", msg),
-			 errdetail("An index with expressions or a predicate may run code in claimants' sessions."),
-			 errhint("Have a member of vecphi_security_officer create it; see docs/security.md.")));
+	vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, msg, "CREATE INDEX CONCURRENTLY with expressions or a predicate",
+				errdetail("An index with expressions or a predicate may run code in claimants' sessions."),
+				errhint("Have a member of vecphi_security_officer create it; see docs/security.md."));
 }
 
 static void
@@ -1228,12 +1221,7 @@ protectddl_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 		before = protected_states();
 	}
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	utility_next(utility_slot, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
 	if (check && IsTransactionState())
 	{
@@ -1358,12 +1346,9 @@ vecphi_protect_check(PG_FUNCTION_ARGS)
 							   get_rel_name(child));
 				detail = psprintf("Its rows are restricted by column \"%s\", which vecphi.protect() would no longer use.",
 								  get_attname(child, i, false));
-				audit_denial(msg, detail);
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("%s", msg),
-						 errdetail("%s", detail),
-						 errhint("Only a member of vecphi_security_officer or a superuser may loosen a table's protection.")));
+				vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, msg, detail,
+							errdetail("%s", detail),
+							errhint("Only a member of vecphi_security_officer or a superuser may loosen a table's protection."));
 			}
 			continue;
 		}
@@ -1394,12 +1379,9 @@ vecphi_protect_check(PG_FUNCTION_ARGS)
 			char	   *msg = psprintf("table \"%s\" has code that would run in claimants' sessions",
 									   get_rel_name(relid));
 
-			audit_denial(msg, found.data);
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("%s", msg),
-					 errdetail("Found %s.", found.data),
-					 errhint("Remove it, or have a member of vecphi_security_officer call vecphi.protect(), vouching for it; see docs/security.md.")));
+			vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, msg, found.data,
+						errdetail("Found %s.", found.data),
+						errhint("Remove it, or have a member of vecphi_security_officer call vecphi.protect(), vouching for it; see docs/security.md."));
 		}
 	}
 	PG_RETURN_VOID();
@@ -1433,8 +1415,7 @@ vecphi_owner_code(PG_FUNCTION_ARGS)
 void
 protectddl_init(void)
 {
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = protectddl_ProcessUtility;
+	utility_slot = utility_register(protectddl_ProcessUtility);
 	prev_fmgr_hook = fmgr_hook;
 	fmgr_hook = protectddl_fmgr_hook;
 	RegisterXactCallback(protectddl_xact_callback, NULL);
