@@ -31,12 +31,17 @@ OBJS = \
 	src/ehnswutils.o \
 	src/ehnswvacuum.o \
 	src/audit/audit.o \
+	src/audit/auditchain.o \
+	src/audit/auditverify.o \
 	src/audit/auditexec.o \
+	src/audit/auditplan.o \
 	src/audit/auditqueue.o \
+	src/audit/auditwriter.o \
 	src/protect/rls.o \
 	src/protect/binding.o \
 	src/protect/bindingcatalog.o \
 	src/protect/protectddl.o \
+	src/protect/protectstate.o \
 	src/erasure/scrub.o \
 	src/vecphi.o
 
