@@ -44,6 +44,7 @@
 #include "auditint.h"
 #include "claims.h"
 #include "crypto.h"
+#include "keyfile.h"
 #include "hooks.h"
 #include "keysettings.h"
 #include "privsql.h"
@@ -403,85 +404,6 @@ audit_create_key_file(const char *path)
 }
 
 /*
- * Open a key or head file for reading and check that it is private: a
- * regular file owned by the server's user, no access for group or others.
- * Returns -1 (errno ENOENT) when it does not exist.
- */
-static int
-audit_open_private_file(const char *path, const char *what)
-{
-	struct stat st;
-	int			fd;
-
-	/* O_NONBLOCK: a FIFO planted there must not hang the caller. */
-	fd = OpenTransientFile(path, O_RDONLY | O_NONBLOCK | PG_BINARY);
-	if (fd < 0)
-	{
-		if (errno == ENOENT)
-			return -1;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open %s \"%s\": %m", what, path)));
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-	{
-		CloseTransientFile(fd);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("%s \"%s\" is not a regular file", what, path)));
-	}
-	if (st.st_uid != geteuid())
-	{
-		CloseTransientFile(fd);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("%s \"%s\" is not owned by the server's user", what, path),
-				 errhint("Run: chown to the user the server runs as, and chmod 0600 \"%s\".", path)));
-	}
-	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-	{
-		CloseTransientFile(fd);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("%s \"%s\" is readable or writable by other users", what, path),
-				 errdetail("Its mode is %04o.", (unsigned) (st.st_mode & 07777)),
-				 errhint("Make it private: chmod 0600 \"%s\".", path)));
-	}
-	return fd;
-}
-
-/* Read a whole small file into buf (at most size - 1 bytes), terminated. */
-static Size
-audit_read_small_file(int fd, const char *path, char *buf, Size size)
-{
-	Size		len = 0;
-
-	for (;;)
-	{
-		ssize_t		n = read(fd, buf + len, size - 1 - len);
-
-		if (n < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			crypto_wipe(buf, size);
-			CloseTransientFile(fd);
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not read \"%s\": %m", path)));
-		}
-		if (n == 0 || len + n >= size - 1)
-		{
-			len += n;
-			break;
-		}
-		len += n;
-	}
-	buf[len] = '\0';
-	return len;
-}
-
-/*
  * Load the chain key.  create_if_missing (the writer of a primary whose
  * chain has not begun) creates it; otherwise a missing key is an error,
  * never silently replaced: a new key would break the chain.
@@ -494,11 +416,11 @@ audit_load_key(uint8 *key, bool create_if_missing)
 	int			fd;
 	Size		len;
 
-	fd = audit_open_private_file(path, "audit key file");
+	fd = keyfile_open_private(path, "audit key file");
 	if (fd < 0 && create_if_missing)
 	{
 		audit_create_key_file(path);
-		fd = audit_open_private_file(path, "audit key file");
+		fd = keyfile_open_private(path, "audit key file");
 	}
 	if (fd < 0)
 	{
@@ -514,7 +436,7 @@ audit_load_key(uint8 *key, bool create_if_missing)
 				 errdetail("The audit chain has records made with that key; a new key would break it, so none is created."),
 				 errhint("Restore the file from the backup of the keys (mode 0600, owned by the server's user).")));
 	}
-	len = audit_read_small_file(fd, path, buf, sizeof(buf));
+	len = keyfile_read_small(fd, path, buf, sizeof(buf));
 	CloseTransientFile(fd);
 	while (len > 0 && isspace((unsigned char) buf[len - 1]))
 		len--;
@@ -559,10 +481,10 @@ audit_head_file_read(AuditHead *head)
 	unsigned long long fxid;
 	int			fd;
 
-	fd = audit_open_private_file(path, "audit head file");
+	fd = keyfile_open_private(path, "audit head file");
 	if (fd < 0)
 		return false;
-	(void) audit_read_small_file(fd, path, buf, sizeof(buf));
+	(void) keyfile_read_small(fd, path, buf, sizeof(buf));
 	CloseTransientFile(fd);
 	if (sscanf(buf, "%lld %64s %llu", &seq, hex, &fxid) != 3 || seq < 0 ||
 		strlen(hex) != AUDIT_DIGEST_LEN * 2 ||

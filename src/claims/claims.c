@@ -421,12 +421,13 @@ read_key_file(const char *path, const char *what, bool secret, int *len)
 	keyfile_check_fd(fd, path,
 					 secret ? VECPHI_KEYFILE_SECRET : VECPHI_KEYFILE_PUBLIC,
 					 psprintf("%s file", what));
-	buf = palloc(JWT_SECRET_MAX_LEN + 1);
-	nread = read(fd, buf, JWT_SECRET_MAX_LEN + 1);
+	/* Read one byte more than allowed, to tell a file that is too long. */
+	buf = palloc(JWT_SECRET_MAX_LEN + 2);
+	nread = keyfile_read_small(fd, path, buf, JWT_SECRET_MAX_LEN + 2);
 	CloseTransientFile(fd);
-	if (nread < 0 || nread > JWT_SECRET_MAX_LEN)
+	if (nread > JWT_SECRET_MAX_LEN)
 	{
-		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 1);
+		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 2);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("could not read %s file \"%s\"", what, path),
@@ -439,7 +440,7 @@ read_key_file(const char *path, const char *what, bool secret, int *len)
 		end--;
 	if (secret && end - start < JWT_SECRET_MIN_LEN)
 	{
-		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 1);
+		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 2);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("token secret in \"%s\" is too short", path),
