@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check (or, with --fix, apply) pgindent formatting of src/.
+# Check (or, with --fix, apply) pgindent formatting of src/ and its folders.
 #
 # PostgreSQL's pgindent is a Perl wrapper around pg_bsd_indent that is not
 # packaged by Debian; pg_bsd_indent is (package pg-bsd-indent).  This runs
@@ -18,8 +18,9 @@ command -v pg_bsd_indent >/dev/null ||
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
-for f in "$REPO"/src/*.c "$REPO"/src/*.h; do
-	out="$tmp/$(basename "$f")"
+while IFS= read -r f; do
+	out="$tmp/${f#"$REPO"/src/}"
+	mkdir -p "$(dirname "$out")"
 	pg_bsd_indent -bad -bap -bbb -bc -bl -cli1 -cp33 -cdb -nce -d0 -di12 \
 		-nfc1 -i4 -l79 -lp -lpl -nip -npro -sac -tpg -ts4 \
 		-U"$REPO/typedefs.list" "$f" "$out"
@@ -34,6 +35,6 @@ for f in "$REPO"/src/*.c "$REPO"/src/*.h; do
 			status=1
 		fi
 	fi
-done
+done < <(find "$REPO/src" -name '*.[ch]' | sort)
 [[ $status == 0 ]] || echo "check_indent.sh: formatting differs from pgindent style; run bash test/check_indent.sh --fix" >&2
 exit $status

@@ -6,9 +6,9 @@
  *	  work of an exact search over encrypted vectors.
  *
  * The code timed is the extension's own, minus the server: the kernels are
- * src/kernels.h itself, compiled with the flags src/distance.c gets; the
- * AES-GCM calls are those of src/crypto.c, on envelopes laid out as in
- * src/envelope.h; and the encrypted distance repeats, row by row, what
+ * src/types/kernels.h itself, compiled with the flags src/types/distance.c gets; the
+ * AES-GCM calls are those of src/crypto/crypto.c, on envelopes laid out as in
+ * src/types/envelope.h; and the encrypted distance repeats, row by row, what
  * evector_plaintext_arg() and distance.c do.  What the server adds on top
  * (executor, detoasting, palloc, claims and key lookups) is measured end to
  * end by sql_bench.sh instead.
@@ -37,9 +37,9 @@
 #include <openssl/rand.h>
 
 /* kernels.h needs only <math.h> (for sqrt) ahead of it. */
-#include "../../src/kernels.h"
+#include "../../src/types/kernels.h"
 
-/* Sizes and envelope layout, as in src/crypto.h and src/envelope.h. */
+/* Sizes and envelope layout, as in src/crypto/crypto.h and src/types/envelope.h. */
 #define KEY_LEN				32
 #define HEADER_LEN			16
 #define NONCE_LEN			12
@@ -187,7 +187,7 @@ die_openssl(const char *what)
 	exit(1);
 }
 
-/* Nonce pool as in src/crypto.c: RAND_bytes() 4 kB at a time. */
+/* Nonce pool as in src/crypto/crypto.c: RAND_bytes() 4 kB at a time. */
 #define NONCE_POOL_SIZE 4096
 static uint8_t nonce_pool[NONCE_POOL_SIZE];
 static int	nonce_pool_used = NONCE_POOL_SIZE;
@@ -385,7 +385,7 @@ row_env(const Bench *b, long row)
 
 /*
  * Draw nonces alone, from a pool refilled 4 kB at a time like
- * crypto_random_nonce() in src/crypto.c (one RAND_bytes() call costs about
+ * crypto_random_nonce() in src/crypto/crypto.c (one RAND_bytes() call costs about
  * as much whatever its size).
  */
 static void
@@ -722,7 +722,7 @@ print_results(const Result *res, int n, double nonce_per_s)
 	int			i;
 	int			op;
 
-	printf("\nAES-256-GCM per value, as src/crypto.c: scheduled key, pooled RAND_bytes nonce,\n"
+	printf("\nAES-256-GCM per value, as src/crypto/crypto.c: scheduled key, pooled RAND_bytes nonce,\n"
 		   "16-byte header as AAD, 16-byte tag (MB = 10^6 plaintext bytes)\n\n");
 	printf("%5s %7s %8s %8s %14s %10s\n",
 		   "dims", "rows", "bytes", "op", "values/s", "MB/s");

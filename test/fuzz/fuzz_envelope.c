@@ -6,7 +6,7 @@
  *	  Whatever is accepted must be a consistent envelope (its size matches
  *	  its header) and must round-trip through its text form.
  */
-#include "../../src/envelope.c"
+#include "../../src/types/envelope.c"
 
 #include "fuzz_stubs.h"
 

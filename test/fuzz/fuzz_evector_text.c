@@ -3,7 +3,7 @@
  *	  libFuzzer target: the evector literal parser ("[1.5, 2, 3]") and the
  *	  value and typmod checks that run before encryption.
  */
-#include "../../src/evector.c"
+#include "../../src/types/evector.c"
 
 #include "fuzz_stubs.h"
 

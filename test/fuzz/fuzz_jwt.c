@@ -7,7 +7,7 @@
  *	  driven by PostgreSQL's own pg_parse_json).  The conversion to jsonb
  *	  that follows in token_json_object needs the backend and is not run.
  */
-#include "../../src/claims.c"
+#include "../../src/claims/claims.c"
 
 #include "fuzz_stubs.h"
 
@@ -15,7 +15,7 @@ int			LLVMFuzzerTestOneInput(const uint8 *data, size_t size);
 
 /* A refusal queues an audit record in the server; nothing to do here. */
 void
-audit_denial_at(const char *message, const char *detail, const char *funcname)
+report_denial_at(const char *message, const char *detail, const char *file)
 {
 }
 

@@ -61,7 +61,8 @@ mkdir -p "$WORK/pgcommon"
 CFLAGS=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
 	-fno-sanitize-recover=undefined -Wno-unused-command-line-argument
 	-Wno-ignored-attributes -Wno-unknown-warning-option -Wno-compound-token-split-by-macro
-	-I"$SRC_DIR" -I"$FUZZ_DIR" -I"$PG_INC" -D_GNU_SOURCE)
+	-I"$SRC_DIR" -I"$SRC_DIR"/common -I"$SRC_DIR"/crypto -I"$SRC_DIR"/keys -I"$SRC_DIR"/claims
+	-I"$SRC_DIR"/types -I"$SRC_DIR"/audit -I"$SRC_DIR"/protect -I"$SRC_DIR"/erasure -I"$FUZZ_DIR" -I"$PG_INC" -D_GNU_SOURCE)
 
 passed=0
 failed=0
@@ -70,7 +71,7 @@ for t in "${TARGETS[@]}"; do
 	bin=$WORK/fuzz_$t
 	# First link: collect the backend symbols the parser's file refers to
 	# but the stubs do not provide, and make each one abort with its name.
-	objs=("$FUZZ_DIR/fuzz_$t.c" "$FUZZ_DIR/fuzz_stubs.c" "$SRC_DIR/crypto.c" "$WORK"/pgcommon/*.o "$PG_LIB/libpgport.a")
+	objs=("$FUZZ_DIR/fuzz_$t.c" "$FUZZ_DIR/fuzz_stubs.c" "$SRC_DIR/crypto/crypto.c" "$WORK"/pgcommon/*.o "$PG_LIB/libpgport.a")
 	clang "${CFLAGS[@]}" -o "$bin" "${objs[@]}" -lcrypto >"$WORK/link1_$t.log" 2>&1
 	{
 		echo '#include <stdio.h>'

@@ -32,4 +32,13 @@ extern void keyfile_check_stat(const char *path, const struct stat *st,
 extern void keyfile_check_fd(int fd, const char *path,
 							 VecphiKeyFileKind kind, const char *what);
 
+/*
+ * The audit's private files (chain key, head file): open for reading when
+ * a regular file owned by the server's user with no access for group or
+ * others (-1 when missing), and read a small file whole.  The audit's
+ * stricter rule keeps its own messages (tests and runbooks name them).
+ */
+extern int	keyfile_open_private(const char *path, const char *what);
+extern Size keyfile_read_small(int fd, const char *path, char *buf, Size size);
+
 #endif							/* VECPHI_KEYFILE_H */

@@ -10,7 +10,4 @@
 
 extern void binding_init(void);
 
-/* rls.c: OIDs of evector and etext in the extension's schema. */
-extern void vecphi_ciphertext_types(Oid *evector, Oid *etext);
-
 #endif							/* VECPHI_BINDING_H */

@@ -17,10 +17,10 @@
 #include "libpq/pqformat.h"
 #include "port/pg_bswap.h"
 
-#include "audit.h"
 #include "claims.h"
 #include "envelope.h"
 #include "keys.h"
+#include "report.h"
 #include "vecphi.h"
 
 /* SQL type name of an envelope kind, for messages. */
@@ -204,12 +204,10 @@ envelope_decrypt(const struct varlena *env, uint8 kind,
 						  p + hlen + VECPHI_NONCE_LEN + ptlen,
 						  plaintext))
 	{
-		audit_denial(psprintf("%s value failed authentication", kind_type_name(kind)),
-					 "ciphertext or header altered, or not sealed under the named key");
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("%s value failed authentication", kind_type_name(kind)),
-				 errdetail("The ciphertext or its header was altered, or it was not encrypted under the data key its header names.")));
+		vecphi_deny(ERRCODE_DATA_CORRUPTED,
+					psprintf("%s value failed authentication", kind_type_name(kind)),
+					"ciphertext or header altered, or not sealed under the named key",
+					errdetail("The ciphertext or its header was altered, or it was not encrypted under the data key its header names."));
 	}
 	plaintext[ptlen] = '\0';
 	*len = ptlen;
@@ -225,11 +223,8 @@ envelope_check_claimant(const EnvelopeHeader *hdr, uint8 kind)
 		char	   *message = psprintf("permission denied to decrypt %s value",
 									   kind_type_name(kind));
 
-		audit_denial(message, "another tenant's value");
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("%s", message),
-				 errdetail("The value belongs to another tenant than the verified claims.")));
+		vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, message, "another tenant's value",
+					errdetail("The value belongs to another tenant than the verified claims."));
 	}
 }
 

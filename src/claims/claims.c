@@ -66,11 +66,12 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
-#include "audit.h"
 #include "claims.h"
 #include "crypto.h"
+#include "hooks.h"
 #include "keyfile.h"
 #include "keys.h"
+#include "report.h"
 #include "vecphi.h"
 
 /* Allowance for clocks of token issuer and server that disagree. */
@@ -107,8 +108,12 @@ static char *offered_token = NULL;
 /* Copy of debug_query_string with tokens taken out, in TopMemoryContext. */
 static char *redacted_query = NULL;
 
+/* Settings: where the token-verification keys are (claims_init()). */
+static char *vecphi_jwt_secret_file = NULL;
+static char *vecphi_jwt_public_key_file = NULL;
+
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static int	utility_slot;		/* of claims_ProcessUtility (hooks.h) */
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /* A WITH HOLD cursor was declared in this transaction. */
@@ -144,11 +149,8 @@ static void
 token_reject(const char *detail)
 {
 	token_log_rejection(detail);
-	audit_denial("invalid claims token", detail);
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-			 errmsg("invalid claims token"),
-			 errdetail("%s", detail)));
+	vecphi_deny(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, "invalid claims token", detail,
+				errdetail("%s", detail));
 }
 
 /* Refuse an expired or not yet valid token; never returns. */
@@ -156,10 +158,7 @@ static void
 token_reject_time(const char *message)
 {
 	token_log_rejection(message);
-	audit_denial(message, NULL);
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-			 errmsg("%s", message)));
+	vecphi_deny(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, message, NULL);
 }
 
 /* Decode base64url without padding; false on any other character. */
@@ -422,12 +421,13 @@ read_key_file(const char *path, const char *what, bool secret, int *len)
 	keyfile_check_fd(fd, path,
 					 secret ? VECPHI_KEYFILE_SECRET : VECPHI_KEYFILE_PUBLIC,
 					 psprintf("%s file", what));
-	buf = palloc(JWT_SECRET_MAX_LEN + 1);
-	nread = read(fd, buf, JWT_SECRET_MAX_LEN + 1);
+	/* Read one byte more than allowed, to tell a file that is too long. */
+	buf = palloc(JWT_SECRET_MAX_LEN + 2);
+	nread = keyfile_read_small(fd, path, buf, JWT_SECRET_MAX_LEN + 2);
 	CloseTransientFile(fd);
-	if (nread < 0 || nread > JWT_SECRET_MAX_LEN)
+	if (nread > JWT_SECRET_MAX_LEN)
 	{
-		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 1);
+		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 2);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("could not read %s file \"%s\"", what, path),
@@ -440,7 +440,7 @@ read_key_file(const char *path, const char *what, bool secret, int *len)
 		end--;
 	if (secret && end - start < JWT_SECRET_MIN_LEN)
 	{
-		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 1);
+		crypto_wipe(buf, JWT_SECRET_MAX_LEN + 2);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("token secret in \"%s\" is too short", path),
@@ -638,7 +638,7 @@ claims_current(void)
 		current_claims->expires + CLAIMS_CLOCK_SKEW_SECS)
 	{
 		/* Recorded under the claims that expired, then dropped. */
-		audit_denial("claims token has expired", "The claims expired during the transaction.");
+		report_denial("claims token has expired", "The claims expired during the transaction.");
 		claims_clear();
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -665,11 +665,8 @@ claims_require_tenant_id(void)
 
 	if (claims == NULL)
 	{
-		audit_denial("no verified claims in this transaction", NULL);
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("no verified claims in this transaction"),
-				 errhint("Call vecphi.set_claims() with a signed token inside the transaction.")));
+		vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, "no verified claims in this transaction", NULL,
+					errhint("Call vecphi.set_claims() with a signed token inside the transaction."));
 	}
 	if (claims->tenant_id == 0)
 		current_claims->tenant_id = keys_tenant_id(claims->tenant, false);
@@ -758,12 +755,7 @@ claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 					 errhint("Declare the cursor without WITH HOLD.")));
 		holdable_cursor_declared = true;
 	}
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	utility_next(utility_slot, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 }
 
 /* A character that may occur in a base64url segment. */
@@ -931,6 +923,22 @@ claims_init(void)
 {
 	ClaimsContext = AllocSetContextCreate(TopMemoryContext, "vecphi claims",
 										  ALLOCSET_SMALL_SIZES);
+	DefineCustomStringVariable("vecphi.jwt_secret_file",
+							   "File holding the HS256 secret that signs claim tokens.",
+							   "Surrounding white space is trimmed; at least 32 bytes.",
+							   &vecphi_jwt_secret_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("vecphi.jwt_public_key_file",
+							   "PEM public key that verifies ES256 or RS256 claim tokens.",
+							   "Only the server's user may be able to write it.",
+							   &vecphi_jwt_public_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 	DefineCustomStringVariable("vecphi.claims_token",
 							   "Verified claims token of the transaction, passed to parallel workers.",
 							   "Set only by vecphi.set_claims(); internal.",
@@ -974,8 +982,7 @@ claims_init(void)
 	emit_log_hook = claims_emit_log_hook;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = claims_ExecutorStart;
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = claims_ProcessUtility;
+	utility_slot = utility_register(claims_ProcessUtility);
 }
 
 /* Register the check that may refuse a change of claims (claims.h). */

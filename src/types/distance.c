@@ -15,9 +15,9 @@
 
 #include "fmgr.h"
 
-#include "auditint.h"
 #include "evector.h"
 #include "kernels.h"
+#include "report.h"
 
 /* Plaintext of both operands, checked to have the same dimensions. */
 static void
@@ -34,7 +34,7 @@ distance_operands(FunctionCallInfo fcinfo, const float4 **a, const float4 **b,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("different evector dimensions %u and %u", dim_a, dim_b)));
 	*dim = dim_a;
-	audit_note_distance();
+	report_distance();
 }
 
 PG_FUNCTION_INFO_V1(evector_l2_distance);

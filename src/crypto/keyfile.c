@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * keyfile.c
- *	  One rule for key material on disk, used by every reader of a key.
+ *	  One rule for key material on disk, used by every reader of a key,
+ *	  and the readers of small key files.
  *
  * Whoever can replace a verification key can sign tokens, and whoever can
  * read a secret can sign tokens or unwrap data keys.  So every key file
@@ -16,11 +17,14 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "storage/fd.h"
 
+#include "crypto.h"
 #include "keyfile.h"
 
 /* Why st is not acceptable for kind, or NULL when it is. */
@@ -78,4 +82,83 @@ keyfile_check_fd(int fd, const char *path, VecphiKeyFileKind kind,
 				(errcode_for_file_access(),
 				 errmsg("could not stat %s \"%s\": %m", what, path)));
 	keyfile_check_stat(path, &st, kind, what);
+}
+
+/*
+ * Open a key or head file for reading and check that it is private: a
+ * regular file owned by the server's user, no access for group or others.
+ * Returns -1 (errno ENOENT) when it does not exist.
+ */
+int
+keyfile_open_private(const char *path, const char *what)
+{
+	struct stat st;
+	int			fd;
+
+	/* O_NONBLOCK: a FIFO planted there must not hang the caller. */
+	fd = OpenTransientFile(path, O_RDONLY | O_NONBLOCK | PG_BINARY);
+	if (fd < 0)
+	{
+		if (errno == ENOENT)
+			return -1;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open %s \"%s\": %m", what, path)));
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is not a regular file", what, path)));
+	}
+	if (st.st_uid != geteuid())
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is not owned by the server's user", what, path),
+				 errhint("Run: chown to the user the server runs as, and chmod 0600 \"%s\".", path)));
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is readable or writable by other users", what, path),
+				 errdetail("Its mode is %04o.", (unsigned) (st.st_mode & 07777)),
+				 errhint("Make it private: chmod 0600 \"%s\".", path)));
+	}
+	return fd;
+}
+
+/* Read a whole small file into buf (at most size - 1 bytes), terminated. */
+Size
+keyfile_read_small(int fd, const char *path, char *buf, Size size)
+{
+	Size		len = 0;
+
+	for (;;)
+	{
+		ssize_t		n = read(fd, buf + len, size - 1 - len);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			crypto_wipe(buf, size);
+			CloseTransientFile(fd);
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read \"%s\": %m", path)));
+		}
+		if (n == 0 || len + n >= size - 1)
+		{
+			len += n;
+			break;
+		}
+		len += n;
+	}
+	buf[len] = '\0';
+	return len;
 }

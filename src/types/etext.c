@@ -17,8 +17,8 @@
 #include "utils/builtins.h"
 
 #include "crypto.h"
-#include "auditint.h"
 #include "envelope.h"
+#include "report.h"
 
 #define PG_GETARG_ETEXT_P(n) ((struct varlena *) PG_DETOAST_DATUM(PG_GETARG_DATUM(n)))
 
@@ -107,7 +107,7 @@ vecphi_decrypt_text(PG_FUNCTION_ARGS)
 	text	   *result;
 
 	plaintext = envelope_open(PG_GETARG_ETEXT_P(0), ENVELOPE_KIND_TEXT, &hdr, &len);
-	audit_count_decrypt(true);
+	report_decrypt(true);
 
 	/*
 	 * Text sealed in a database of another encoding (a restore from LATIN1 or

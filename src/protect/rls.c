@@ -27,7 +27,7 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
-#include "binding.h"
+#include "ciphertypes.h"
 #include "envelope.h"
 
 /* Composite values nested deeper than this are refused, not walked. */
@@ -39,54 +39,11 @@ typedef struct RowCheckTypes
 	Oid			etext;
 } RowCheckTypes;
 
-/* Schema vecphi was installed in (PostgreSQL 15 does not export this). */
-static Oid
-extension_namespace(void)
-{
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	Oid			nsp = InvalidOid;
-
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("vecphi"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		nsp = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	if (!OidIsValid(nsp))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"vecphi\" is not installed in this database")));
-	return nsp;
-}
-
 /* OIDs of evector and etext, in the schema the extension was installed in. */
 static void
 row_check_types(RowCheckTypes *types)
 {
-	Oid			nsp = extension_namespace();
-
-	types->evector = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-									 CStringGetDatum("evector"),
-									 ObjectIdGetDatum(nsp));
-	types->etext = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-								   CStringGetDatum("etext"),
-								   ObjectIdGetDatum(nsp));
-}
-
-/* OIDs of evector and etext, for the binding code. */
-void
-vecphi_ciphertext_types(Oid *evector, Oid *etext)
-{
-	RowCheckTypes types;
-
-	row_check_types(&types);
-	*evector = types.evector;
-	*etext = types.etext;
+	vecphi_ciphertext_types(&types->evector, &types->etext);
 }
 
 static bool row_owned(HeapTupleHeader td, const RowCheckTypes *types, int depth);

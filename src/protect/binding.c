@@ -87,9 +87,11 @@
 #include "audit.h"
 #include "binding.h"
 #include "bindingint.h"
+#include "ciphertypes.h"
 #include "claims.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "report.h"
 
 
 #define BINDING_DOMAIN_TAG	"vecphi binding 1"
@@ -162,7 +164,7 @@ binding_rel_build(Oid relid, TupleDesc desc, MemoryContext cxt)
 
 		if (att->attisdropped)
 			continue;
-		kind = binding_ciphertext_kind(att->atttypid, evector, etext);
+		kind = ciphertext_type_kind(att->atttypid, evector, etext);
 		if (kind == 0)
 			continue;
 		col = &br->columns[br->ncolumns++];
@@ -301,7 +303,7 @@ kind_name(uint8 kind)
 }
 
 /*
- * Record a denial.  A parallel worker cannot use audit_denial() (the
+ * Record a denial.  A parallel worker cannot use report_denial() (the
  * leader records what it re-raises only for 42501 and 28000), so it
  * queues the record itself.
  */
@@ -312,7 +314,7 @@ binding_denial(Oid relid, const char *message, const char *detail)
 
 	if (!IsParallelWorker())
 	{
-		audit_denial(message, detail);
+		report_denial(message, detail);
 		return;
 	}
 	memset(&ev, 0, sizeof(ev));
@@ -448,14 +450,12 @@ vecphi_bind_row(PG_FUNCTION_ARGS)
 		{
 			message = psprintf("cannot bind ciphertext of column \"%s\" of table %s to its row",
 							   col->name, br->relname);
-			audit_denial(message, hdr.bound ? "value bound to another row, writer without claims" :
-						 "unbound value, writer without claims");
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("%s", message),
-					 errdetail(hdr.bound ?
-							   "The value was sealed for another table, column or row; re-sealing it for this row needs the verified claims of its tenant." :
-							   "The value is not bound to a row; binding it needs the verified claims of its tenant.")));
+			vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, message,
+						hdr.bound ? "value bound to another row, writer without claims" :
+						"unbound value, writer without claims",
+						errdetail(hdr.bound ?
+								  "The value was sealed for another table, column or row; re-sealing it for this row needs the verified claims of its tenant." :
+								  "The value is not bound to a row; binding it needs the verified claims of its tenant."));
 		}
 		if (hdr.tenant_id != claims_require_tenant_id())
 		{
@@ -468,11 +468,8 @@ vecphi_bind_row(PG_FUNCTION_ARGS)
 				continue;
 			message = psprintf("permission denied to bind ciphertext of column \"%s\" of table %s",
 							   col->name, br->relname);
-			audit_denial(message, "another tenant's value");
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("%s", message),
-					 errdetail("The value belongs to another tenant than the verified claims.")));
+			vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, message, "another tenant's value",
+						errdetail("The value belongs to another tenant than the verified claims."));
 		}
 		if (repl == NULL)
 		{
@@ -596,7 +593,7 @@ binding_holds_unbound_values(Oid relid)
 
 				if (att->attisdropped)
 					continue;
-				kind = binding_ciphertext_kind(att->atttypid, evector, etext);
+				kind = ciphertext_type_kind(att->atttypid, evector, etext);
 				if (kind == 0)
 					continue;
 				value = heap_getattr(tuple, i + 1, desc, &isnull);

@@ -54,9 +54,11 @@
 #include "audit.h"
 #include "binding.h"
 #include "bindingint.h"
+#include "ciphertypes.h"
 #include "claims.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "hooks.h"
 #include "privsql.h"
 
 
@@ -67,7 +69,7 @@
 #define Anum_pt_colnames	3
 #define Anum_pt_collabels	4
 
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static int	utility_slot;		/* of binding_ProcessUtility (hooks.h) */
 
 /* Make room for n columns in an entry's name and label arrays. */
 static void
@@ -182,18 +184,6 @@ binding_relname(Oid relid)
 {
 	return psprintf("%s.%s", get_namespace_name(get_rel_namespace(relid)),
 					get_rel_name(relid));
-}
-
-/* Is typid (a domain over) evector or etext?  Returns the kind or 0. */
-uint8
-binding_ciphertext_kind(Oid typid, Oid evector, Oid etext)
-{
-	typid = getBaseType(typid);
-	if (typid == evector)
-		return ENVELOPE_KIND_VECTOR;
-	if (typid == etext)
-		return ENVELOPE_KIND_TEXT;
-	return 0;
 }
 
 /* The extension owner, who owns vecphi.protected_tables. */
@@ -359,7 +349,7 @@ vecphi_register_binding(PG_FUNCTION_ARGS)
 		bool		listed = false;
 
 		if (att->attisdropped ||
-			binding_ciphertext_kind(att->atttypid, evector, etext) == 0)
+			ciphertext_type_kind(att->atttypid, evector, etext) == 0)
 			continue;
 		for (int j = 0; j < entry.nnames; j++)
 			if (strcmp(entry.names[j], NameStr(att->attname)) == 0)
@@ -432,7 +422,7 @@ binding_note_rename(Oid relid, const char *oldname, const char *newname)
 		vecphi_ciphertext_types(&evector, &etext);
 		attnum = get_attnum(relid, newname);
 		if (attnum == InvalidAttrNumber ||
-			binding_ciphertext_kind(get_atttype(relid, attnum), evector, etext) == 0)
+			ciphertext_type_kind(get_atttype(relid, attnum), evector, etext) == 0)
 			return;
 		entry_grow(&entry, entry.nnames + 1);
 		entry.names[entry.nnames] = pstrdup(newname);
@@ -466,12 +456,7 @@ binding_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 		newname = pstrdup(rename->newname);
 	}
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	utility_next(utility_slot, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
 	if (OidIsValid(relid))
 		binding_note_rename(relid, oldname, newname);
@@ -481,6 +466,5 @@ binding_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 void
 binding_init(void)
 {
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = binding_ProcessUtility;
+	utility_slot = utility_register(binding_ProcessUtility);
 }

@@ -24,10 +24,10 @@
 
 #include "claims.h"
 #include "crypto.h"
-#include "auditint.h"
 #include "envelope.h"
 #include "evector.h"
 #include "vecphi.h"
+#include "report.h"
 
 #define DatumGetEvectorP(x) ((struct varlena *) PG_DETOAST_DATUM(x))
 #define PG_GETARG_EVECTOR_P(n) DatumGetEvectorP(PG_GETARG_DATUM(n))
@@ -384,7 +384,7 @@ vecphi_decrypt_vector(PG_FUNCTION_ARGS)
 	uint32		i;
 
 	x = envelope_open(PG_GETARG_EVECTOR_P(0), ENVELOPE_KIND_VECTOR, &hdr, &len);
-	audit_count_decrypt(false);
+	report_decrypt(false);
 	floats_from_le(x, hdr.count);
 	elems = palloc(hdr.count * sizeof(Datum));
 	for (i = 0; i < hdr.count; i++)

@@ -92,14 +92,17 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "audit.h"
+#include "ciphertypes.h"
 #include "compat.h"
 #include "ehnsw.h"
+#include "hooks.h"
 #include "privsql.h"
 #include "scrub.h"
 
@@ -124,7 +127,7 @@ typedef struct DeadTids
 	int64		max;
 } DeadTids;
 
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static int	utility_slot;		/* of scrub_ProcessUtility (hooks.h) */
 
 /* Autovacuum: the table last scrubbed, so a second ehnsw index skips it. */
 static Oid	autovacuum_last_relid = InvalidOid;
@@ -382,44 +385,6 @@ scrub_table(Relation rel, bool remove_elements, BufferAccessStrategy strategy,
 
 /* ---------- which tables ---------- */
 
-/* Namespace of the vecphi extension in this database, or InvalidOid. */
-static Oid
-extension_namespace(void)
-{
-	Oid			extoid = get_extension_oid("vecphi", true);
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tuple;
-	Oid			nsp = InvalidOid;
-
-	if (!OidIsValid(extoid))
-		return InvalidOid;
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		nsp = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return nsp;
-}
-
-/* Is the type evector or etext, or a domain or array over one? */
-static bool
-type_is_encrypted(Oid typid, Oid evector_oid, Oid etext_oid)
-{
-	Oid			elem;
-
-	typid = getBaseType(typid);
-	elem = get_element_type(typid);
-	if (OidIsValid(elem))
-		typid = getBaseType(elem);
-	return typid == evector_oid || typid == etext_oid;
-}
-
 /*
  * Does the table hold encrypted values: any column of type evector or
  * etext?  Those are the tables VACUUM scrubs.
@@ -432,16 +397,13 @@ table_is_protected(Relation rel, Oid nsp)
 	Oid			etext_oid;
 	int			i;
 
-	evector_oid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-								  CStringGetDatum("evector"), ObjectIdGetDatum(nsp));
-	etext_oid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-								CStringGetDatum("etext"), ObjectIdGetDatum(nsp));
+	vecphi_ciphertext_types_in(nsp, &evector_oid, &etext_oid);
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
 		if (!att->attisdropped &&
-			type_is_encrypted(att->atttypid, evector_oid, etext_oid))
+			ciphertext_type_holds(att->atttypid, evector_oid, etext_oid))
 			return true;
 	}
 	return false;
@@ -728,7 +690,7 @@ scrub_after_vacuum(VacuumStmt * stmt)
 
 	if (!IsTransactionState())
 		return;
-	nsp = extension_namespace();
+	nsp = vecphi_extension_namespace(true);
 	if (!OidIsValid(nsp))
 		return;
 	relids = vacuumed_tables(stmt, &parents);
@@ -801,12 +763,7 @@ scrub_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 	if (IsA(parsetree, VacuumStmt) && ((VacuumStmt *) parsetree)->is_vacuumcmd)
 		vacuum = (VacuumStmt *) copyObject(parsetree);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	utility_next(utility_slot, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
 	if (vacuum != NULL && vecphi_scrub_on_vacuum && !RecoveryInProgress())
 		scrub_after_vacuum(vacuum);
@@ -878,7 +835,7 @@ vecphi_scrub(PG_FUNCTION_ARGS)
 				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
 				 errdetail("vecphi.scrub() erases deleted rows of tables, materialized views and partitioned tables.")));
 
-	nsp = extension_namespace();
+	nsp = vecphi_extension_namespace(true);
 	watermark = pending_watermark();
 	strategy = GetAccessStrategy(BAS_VACUUM);
 	memset(&total, 0, sizeof(total));
@@ -923,10 +880,16 @@ vecphi_scrub(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-/* Install the hook; called once from _PG_init. */
+/* Register vecphi.scrub_on_vacuum and the hook; called once from _PG_init. */
 void
 scrub_init(void)
 {
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = scrub_ProcessUtility;
+	DefineCustomBoolVariable("vecphi.scrub_on_vacuum",
+							 "Zero what deleted rows leave in heap and TOAST pages after VACUUM.",
+							 "Turning it off leaves deleted ciphertext in page free space; for measurements only.",
+							 &vecphi_scrub_on_vacuum,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	utility_slot = utility_register(scrub_ProcessUtility);
 }

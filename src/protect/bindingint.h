@@ -20,7 +20,6 @@ typedef struct BindingEntry
 
 extern bool binding_lookup(Oid relid, BindingEntry *entry);
 extern char *binding_relname(Oid relid);
-extern uint8 binding_ciphertext_kind(Oid typid, Oid evector, Oid etext);
 extern bool binding_holds_unbound_values(Oid relid);
 
 #endif							/* VECPHI_BINDINGINT_H */

@@ -133,4 +133,17 @@ extern void auditexec_init(void);
 extern void audit_count_decrypt(bool is_text);
 extern void audit_note_distance(void);
 
+/* The chain key's file name in vecphi.key_directory; a purge checkpoint. */
+#define AUDIT_KEY_FILE_DEFAULT "audit.key"
+#define CHECKPOINT_FORMAT "purged through seq=" INT64_FORMAT " hash=%s"
+
+/* audit.c: settings and the purge in progress, read by the other files */
+extern int	vecphi_audit_retention_min;
+extern char *vecphi_audit_key_file;
+extern int64 audit_purge_through_seq;
+extern TimestampTz audit_purge_cutoff;
+
+/* auditchain.c */
+extern char *audit_head_file_path(void);
+
 #endif							/* VECPHI_AUDITINT_H */
