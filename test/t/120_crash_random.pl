@@ -46,7 +46,7 @@ use VecphiCheck;
 use VecphiTest;
 
 my $seed = $ENV{VECPHI_CRASH_SEED} // 20261203;
-my $rounds = $ENV{VECPHI_CRASH_ROUNDS} // 8;
+my $rounds = $ENV{VECPHI_CRASH_ROUNDS} // 10;
 my ($min_delay, $max_delay) = (0.3, 6.0);
 note "crash seed $seed, $rounds rounds and a promotion";
 diag "120_crash_random: VECPHI_CRASH_SEED=$seed";
@@ -159,25 +159,33 @@ sub maint_script
 {
 	my ($round) = @_;
 	my @ops = (
-		sub { "VACUUM docs;\n" },
-		sub { "REINDEX INDEX docs_emb;\n" },
-		sub { "REINDEX INDEX CONCURRENTLY docs_emb;\n" },
-		sub {
-			"DROP INDEX IF EXISTS docs_cic;\n"
-			  . "CREATE INDEX CONCURRENTLY docs_cic ON docs USING ehnsw (emb evector_cosine_ops);\n";
-		},
-		sub { "SELECT vecphi.rotate_dek('" . pick(@tenants) . "');\n" },
-		sub { "SELECT vecphi.rotate_kek('" . pick(@tenants) . "');\n" },
-		sub {
-			my $s = 's_' . (++$scratch);
-			"SELECT vecphi.create_tenant('$s');\nSELECT vecphi.rotate_kek('$s');\n"
-			  . "SELECT vecphi.shred_tenant('$s');\n";
-		},
-		sub { "SELECT complete FROM vecphi.scrub('docs');\n" },
-		sub { "CHECKPOINT;\n" },
-		sub { "SELECT pg_sleep(0.1);\n" },);
+		[ vacuum => sub { "VACUUM docs;\n" } ],
+		[ reindex => sub { "REINDEX INDEX docs_emb;\n" } ],
+		[ reindex_concurrently => sub { "REINDEX INDEX CONCURRENTLY docs_emb;\n" } ],
+		[
+			create_index_concurrently => sub {
+				"DROP INDEX IF EXISTS docs_cic;\n"
+				  . "CREATE INDEX CONCURRENTLY docs_cic ON docs USING ehnsw (emb evector_cosine_ops);\n";
+			}
+		],
+		[ rotate_dek => sub { "SELECT vecphi.rotate_dek('" . pick(@tenants) . "');\n" } ],
+		[ rotate_kek => sub { "SELECT vecphi.rotate_kek('" . pick(@tenants) . "');\n" } ],
+		[
+			create_rotate_shred => sub {
+				my $s = 's_' . (++$scratch);
+				"SELECT vecphi.create_tenant('$s');\nSELECT vecphi.rotate_kek('$s');\n"
+				  . "SELECT vecphi.shred_tenant('$s');\n";
+			}
+		],
+		[ scrub => sub { "SELECT complete FROM vecphi.scrub('docs');\n" } ],
+		[ checkpoint => sub { "CHECKPOINT;\n" } ],
+		[ sleep => sub { "SELECT pg_sleep(0.1);\n" } ],);
 	my $sql = '';
-	$sql .= pick(@ops)->() for 1 .. 60;
+	for my $k (1 .. 60)
+	{
+		my $op = pick(@ops);
+		$sql .= "\\echo m $k $op->[0]\n" . $op->[1]->();
+	}
 	return $sql;
 }
 
@@ -214,6 +222,7 @@ sub collect
 {
 	my (@runs) = @_;
 	my %errors;
+	my $last_op = 'none';
 	for my $r (@runs)
 	{
 		eval { $r->{h}->finish; };
@@ -223,6 +232,7 @@ sub collect
 			if ($line =~ /^i (\d+) (\w+)$/) { $acked{$1} = $2; }
 			elsif ($line =~ /^ds (\d+) (\d+)$/) { push @deletes_started, [ $1, $2 ]; }
 			elsif ($line =~ /^do (\d+) (\d+)$/) { push @deletes_done, [ $1, $2 ]; }
+			elsif ($line =~ /^m (\d+) (\w+)$/) { $last_op = "$2 (op $1 of the maintainer)"; }
 		}
 		for my $line (split /\n/, ${ $r->{err} })
 		{
@@ -233,6 +243,7 @@ sub collect
 		}
 	}
 	note "errors the sessions saw: $_ (x$errors{$_})" for sort keys %errors;
+	note "the stop came during or after: $last_op";
 	return %errors;
 }
 
