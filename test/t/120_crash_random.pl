@@ -395,6 +395,7 @@ for my $round (1 .. $rounds + 1)
 	note "$label";
 
 	my $log_offset = -s $primary->logfile;
+	my $standby_offset = -s $standby->logfile;
 	my @runs = start_workload($primary, $round);
 	select(undef, undef, undef, $delay);
 	$primary->stop('immediate');
@@ -418,6 +419,11 @@ for my $round (1 .. $rounds + 1)
 				"$label, standby: index_check($name)");
 		}
 		is(results($standby), results($primary), "$label: the standby returns the primary's results");
+		is( join("\n",
+				grep { /terminated by signal|TRAP:|PANIC:/ }
+				  split /\n/, slurp_file($standby->logfile, $standby_offset)),
+			'',
+			"$label: no standby process crashed while it replayed");
 		next;
 	}
 
