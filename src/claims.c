@@ -248,6 +248,7 @@ token_json_nest(TokenJsonState *st, bool is_array)
 	st->depth++;
 }
 
+/* An object opens: a new set of member names. */
 static void
 token_json_object_start(void *state)
 {
@@ -257,6 +258,7 @@ token_json_object_start(void *state)
 	st->objects = lcons(NIL, st->objects);
 }
 
+/* An object closes: forget its member names. */
 static void
 token_json_object_end(void *state)
 {
@@ -267,12 +269,14 @@ token_json_object_end(void *state)
 	st->depth--;
 }
 
+/* An array opens. */
 static void
 token_json_array_start(void *state)
 {
 	token_json_nest(state, true);
 }
 
+/* An array closes. */
 static void
 token_json_array_end(void *state)
 {
