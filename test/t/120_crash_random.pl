@@ -5,16 +5,18 @@
 # a synchronous streaming standby; in the last round the standby is
 # promoted after the primary's crash and checked as the new primary.
 #
-# The workload of a round (three psql sessions, ON_ERROR_STOP off):
+# The workload of a round (four psql sessions, ON_ERROR_STOP off):
 #  - two writers: single-row inserts, one autocommit transaction each, for
 #    tenants t_a, t_b and t_c in a seeded order (claims set by a function
 #    in the same transaction), and now and then a DELETE of a range of
 #    their own earlier rows.  Each prints "i <id>" once an insert has been
 #    acknowledged, "ds <lo> <hi>" before and "do <lo> <hi>" after a delete;
-#  - one maintainer, ops in a seeded order: VACUUM, REINDEX, REINDEX
+#  - an index maintainer, ops in a seeded order: VACUUM, REINDEX, REINDEX
 #    CONCURRENTLY, DROP INDEX + CREATE INDEX CONCURRENTLY of a second
-#    ehnsw index, rotate_dek and rotate_kek of t_a..t_c, create_tenant,
-#    rotate_kek and shred_tenant of a scratch tenant, scrub, CHECKPOINT.
+#    ehnsw index, scrub, CHECKPOINT, short sleeps;
+#  - a key administrator, back to back in a seeded order: rotate_dek and
+#    rotate_kek of t_a..t_c; create_tenant, rotate_kek, rotate_dek and
+#    shred_tenant of a scratch tenant.
 #
 # The stop comes after a delay spread over the workload: round r of N
 # draws it from the r-th of N equal slices of [MIN, MAX] seconds, the
@@ -155,36 +157,42 @@ sub writer_script
 	return $sql;
 }
 
-sub maint_script
+# The maintainer's ops: index builds, VACUUM, scrub, checkpoints.
+my @index_ops = (
+	[ vacuum => sub { "VACUUM docs;\n" } ],
+	[ reindex => sub { "REINDEX INDEX docs_emb;\n" } ],
+	[ reindex_concurrently => sub { "REINDEX INDEX CONCURRENTLY docs_emb;\n" } ],
+	[
+		create_index_concurrently => sub {
+			"DROP INDEX IF EXISTS docs_cic;\n"
+			  . "CREATE INDEX CONCURRENTLY docs_cic ON docs USING ehnsw (emb evector_cosine_ops);\n";
+		}
+	],
+	[ scrub => sub { "SELECT complete FROM vecphi.scrub('docs');\n" } ],
+	[ checkpoint => sub { "CHECKPOINT;\n" } ],
+	[ sleep => sub { "SELECT pg_sleep(0.1);\n" } ],);
+
+# The key administrator's ops: each quick, so they run back to back and a
+# stop usually finds one under way.
+my @key_ops = (
+	[ rotate_dek => sub { "SELECT vecphi.rotate_dek('" . pick(@tenants) . "');\n" } ],
+	[ rotate_kek => sub { "SELECT vecphi.rotate_kek('" . pick(@tenants) . "');\n" } ],
+	[
+		create_rotate_shred => sub {
+			my $s = 's_' . (++$scratch);
+			"SELECT vecphi.create_tenant('$s');\nSELECT vecphi.rotate_kek('$s');\n"
+			  . "SELECT vecphi.rotate_dek('$s');\nSELECT vecphi.shred_tenant('$s');\n";
+		}
+	],);
+
+sub ops_script
 {
-	my ($round) = @_;
-	my @ops = (
-		[ vacuum => sub { "VACUUM docs;\n" } ],
-		[ reindex => sub { "REINDEX INDEX docs_emb;\n" } ],
-		[ reindex_concurrently => sub { "REINDEX INDEX CONCURRENTLY docs_emb;\n" } ],
-		[
-			create_index_concurrently => sub {
-				"DROP INDEX IF EXISTS docs_cic;\n"
-				  . "CREATE INDEX CONCURRENTLY docs_cic ON docs USING ehnsw (emb evector_cosine_ops);\n";
-			}
-		],
-		[ rotate_dek => sub { "SELECT vecphi.rotate_dek('" . pick(@tenants) . "');\n" } ],
-		[ rotate_kek => sub { "SELECT vecphi.rotate_kek('" . pick(@tenants) . "');\n" } ],
-		[
-			create_rotate_shred => sub {
-				my $s = 's_' . (++$scratch);
-				"SELECT vecphi.create_tenant('$s');\nSELECT vecphi.rotate_kek('$s');\n"
-				  . "SELECT vecphi.shred_tenant('$s');\n";
-			}
-		],
-		[ scrub => sub { "SELECT complete FROM vecphi.scrub('docs');\n" } ],
-		[ checkpoint => sub { "CHECKPOINT;\n" } ],
-		[ sleep => sub { "SELECT pg_sleep(0.1);\n" } ],);
+	my ($tag, $n, @ops) = @_;
 	my $sql = '';
-	for my $k (1 .. 60)
+	for my $k (1 .. $n)
 	{
 		my $op = pick(@ops);
-		$sql .= "\\echo m $k $op->[0]\n" . $op->[1]->();
+		$sql .= "\\echo $tag $k $op->[0]\n" . $op->[1]->();
 	}
 	return $sql;
 }
@@ -198,7 +206,8 @@ sub start_workload
 	my %scripts = (
 		w1 => writer_script($round, 1),
 		w2 => writer_script($round, 2),
-		m => maint_script($round));
+		m => ops_script('m', 60, @index_ops),
+		k => ops_script('k', 400, @key_ops));
 	for my $name (sort keys %scripts)
 	{
 		my $file = "$dir/$name.sql";
@@ -222,7 +231,7 @@ sub collect
 {
 	my (@runs) = @_;
 	my %errors;
-	my $last_op = 'none';
+	my %last_op = (m => 'none', k => 'none');
 	for my $r (@runs)
 	{
 		eval { $r->{h}->finish; };
@@ -232,7 +241,7 @@ sub collect
 			if ($line =~ /^i (\d+) (\w+)$/) { $acked{$1} = $2; }
 			elsif ($line =~ /^ds (\d+) (\d+)$/) { push @deletes_started, [ $1, $2 ]; }
 			elsif ($line =~ /^do (\d+) (\d+)$/) { push @deletes_done, [ $1, $2 ]; }
-			elsif ($line =~ /^m (\d+) (\w+)$/) { $last_op = "$2 (op $1 of the maintainer)"; }
+			elsif ($line =~ /^([mk]) (\d+) (\w+)$/) { $last_op{$1} = "$3 (op $2)"; }
 		}
 		for my $line (split /\n/, ${ $r->{err} })
 		{
@@ -243,7 +252,7 @@ sub collect
 		}
 	}
 	note "errors the sessions saw: $_ (x$errors{$_})" for sort keys %errors;
-	note "the stop came during or after: $last_op";
+	note "the stop came during or after: index maintainer $last_op{m}, key administrator $last_op{k}";
 	return %errors;
 }
 
