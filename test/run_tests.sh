@@ -20,6 +20,7 @@
 #   VECPHI_TEST_SECRET_FILE  the file holding it (vecphi.jwt_secret_file)
 #   VECPHI_TEST_KEYDIR       the regression server's vecphi.key_directory
 #   VECPHI_SOURCE_DIR        the copy of the source tree the tests run from
+#   VECPHI_CRASH_SEED, VECPHI_CRASH_ROUNDS  passed on to TAP 120 when set
 # Set VECPHI_KEEP_TMP=1 to keep the temporary directory even on success
 # (it is always kept, and its path printed, when something failed).
 # Set VECPHI_ONLY="name ..." to run only the regression suites and TAP
@@ -282,6 +283,12 @@ PG_ENV+=(
 	PG_REGRESS="$PG_REGRESS"
 	TESTDIR="$TAPDIR"
 )
+# TAP 120's seed and round count, to replay a run (see docs/testing.md).
+for var in VECPHI_CRASH_SEED VECPHI_CRASH_ROUNDS; do
+	if [[ -n ${!var:-} ]]; then
+		PG_ENV+=("$var=${!var}")
+	fi
+done
 shopt -s nullglob
 tap_files=("$COPY"/test/t/*.pl)
 shopt -u nullglob

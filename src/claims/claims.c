@@ -61,9 +61,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/jsonb.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "claims.h"
@@ -196,22 +194,70 @@ base64url_decode(const char *src, int len, char **out, int *outlen)
 	return true;
 }
 
-/* Parser state that finds a member name given twice in one object. */
+/*
+ * A token's JSON object as the claims read it: its top-level members, each
+ * a string (de-escaped), a number (its text), an array of strings, or
+ * anything else.  Built by one pass of PostgreSQL's JSON parser (the same
+ * parser jsonb uses), so no backend state is needed: test/fuzz/fuzz_claims.c
+ * runs this and claims_from_payload() as they are.
+ */
+typedef enum TokenValueType
+{
+	TOKEN_VALUE_STRING,
+	TOKEN_VALUE_NUMBER,
+	TOKEN_VALUE_STRINGS,		/* an array of strings only (maybe empty) */
+	TOKEN_VALUE_OTHER			/* null, true, false, object, other array */
+} TokenValueType;
+
+typedef struct TokenMember
+{
+	const char *name;
+	TokenValueType type;
+	const char *text;			/* string or number text */
+	List	   *strings;		/* TOKEN_VALUE_STRINGS: the elements */
+} TokenMember;
+
+typedef struct TokenObject
+{
+	List	   *members;		/* of TokenMember */
+} TokenObject;
+
+/* Parser state: the object being built, and duplicate member names. */
 typedef struct TokenJsonState
 {
 	List	   *objects;		/* member names of each open object, inner
 								 * first */
 	const char *what;
+	int			depth;			/* objects and arrays open */
+	bool		root_is_object;
+	TokenObject *result;
+	TokenMember *member;		/* top-level member whose value is parsed */
 } TokenJsonState;
 
+/* Object or array opens: below the top level, a member is not scalar. */
+static void
+token_json_nest(TokenJsonState *st, bool is_array)
+{
+	if (st->depth == 0)
+		st->root_is_object = !is_array;
+	else if (st->depth == 1 && st->member != NULL)
+		st->member->type = is_array ? TOKEN_VALUE_STRINGS : TOKEN_VALUE_OTHER;
+	else if (st->depth == 2 && st->member != NULL)
+		st->member->type = TOKEN_VALUE_OTHER;
+	st->depth++;
+}
+
+/* An object opens: a new set of member names. */
 static void
 token_json_object_start(void *state)
 {
 	TokenJsonState *st = state;
 
+	token_json_nest(st, false);
 	st->objects = lcons(NIL, st->objects);
 }
 
+/* An object closes: forget its member names. */
 static void
 token_json_object_end(void *state)
 {
@@ -219,6 +265,23 @@ token_json_object_end(void *state)
 
 	list_free(linitial(st->objects));
 	st->objects = list_delete_first(st->objects);
+	st->depth--;
+}
+
+/* An array opens. */
+static void
+token_json_array_start(void *state)
+{
+	token_json_nest(state, true);
+}
+
+/* An array closes. */
+static void
+token_json_array_end(void *state)
+{
+	TokenJsonState *st = state;
+
+	st->depth--;
 }
 
 /*
@@ -239,21 +302,51 @@ token_json_field_start(void *state, char *fname, bool isnull)
 			token_reject(psprintf("The token %s names a member twice.", st->what));
 	}
 	linitial(st->objects) = lappend(names, fname);
+	if (st->depth == 1)
+	{
+		st->member = palloc0(sizeof(TokenMember));
+		st->member->name = fname;
+		st->member->type = TOKEN_VALUE_OTHER;
+		st->result->members = lappend(st->result->members, st->member);
+	}
 }
 
-/* Parse one JSON object segment of a token into jsonb. */
-static Jsonb *
-token_json_object(const char *seg, int seglen, const char *what)
+/* A scalar: the value of a top-level member, or an element of one. */
+static void
+token_json_scalar(void *state, char *token, JsonTokenType tokentype)
 {
-	char	   *raw;
-	int			rawlen;
+	TokenJsonState *st = state;
+	TokenMember *m = st->member;
+
+	if (m == NULL)
+		return;
+	if (st->depth == 1)
+	{
+		if (tokentype == JSON_TOKEN_STRING)
+			m->type = TOKEN_VALUE_STRING;
+		else if (tokentype == JSON_TOKEN_NUMBER)
+			m->type = TOKEN_VALUE_NUMBER;
+		else
+			m->type = TOKEN_VALUE_OTHER;
+		m->text = token;
+	}
+	else if (st->depth == 2 && m->type == TOKEN_VALUE_STRINGS)
+	{
+		if (tokentype == JSON_TOKEN_STRING)
+			m->strings = lappend(m->strings, token);
+		else
+			m->type = TOKEN_VALUE_OTHER;
+	}
+}
+
+/* Parse a token's JSON object text (NUL-terminated, rawlen bytes). */
+static TokenObject *
+token_json_parse(char *raw, int rawlen, const char *what)
+{
 	JsonLexContext *lex;
-	Jsonb	   *jb;
 	JsonSemAction sem;
 	TokenJsonState state;
 
-	if (!base64url_decode(seg, seglen, &raw, &rawlen))
-		token_reject(psprintf("The token %s is not valid base64url.", what));
 	if (memchr(raw, '\0', rawlen) != NULL ||
 		!pg_verifymbstr(raw, rawlen, true))
 		token_reject(psprintf("The token %s is not valid text.", what));
@@ -261,16 +354,47 @@ token_json_object(const char *seg, int seglen, const char *what)
 	memset(&sem, 0, sizeof(sem));
 	memset(&state, 0, sizeof(state));
 	state.what = what;
+	state.result = palloc0(sizeof(TokenObject));
 	sem.semstate = &state;
 	sem.object_start = token_json_object_start;
 	sem.object_end = token_json_object_end;
+	sem.array_start = token_json_array_start;
+	sem.array_end = token_json_array_end;
 	sem.object_field_start = token_json_field_start;
+	sem.scalar = token_json_scalar;
 	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
 		token_reject(psprintf("The token %s is not valid JSON.", what));
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(raw)));
-	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+	if (!state.root_is_object)
 		token_reject(psprintf("The token %s is not a JSON object.", what));
-	return jb;
+	return state.result;
+}
+
+/* Parse one base64url JSON object segment of a token. */
+static TokenObject *
+token_json_object(const char *seg, int seglen, const char *what)
+{
+	char	   *raw;
+	int			rawlen;
+
+	if (!base64url_decode(seg, seglen, &raw, &rawlen))
+		token_reject(psprintf("The token %s is not valid base64url.", what));
+	return token_json_parse(raw, rawlen, what);
+}
+
+/* The top-level member named key, or NULL. */
+static const TokenMember *
+token_member(const TokenObject *obj, const char *key)
+{
+	ListCell   *lc;
+
+	foreach(lc, obj->members)
+	{
+		const TokenMember *m = lfirst(lc);
+
+		if (strcmp(m->name, key) == 0)
+			return m;
+	}
+	return NULL;
 }
 
 /*
@@ -278,32 +402,35 @@ token_json_object(const char *seg, int seglen, const char *what)
  * non-empty string of sane length is an error.
  */
 static char *
-json_string_member(Jsonb *jb, const char *key)
+json_string_member(const TokenObject *obj, const char *key)
 {
-	JsonbValue	v;
+	const TokenMember *m = token_member(obj, key);
 
-	if (getKeyJsonValueFromContainer(&jb->root, key, strlen(key), &v) == NULL)
+	if (m == NULL)
 		return NULL;
-	if (v.type != jbvString || v.val.string.len == 0 ||
-		v.val.string.len > CLAIMS_VALUE_MAX_LEN)
+	if (m->type != TOKEN_VALUE_STRING || m->text[0] == '\0' ||
+		strlen(m->text) > CLAIMS_VALUE_MAX_LEN)
 		token_reject(psprintf("Claim \"%s\" must be a non-empty string of at most %d bytes.",
 							  key, CLAIMS_VALUE_MAX_LEN));
-	return pnstrdup(v.val.string.val, v.val.string.len);
+	return pstrdup(m->text);
 }
 
-/* NumericDate member (seconds since 1970), or false when absent. */
+/*
+ * NumericDate member (seconds since 1970), or false when absent.  The
+ * number's text passed the JSON grammar, so strtod() reads all of it;
+ * beyond double's range it is infinite or zero, and refused or taken as 0.
+ */
 static bool
-json_time_member(Jsonb *jb, const char *key, int64 *value)
+json_time_member(const TokenObject *obj, const char *key, int64 *value)
 {
-	JsonbValue	v;
-	float8		secs;
+	const TokenMember *m = token_member(obj, key);
+	double		secs;
 
-	if (getKeyJsonValueFromContainer(&jb->root, key, strlen(key), &v) == NULL)
+	if (m == NULL)
 		return false;
-	if (v.type != jbvNumeric)
+	if (m->type != TOKEN_VALUE_NUMBER)
 		token_reject(psprintf("Claim \"%s\" must be a number of seconds since 1970.", key));
-	secs = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-											  NumericGetDatum(v.val.numeric)));
+	secs = strtod(m->text, NULL);
 	if (isnan(secs) || secs < 0 || secs > 1.0e12)
 		token_reject(psprintf("Claim \"%s\" is out of range.", key));
 	*value = (int64) secs;
@@ -340,22 +467,22 @@ token_check_lifetime(int64 exp, int64 iat, int64 now)
  * server has none, since it identifies with no audience (RFC 7519 again).
  */
 static void
-token_check_issuer_audience(Jsonb *payload)
+token_check_issuer_audience(const TokenObject *payload)
 {
-	JsonbValue	v;
+	const TokenMember *m;
 	bool		have_aud = claims_audience != NULL && claims_audience[0] != '\0';
 	bool		found = false;
 
 	if (claims_issuer != NULL && claims_issuer[0] != '\0')
 	{
-		if (getKeyJsonValueFromContainer(&payload->root, "iss", 3, &v) == NULL ||
-			v.type != jbvString ||
-			v.val.string.len != strlen(claims_issuer) ||
-			memcmp(v.val.string.val, claims_issuer, v.val.string.len) != 0)
+		m = token_member(payload, "iss");
+		if (m == NULL || m->type != TOKEN_VALUE_STRING ||
+			strcmp(m->text, claims_issuer) != 0)
 			token_reject("The token's issuer (\"iss\") is not the one vecphi.jwt_issuer names.");
 	}
 
-	if (getKeyJsonValueFromContainer(&payload->root, "aud", 3, &v) == NULL)
+	m = token_member(payload, "aud");
+	if (m == NULL)
 	{
 		if (have_aud)
 			token_reject("The token names no audience (\"aud\"); vecphi.jwt_audience requires one.");
@@ -363,22 +490,15 @@ token_check_issuer_audience(Jsonb *payload)
 	}
 	if (!have_aud)
 		token_reject("The token is meant for an audience (\"aud\") and vecphi.jwt_audience is not set.");
-	if (v.type == jbvString)
-		found = v.val.string.len == strlen(claims_audience) &&
-			memcmp(v.val.string.val, claims_audience, v.val.string.len) == 0;
-	else if (v.type == jbvBinary && JsonContainerIsArray(v.val.binary.data))
+	if (m->type == TOKEN_VALUE_STRING)
+		found = strcmp(m->text, claims_audience) == 0;
+	else if (m->type == TOKEN_VALUE_STRINGS)
 	{
-		uint32		n = JsonContainerSize(v.val.binary.data);
-		uint32		i;
+		ListCell   *lc;
 
-		for (i = 0; i < n; i++)
+		foreach(lc, m->strings)
 		{
-			JsonbValue *elem = getIthJsonbValueFromContainer(v.val.binary.data, i);
-
-			if (elem->type != jbvString)
-				token_reject("Claim \"aud\" must be a string or an array of strings.");
-			if (elem->val.string.len == strlen(claims_audience) &&
-				memcmp(elem->val.string.val, claims_audience, elem->val.string.len) == 0)
+			if (strcmp((const char *) lfirst(lc), claims_audience) == 0)
 				found = true;
 		}
 	}
@@ -394,6 +514,52 @@ unix_now(TimestampTz ts)
 {
 	return ts / USECS_PER_SEC +
 		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
+
+/*
+ * The claims of a verified token's payload, checked against the token
+ * policy settings at Unix time now; refuses the token when they do not
+ * pass.  Pure: no catalog, file or clock (fuzz_claims.c runs it).
+ */
+static VecphiClaims *
+claims_from_payload(const TokenObject *payload, int64 now)
+{
+	VecphiClaims *claims;
+	int64		nbf;
+	int64		iat = 0;
+	bool		has_exp;
+	bool		has_iat;
+
+	claims = palloc0(sizeof(VecphiClaims));
+	has_exp = json_time_member(payload, "exp", &claims->expires);
+	has_iat = json_time_member(payload, "iat", &iat);
+	if (!has_exp && claims_require_exp)
+		token_reject("The token has no \"exp\" claim; vecphi.jwt_require_exp refuses tokens that never expire.");
+	if (has_exp && now > claims->expires + CLAIMS_CLOCK_SKEW_SECS)
+		token_reject_time("claims token has expired");
+	if (json_time_member(payload, "nbf", &nbf) &&
+		now + CLAIMS_CLOCK_SKEW_SECS < nbf)
+		token_reject_time("claims token is not valid yet");
+	if (has_iat && iat > now + CLAIMS_CLOCK_SKEW_SECS)
+		token_reject("Claim \"iat\" lies in the future.");
+	token_check_lifetime(has_exp ? claims->expires : -1, has_iat ? iat : -1, now);
+	token_check_issuer_audience(payload);
+
+	claims->tenant = json_string_member(payload, "tenant");
+	claims->role = json_string_member(payload, "role");
+	claims->subject = json_string_member(payload, "sub");
+	if (claims->tenant == NULL || claims->role == NULL || claims->subject == NULL)
+		token_reject("Claims \"tenant\", \"role\" and \"sub\" are required.");
+	if (!vecphi_tenant_name_is_valid(claims->tenant))
+		token_reject("Claim \"tenant\" is not a valid tenant name.");
+	claims->purpose = json_string_member(payload, "purpose");
+	if (claims->purpose != NULL &&
+		strcmp(claims->purpose, "treatment") != 0 &&
+		strcmp(claims->purpose, "payment") != 0 &&
+		strcmp(claims->purpose, "operations") != 0)
+		token_reject("Claim \"purpose\" must be treatment, payment or operations.");
+	claims->break_glass = json_string_member(payload, "break_glass");
+	return claims;
 }
 
 /*
@@ -459,8 +625,8 @@ jwt_verify(const char *token)
 	size_t		toklen = strlen(token);
 	const char *dot1;
 	const char *dot2;
-	Jsonb	   *header;
-	Jsonb	   *payload;
+	TokenObject *header;
+	TokenObject *payload;
 	char	   *alg;
 	char	   *typ;
 	char	   *sig;
@@ -470,12 +636,6 @@ jwt_verify(const char *token)
 	uint8		mac[VECPHI_HMAC_LEN];
 	bool		valid;
 	VecphiClaims *claims;
-	int64		now = unix_now(GetCurrentTimestamp());
-	int64		nbf;
-	int64		iat = 0;
-	bool		has_exp;
-	bool		has_iat;
-	JsonbValue	v;
 
 	if (toklen == 0 || toklen > CLAIMS_TOKEN_MAX_LEN)
 		token_reject("The token is empty or longer than 8192 bytes.");
@@ -494,7 +654,7 @@ jwt_verify(const char *token)
 	typ = json_string_member(header, "typ");
 	if (typ != NULL && pg_strcasecmp(typ, "JWT") != 0)
 		token_reject("The token type is not JWT.");
-	if (getKeyJsonValueFromContainer(&header->root, "crit", 4, &v) != NULL)
+	if (token_member(header, "crit") != NULL)
 		token_reject("The token requires extensions this server does not implement.");
 	if (!base64url_decode(dot2 + 1, strlen(dot2 + 1), &sig, &siglen))
 		token_reject("The token signature is malformed.");
@@ -536,35 +696,7 @@ jwt_verify(const char *token)
 		token_reject("The token signature does not verify.");
 
 	payload = token_json_object(dot1 + 1, dot2 - dot1 - 1, "payload");
-	claims = palloc0(sizeof(VecphiClaims));
-	has_exp = json_time_member(payload, "exp", &claims->expires);
-	has_iat = json_time_member(payload, "iat", &iat);
-	if (!has_exp && claims_require_exp)
-		token_reject("The token has no \"exp\" claim; vecphi.jwt_require_exp refuses tokens that never expire.");
-	if (has_exp && now > claims->expires + CLAIMS_CLOCK_SKEW_SECS)
-		token_reject_time("claims token has expired");
-	if (json_time_member(payload, "nbf", &nbf) &&
-		now + CLAIMS_CLOCK_SKEW_SECS < nbf)
-		token_reject_time("claims token is not valid yet");
-	if (has_iat && iat > now + CLAIMS_CLOCK_SKEW_SECS)
-		token_reject("Claim \"iat\" lies in the future.");
-	token_check_lifetime(has_exp ? claims->expires : -1, has_iat ? iat : -1, now);
-	token_check_issuer_audience(payload);
-
-	claims->tenant = json_string_member(payload, "tenant");
-	claims->role = json_string_member(payload, "role");
-	claims->subject = json_string_member(payload, "sub");
-	if (claims->tenant == NULL || claims->role == NULL || claims->subject == NULL)
-		token_reject("Claims \"tenant\", \"role\" and \"sub\" are required.");
-	if (!vecphi_tenant_name_is_valid(claims->tenant))
-		token_reject("Claim \"tenant\" is not a valid tenant name.");
-	claims->purpose = json_string_member(payload, "purpose");
-	if (claims->purpose != NULL &&
-		strcmp(claims->purpose, "treatment") != 0 &&
-		strcmp(claims->purpose, "payment") != 0 &&
-		strcmp(claims->purpose, "operations") != 0)
-		token_reject("Claim \"purpose\" must be treatment, payment or operations.");
-	claims->break_glass = json_string_member(payload, "break_glass");
+	claims = claims_from_payload(payload, unix_now(GetCurrentTimestamp()));
 	claims->token = pstrdup(token);
 	return claims;
 }

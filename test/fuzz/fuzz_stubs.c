@@ -19,6 +19,7 @@
 #include <stdarg.h>
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
@@ -330,4 +331,58 @@ pq_copymsgbytes(StringInfo msg, char *buf, int datalen)
 						errmsg("insufficient data left in message")));
 	memcpy(buf, &msg->data[msg->cursor], datalen);
 	msg->cursor += datalen;
+}
+
+/* The four List operations the claims' JSON parser uses (claims.c). */
+static List *
+list_with(List *list, int extra)
+{
+	int			len = list ? list->length : 0;
+	List	   *n = palloc0(offsetof(List, initial_elements) +
+							(len + extra) * sizeof(ListCell));
+
+	n->type = T_List;
+	n->length = len + extra;
+	n->max_length = len + extra;
+	n->elements = n->initial_elements;
+	return n;
+}
+
+List *
+lcons(void *datum, List *list)
+{
+	List	   *n = list_with(list, 1);
+
+	if (list)
+		memcpy(n->elements + 1, list->elements, list->length * sizeof(ListCell));
+	n->elements[0].ptr_value = datum;
+	return n;
+}
+
+List *
+lappend(List *list, void *datum)
+{
+	List	   *n = list_with(list, 1);
+
+	if (list)
+		memcpy(n->elements, list->elements, list->length * sizeof(ListCell));
+	n->elements[n->length - 1].ptr_value = datum;
+	return n;
+}
+
+void
+list_free(List *list)
+{
+}
+
+List *
+list_delete_first(List *list)
+{
+	List	   *n;
+
+	if (list == NIL || list->length == 1)
+		return NIL;
+	n = list_with(list, -1);
+	memcpy(n->elements, list->elements + 1, n->length * sizeof(ListCell));
+	return n;
 }

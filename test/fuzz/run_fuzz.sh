@@ -24,7 +24,7 @@ set -u
 FUZZ_DIR=$(cd "$(dirname "$0")" && pwd)
 SRC_DIR=$(cd "$FUZZ_DIR/../../src" && pwd)
 SECONDS_PER_TARGET=${1:-${FUZZ_SECONDS:-60}}
-TARGETS=(${FUZZ_TARGETS:-evector_text envelope jwt keyfile})
+TARGETS=(${FUZZ_TARGETS:-evector_text envelope jwt claims keyfile})
 
 # clang with libFuzzer's runtime (libclang-rt-dev is only recommended by
 # clang on Debian, so it is asked for by name).
@@ -72,6 +72,8 @@ for t in "${TARGETS[@]}"; do
 	# First link: collect the backend symbols the parser's file refers to
 	# but the stubs do not provide, and make each one abort with its name.
 	objs=("$FUZZ_DIR/fuzz_$t.c" "$FUZZ_DIR/fuzz_stubs.c" "$SRC_DIR/crypto/crypto.c" "$WORK"/pgcommon/*.o "$PG_LIB/libpgport.a")
+	# claims: the tenant name rule lives in common/tenant.c.
+	[[ $t == claims ]] && objs+=("$SRC_DIR/common/tenant.c")
 	clang "${CFLAGS[@]}" -o "$bin" "${objs[@]}" -lcrypto >"$WORK/link1_$t.log" 2>&1
 	{
 		echo '#include <stdio.h>'
