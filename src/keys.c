@@ -35,6 +35,15 @@
  * pending action belongs to the (sub)transaction that asked for it and
  * goes with it if it aborts.
  *
+ * Ids and versions.  Tenant ids and data key versions come from the
+ * sequences vecphi.tenant_ids and vecphi.dek_versions, never from
+ * max() + 1: rows written under a key whose transaction aborted leave index
+ * entries behind (they do not roll back), and a number handed out again
+ * would let them meet another key of the same number.  ehnsw asks
+ * keys_dek_exists() before it decrypts an element and skips one whose key
+ * never came to exist.  KEK versions stay n+1 per tenant: nothing stored
+ * refers to a KEK version whose rotation aborted (docs/keys.md).
+ *
  * Caches.  The tenants table is read whole into a small cache; unwrapped
  * DEKs are cached as scheduled AES keys for the life of the backend (a DEK
  * never changes once written).  Key administration sends a relcache
