@@ -86,11 +86,11 @@ check_keys(Relation index, Relation heap, BlockNumber blkno, List *keys)
 		ElementKey *ek = lfirst(lc);
 		bool		all_dead;
 
-		if (keys_dek_exists(ek->tenant_id, ek->dek_version) ||
-			keys_tenant_is_shredded(ek->tenant_id))
+		if (keys_dek_exists(ek->tenant_id, ek->dek_version))
 			continue;
 		if (!table_index_fetch_tuple_check(heap, &ek->heaptid, GetActiveSnapshot(),
-										   &all_dead))
+										   &all_dead) ||
+			keys_tenant_is_shredded(ek->tenant_id))
 			continue;
 		check_fail(index, psprintf("The value of element (%u,%u), whose heap row is live, needs data key %u of tenant #%u, which is missing from vecphi.keyring.",
 								   blkno, ek->off, ek->dek_version, ek->tenant_id));
