@@ -255,9 +255,10 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 
 /*
  * Unlink a live element that cannot be decrypted (its data key does not
- * exist: a row of a transaction that aborted and is still in progress for
- * this VACUUM, or a key that was lost) from the deleted elements: keep its
- * other neighbours, since without its vector no new ones can be chosen.
+ * exist: a row of a transaction still in progress whose rotate_dek() has
+ * not committed, or a key that was lost) from the deleted elements: keep
+ * its other neighbours, since without its vector no new ones can be
+ * chosen.
  */
 static void
 unlink_deleted(EhnswState *state, HTAB *deleted, EhnswElement *e)
