@@ -757,6 +757,21 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 			if (!ehnsw_visit(state, ntid, stamp))
 				continue;
 			ne = ehnsw_load_element(state, ntid, true);
+			if (ne->keyless && ne->tenant_id == tenant_id && ne->level >= level)
+			{
+				/*
+				 * No vector (its data key does not exist): a waypoint at the
+				 * distance of the element that links to it, never a result,
+				 * so the elements it linked stay reachable until VACUUM
+				 * removes it and repairs their links.
+				 */
+				EhnswCandidate *kc = palloc0(sizeof(EhnswCandidate));
+
+				kc->element = ne;
+				kc->distance = c->distance;
+				pairingheap_add(near, &kc->near_node);
+				continue;
+			}
 			if (ne->x == NULL || ne->tenant_id != tenant_id)
 				continue;		/* deleted, or a freed slot reused */
 			d = ehnsw_distance(state, q, ne->x);
