@@ -109,7 +109,7 @@ $$;
 SELECT vecphi.create_tenant('aud_a') > 0 AS aud_a_created,
 	vecphi.create_tenant('aud_b') > 0 AS aud_b_created;
 SELECT vecphi.rotate_kek('aud_a') AS aud_a_kek;
-SELECT vecphi.rotate_dek('aud_b') AS aud_b_dek;
+SELECT vecphi.rotate_dek('aud_b') > 1 AS aud_b_dek_rotated;
 SELECT vecphi.audit_flush() >= 0 AS flushed;
 SELECT * FROM aud_new();
 

@@ -107,10 +107,10 @@ SELECT id, vecphi.decrypt(v), vecphi.key_id(v) FROM key_samples ORDER BY id;
 COMMIT;
 
 -- A data key made in a transaction that rolls back is gone, and so is
--- anything encrypted under it: when the next rotation makes a different
--- data key with the same version number, the old ciphertext must fail
--- authentication, not decrypt to garbage.  (Same backend: its key cache
--- must not keep the rolled-back key.)
+-- anything encrypted under it: the next rotation never reuses its version
+-- number (versions come from a sequence), so the old ciphertext names a
+-- missing key (58P01), and never meets another key of the same number.
+-- (Same backend: its key cache must not keep the rolled-back key.)
 BEGIN;
 SELECT vecphi.rotate_dek('hosp_c') AS rolled_back_dek;
 SELECT as_tenant('hosp_c');

@@ -345,7 +345,7 @@ SET ROLE regress_priv_keyadmin;
 SELECT plant_temp_domains();
 SET search_path = privsql_evil, pg_catalog, public;
 SELECT vecphi.create_tenant('priv_k') > 0 AS created;
-SELECT vecphi.rotate_dek('priv_k') AS dek;
+SELECT vecphi.rotate_dek('priv_k') > 1 AS dek_rotated;
 SELECT vecphi.rotate_kek('priv_k') AS kek;
 SELECT vecphi.shred_tenant('priv_k') AS deks_dropped;
 RESET search_path;

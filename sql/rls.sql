@@ -165,7 +165,7 @@ RESET ROLE;
 -- The key administrator manages keys, not grants.
 SET ROLE regress_rls_keyadmin;
 SELECT vecphi.create_tenant('rls_c') > 0 AS rls_c_created;
-SELECT vecphi.rotate_dek('rls_c') AS rls_c_dek;
+SELECT vecphi.rotate_dek('rls_c') > 1 AS rls_c_dek_rotated;
 SELECT count(*) AS rls_c_keys FROM vecphi.keyring k JOIN vecphi.tenants t USING (tenant_id)
 WHERE t.tenant = 'rls_c';
 SELECT expect_error($$INSERT INTO vecphi.role_categories VALUES ('billing', 'clinical_trial')$$) AS keyadmin_grants;

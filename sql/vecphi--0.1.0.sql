@@ -64,6 +64,26 @@ REVOKE ALL ON vecphi.tenants, vecphi.keyring FROM PUBLIC;
 GRANT SELECT ON vecphi.tenants TO vecphi_key_admin;
 GRANT SELECT (tenant_id, dek_version, kek_version, created_at) ON vecphi.keyring TO vecphi_key_admin;
 
+-- Tenant ids and data key versions are handed out by these sequences, never
+-- by max() + 1: a sequence does not roll back, so an id or version given to
+-- a create_tenant() or rotate_dek() whose transaction aborted (or died in a
+-- crash) is never given again, while index entries of rows written under it
+-- may remain (index entries do not roll back; docs/keys.md).  Data key
+-- versions are therefore increasing per tenant but not consecutive; a new
+-- tenant's first data key is version 1 (its id is new).  Dumped, so a
+-- restore continues past every value the source gave out.  Only the
+-- extension's owner (the key functions are SECURITY DEFINER) may use or
+-- move them.
+CREATE SEQUENCE vecphi.tenant_ids AS integer MINVALUE 1 NO CYCLE;
+CREATE SEQUENCE vecphi.dek_versions AS integer MINVALUE 1 START 2 NO CYCLE;
+COMMENT ON SEQUENCE vecphi.tenant_ids IS
+	'tenant ids: never reused, even after a rolled-back or crashed create_tenant';
+COMMENT ON SEQUENCE vecphi.dek_versions IS
+	'data key versions after the first: never reused, even after a rolled-back or crashed rotate_dek';
+SELECT pg_catalog.pg_extension_config_dump('vecphi.tenant_ids', '');
+SELECT pg_catalog.pg_extension_config_dump('vecphi.dek_versions', '');
+REVOKE ALL ON SEQUENCE vecphi.tenant_ids, vecphi.dek_versions FROM PUBLIC;
+
 -- The keyring's identity: a random id made by the first key administration
 -- (vecphi.create_tenant or vecphi.keyring_id), naming the KEK files
 -- ("<keyring id>.<tenant>.<version>.kek") and passed to key provider

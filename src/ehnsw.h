@@ -156,6 +156,8 @@ typedef struct EhnswElement
 	uint8		level;
 	bool		deleted;
 	bool		returned;		/* a scan has returned it already */
+	bool		keyless;		/* its data key does not exist: never
+								 * decrypted, skipped like a deleted one */
 	uint16		nslots;
 	ItemPointerData *neighbors; /* copy, nslots entries */
 	float4	   *x;				/* plaintext, NULL if deleted or skipped */
@@ -291,6 +293,9 @@ extern int	ehnsw_candidate_near_cmp(const pairingheap_node *a,
 extern EhnswCandidate *ehnsw_make_candidate(EhnswState *state,
 											EhnswElement *element,
 											const float4 *q);
+extern List *ehnsw_entry_candidates(EhnswState *state, EhnswElement *epel,
+									int eplevel, const float4 *q,
+									int *level);
 extern int	ehnsw_meta_metric(Relation index);
 extern int	ehnsw_candidate_cmp(const ListCell *a, const ListCell *b);
 

@@ -9,7 +9,12 @@
  * header is sound, of the index's dimensions and of the element's tenant;
  * every edge points at an element of the same tenant on a level at least
  * as high; every entry point names a live element of its tenant at its
- * top level; every tenant with a live element has an entry point.
+ * top level; every tenant with a live element has an entry point; a
+ * live element's data key exists, unless its heap row is dead (rows of a
+ * transaction whose rotate_dek() or create_tenant() aborted leave elements
+ * under a key that never came to exist; searches skip them and VACUUM
+ * removes them) or its tenant was crypto-shredded.  The key check reads
+ * vecphi.keyring and unwraps nothing.
  * The first problem is raised as XX002 with a precise detail.
  *
  *-------------------------------------------------------------------------
@@ -17,6 +22,9 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/index.h"
 #include "catalog/pg_am.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
@@ -25,8 +33,10 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "ehnsw.h"
+#include "keys.h"
 
 typedef struct CheckedElement
 {
@@ -51,10 +61,46 @@ key_of(BlockNumber blkno, OffsetNumber off)
 	return ((uint64) blkno << 16) | off;
 }
 
+/* A live element's key, copied from its page to be checked after. */
+typedef struct ElementKey
+{
+	OffsetNumber off;
+	ItemPointerData heaptid;
+	uint32		tenant_id;
+	uint32		dek_version;
+} ElementKey;
+
+/*
+ * Check the data keys of a page's live elements: a missing one is a
+ * problem only if the element's heap row is live in the statement's
+ * snapshot, which is older than the keyring read that follows, so a key
+ * committed with the row is always seen.
+ */
+static void
+check_keys(Relation index, Relation heap, BlockNumber blkno, List *keys)
+{
+	ListCell   *lc;
+
+	foreach(lc, keys)
+	{
+		ElementKey *ek = lfirst(lc);
+		bool		all_dead;
+
+		if (keys_dek_exists(ek->tenant_id, ek->dek_version))
+			continue;
+		if (!table_index_fetch_tuple_check(heap, &ek->heaptid, GetActiveSnapshot(),
+										   &all_dead) ||
+			keys_tenant_is_shredded(ek->tenant_id))
+			continue;
+		check_fail(index, psprintf("The value of element (%u,%u), whose heap row is live, needs data key %u of tenant #%u, which is missing from vecphi.keyring.",
+								   blkno, ek->off, ek->dek_version, ek->tenant_id));
+	}
+}
+
 /* Visit every element item; phase 1 records them, phase 2 checks edges. */
 static void
-check_elements(Relation index, EhnswMetaPageData *meta, HTAB *elements,
-			   bool check_edges)
+check_elements(Relation index, Relation heap, EhnswMetaPageData *meta,
+			   HTAB *elements, bool check_edges)
 {
 	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
 	BlockNumber blkno;
@@ -64,6 +110,7 @@ check_elements(Relation index, EhnswMetaPageData *meta, HTAB *elements,
 		Buffer		buf = ReadBuffer(index, blkno);
 		Page		page;
 		OffsetNumber off;
+		List	   *keys = NIL;
 
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		if (!ehnsw_page_usable(index, buf, blkno))
@@ -108,6 +155,15 @@ check_elements(Relation index, EhnswMetaPageData *meta, HTAB *elements,
 						check_fail(index, psprintf("Element (%u,%u) holds a value of another tenant or size.", blkno, off));
 					if (!ItemPointerIsValid(&etup->heaptid))
 						check_fail(index, psprintf("Live element (%u,%u) has no heap row.", blkno, off));
+					{
+						ElementKey *ek = palloc(sizeof(ElementKey));
+
+						ek->off = off;
+						ek->heaptid = etup->heaptid;
+						ek->tenant_id = hdr.tenant_id;
+						ek->dek_version = hdr.dek_version;
+						keys = lappend(keys, ek);
+					}
 				}
 				{
 					uint64		key = key_of(blkno, off);
@@ -147,6 +203,8 @@ check_elements(Relation index, EhnswMetaPageData *meta, HTAB *elements,
 			}
 		}
 		UnlockReleaseBuffer(buf);
+		check_keys(index, heap, blkno, keys);
+		list_free_deep(keys);
 	}
 }
 
@@ -155,6 +213,8 @@ Datum
 vecphi_index_check(PG_FUNCTION_ARGS)
 {
 	Oid			indexoid = PG_GETARG_OID(0);
+	Oid			heapoid;
+	Relation	heap = NULL;
 	Relation	index;
 	EhnswMetaPageData meta;
 	HASHCTL		ctl;
@@ -169,9 +229,13 @@ vecphi_index_check(PG_FUNCTION_ARGS)
 
 	if (!pg_class_ownercheck(indexoid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_INDEX, get_rel_name(indexoid));
+	/* The table first, as every other user of both locks them. */
+	heapoid = IndexGetRelation(indexoid, true);
+	if (OidIsValid(heapoid))
+		heap = table_open(heapoid, AccessShareLock);
 	index = relation_open(indexoid, AccessShareLock);
 	if (index->rd_rel->relkind != RELKIND_INDEX ||
-		index->rd_indam->ambuild != ehnswbuild)
+		index->rd_indam->ambuild != ehnswbuild || heap == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not an ehnsw index", RelationGetRelationName(index))));
@@ -186,8 +250,8 @@ vecphi_index_check(PG_FUNCTION_ARGS)
 	ctl.hcxt = CurrentMemoryContext;
 	elements = hash_create("ehnsw check elements", 1024, &ctl,
 						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	check_elements(index, &meta, elements, false);
-	check_elements(index, &meta, elements, true);
+	check_elements(index, heap, &meta, elements, false);
+	check_elements(index, heap, &meta, elements, true);
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint32);
@@ -230,5 +294,6 @@ vecphi_index_check(PG_FUNCTION_ARGS)
 
 	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ShareLock);
 	relation_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
 	PG_RETURN_BOOL(true);
 }

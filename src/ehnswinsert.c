@@ -391,8 +391,10 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	Size		size;
 	ItemPointerData tid;
 	EhnswElement *newel;
-	List	   *ep;
+	List	   *ep = NIL;
 	List	  **chosen;
+	int			top = 0;
+	bool		new_entry;
 
 	/*
 	 * A crypto-shredded tenant's value cannot be decrypted, and no claimant
@@ -425,16 +427,16 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 
 		ItemPointerSet(&etid, entry.blkno, entry.offno);
 		epel = ehnsw_load_element(state, &etid, true);
-		if (epel->tenant_id != tenant_id || epel->x == NULL)
+		if (epel->tenant_id != tenant_id || (epel->x == NULL && !epel->keyless))
 			ereport(ERROR,
 					(errcode(ERRCODE_INDEX_CORRUPTED),
 					 errmsg("index \"%s\" has an invalid entry point for a tenant",
 							RelationGetRelationName(index)),
 					 errhint("Please REINDEX it.")));
-		ep = list_make1(ehnsw_make_candidate(state, epel, q));
-		for (l = entry.level; l > level; l--)
+		ep = ehnsw_entry_candidates(state, epel, entry.level, q, &top);
+		for (l = top; ep != NIL && l > level; l--)
 			ep = list_make1(linitial(ehnsw_search_layer(state, q, ep, 1, l, tenant_id, NULL)));
-		for (l = Min(level, entry.level); l >= 0; l--)
+		for (l = Min(level, top); ep != NIL && l >= 0; l--)
 		{
 			List	   *w = ehnsw_search_layer(state, q, ep, state->ef_construction,
 											   l, tenant_id, NULL);
@@ -484,14 +486,22 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		}
 	}
 
+	/*
+	 * The new element becomes the entry point when it is the tenant's first
+	 * or highest, and also when nothing readable could be reached from the
+	 * entry point (its data key, and those of the elements around it, do not
+	 * exist: ehnsw_entry_candidates), or it would be unreachable.
+	 */
+	new_entry = !found || level > entry.level || ep == NIL;
 	if (state->graph != NULL)
 	{
-		if (!found || level > entry.level)
+		if (new_entry)
 			graph_set_entry(state, tenant_id, &tid, level);
 		return true;
 	}
-	if (!found || level > entry.level)
-		ehnsw_set_entry_point(index, tenant_id, &tid, level, found);
+	if (new_entry)
+		ehnsw_set_entry_point(index, tenant_id, &tid, level,
+							  found && ep != NIL);
 	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
 	return true;
 }

@@ -94,6 +94,7 @@ ehnsw_search(IndexScanDesc scan)
 	EhnswElement *epel;
 	List	   *ep;
 	int			l;
+	int			top;
 	int			attempt;
 
 	if (scan->numberOfOrderBys == 0)
@@ -124,7 +125,7 @@ ehnsw_search(IndexScanDesc scan)
 			return;
 		ItemPointerSet(&etid, entry.blkno, entry.offno);
 		epel = ehnsw_load_element(state, &etid, true);
-		if (epel->tenant_id == tenant_id && epel->x != NULL)
+		if (epel->tenant_id == tenant_id && (epel->x != NULL || epel->keyless))
 			break;
 		if (attempt == 3)
 			ereport(ERROR,
@@ -133,8 +134,10 @@ ehnsw_search(IndexScanDesc scan)
 							RelationGetRelationName(scan->indexRelation)),
 					 errhint("Please REINDEX it.")));
 	}
-	ep = list_make1(ehnsw_make_candidate(state, epel, q));
-	for (l = entry.level; l > 0; l--)
+	ep = ehnsw_entry_candidates(state, epel, entry.level, q, &top);
+	if (ep == NIL)
+		return;
+	for (l = top; l > 0; l--)
 		ep = ehnsw_search_layer(state, q, ep, 1, l, tenant_id, NULL);
 	so->results = ehnsw_search_layer(state, q, ep, ehnsw_ef_search, 0, tenant_id,
 									 &so->rest);

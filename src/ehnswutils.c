@@ -26,6 +26,7 @@
 #include "crypto.h"
 #include "ehnsw.h"
 #include "kernels.h"
+#include "keys.h"
 
 /* Hash entry: an element by its location in the index. */
 typedef struct EhnswElementEntry
@@ -386,7 +387,7 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 	}
 	element = entry->element;
 	if (element != NULL &&
-		(!decrypt || element->x != NULL ||
+		(!decrypt || element->x != NULL || element->keyless ||
 		 (element->deleted && !state->traverse_deleted) ||
 		 element->nslots == 0))
 		return element;
@@ -479,7 +480,24 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 			VARSIZE(EhnswElementEnvelope(etup)) > VARHDRSZ)
 		{
 			uint32		tenant_id;
+			EnvelopeHeader hdr;
 
+			/*
+			 * Index entries do not roll back: a row written under a data key
+			 * whose creation aborted (rotate_dek() or create_tenant() rolled
+			 * back or lost in a crash) leaves an element under a key that
+			 * never comes to exist.  Never try to decrypt it: skip it, as a
+			 * deleted one.  (Its heap row is dead; VACUUM removes it.  A live
+			 * row whose key is lost still fails where it is read from the
+			 * table, and vecphi.index_check() reports its element.)
+			 */
+			envelope_read_header(EhnswElementEnvelope(etup), ENVELOPE_KIND_VECTOR,
+								 &hdr);
+			if (!keys_dek_exists(hdr.tenant_id, hdr.dek_version))
+			{
+				element->keyless = true;
+				return element;
+			}
 			element->x = ehnsw_decrypt_vector(state, EhnswElementEnvelope(etup),
 											  &tenant_id);
 			state->ndecrypted++;
@@ -538,6 +556,90 @@ ehnsw_make_candidate(EhnswState *state, EhnswElement *element, const float4 *q)
 	c->element = element;
 	c->distance = element->x != NULL ? ehnsw_distance(state, q, element->x) : DBL_MAX;
 	return c;
+}
+
+/*
+ * Where a search of a tenant's graph starts: its entry point epel (on level
+ * eplevel) as the one candidate, or, when epel's data key does not exist
+ * (see ehnsw_load_element), the elements of the tenant that can be
+ * decrypted found by a walk from epel through such elements, on the highest
+ * level that has any.  Sets *level to the level of the candidates; NIL when
+ * nothing can be reached (the caller treats the graph as empty).
+ */
+#define EHNSW_KEYLESS_MAX_VISITS	1024
+
+List *
+ehnsw_entry_candidates(EhnswState *state, EhnswElement *epel, int eplevel,
+					   const float4 *q, int *level)
+{
+	List	   *walk;
+	List	   *found = NIL;
+	HTAB	   *seen;
+	HASHCTL		ctl;
+	uint64		key;
+	int			visits = 0;
+	int			l;
+
+	*level = eplevel;
+	if (epel->x != NULL)
+		return list_make1(ehnsw_make_candidate(state, epel, q));
+	if (!epel->keyless)
+		return NIL;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64);
+	ctl.hcxt = CurrentMemoryContext;
+	seen = hash_create("ehnsw keyless walk", 64, &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	key = tid_key(&epel->tid);
+	hash_search(seen, &key, HASH_ENTER, NULL);
+	walk = list_make1(epel);
+	for (l = Min(eplevel, epel->level); l >= 0; l--)
+	{
+		int			w;
+
+		/* The walk grows as it goes: index it, do not iterate it. */
+		for (w = 0; w < list_length(walk) && visits < EHNSW_KEYLESS_MAX_VISITS; w++)
+		{
+			EhnswElement *from = list_nth(walk, w);
+			int			start = EhnswLevelOffset(state->m, l);
+			int			end;
+			int			i;
+
+			if (from->level < l)
+				continue;
+			end = Min(start + EhnswLevelSlots(state->m, l), from->nslots);
+			for (i = start; i < end; i++)
+			{
+				ItemPointer ntid = &from->neighbors[i];
+				EhnswElement *ne;
+				bool		dup;
+
+				if (!ItemPointerIsValid(ntid))
+					break;
+				key = tid_key(ntid);
+				hash_search(seen, &key, HASH_ENTER, &dup);
+				if (dup)
+					continue;
+				CHECK_FOR_INTERRUPTS();
+				visits++;
+				ne = ehnsw_load_element(state, ntid, true);
+				if (ne->tenant_id != epel->tenant_id)
+					continue;
+				if (ne->x != NULL && !ne->deleted)
+					found = lappend(found, ehnsw_make_candidate(state, ne, q));
+				else if (ne->keyless)
+					walk = lappend(walk, ne);
+			}
+		}
+		if (found != NIL)
+		{
+			*level = l;
+			return found;
+		}
+	}
+	return NIL;
 }
 
 /* list_sort comparator: nearest first. */
@@ -655,6 +757,21 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 			if (!ehnsw_visit(state, ntid, stamp))
 				continue;
 			ne = ehnsw_load_element(state, ntid, true);
+			if (ne->keyless && ne->tenant_id == tenant_id && ne->level >= level)
+			{
+				/*
+				 * No vector (its data key does not exist): a waypoint at the
+				 * distance of the element that links to it, never a result,
+				 * so the elements it linked stay reachable until VACUUM
+				 * removes it and repairs their links.
+				 */
+				EhnswCandidate *kc = palloc0(sizeof(EhnswCandidate));
+
+				kc->element = ne;
+				kc->distance = c->distance;
+				pairingheap_add(near, &kc->near_node);
+				continue;
+			}
 			if (ne->x == NULL || ne->tenant_id != tenant_id)
 				continue;		/* deleted, or a freed slot reused */
 			d = ehnsw_distance(state, q, ne->x);

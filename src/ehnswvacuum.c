@@ -254,6 +254,44 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 }
 
 /*
+ * Unlink a live element that cannot be decrypted (its data key does not
+ * exist: a row of a transaction still in progress whose rotate_dek() has
+ * not committed, or a key that was lost) from the deleted elements: keep
+ * its other neighbours, since without its vector no new ones can be
+ * chosen.
+ */
+static void
+unlink_deleted(EhnswState *state, HTAB *deleted, EhnswElement *e)
+{
+	int			level;
+
+	for (level = 0; level <= e->level; level++)
+	{
+		int			start = EhnswLevelOffset(state->m, level);
+		int			end = Min(start + EhnswLevelSlots(state->m, level), e->nslots);
+		List	   *kept = NIL;
+		bool		changed = false;
+		int			i;
+
+		for (i = start; i < end && ItemPointerIsValid(&e->neighbors[i]); i++)
+		{
+			EhnswCandidate *c;
+
+			if (is_deleted(deleted, &e->neighbors[i]))
+			{
+				changed = true;
+				continue;
+			}
+			c = palloc0(sizeof(EhnswCandidate));
+			c->element = ehnsw_load_element(state, &e->neighbors[i], false);
+			kept = lappend(kept, c);
+		}
+		if (changed)
+			ehnsw_write_neighbors(state, e, level, kept);
+	}
+}
+
+/*
  * Third pass: remove the items of deleted elements, whose every live link
  * was repaired, and offer their space to later inserts through the free
  * space map.  Line pointers stay (as unused), so no other element's TID
@@ -383,6 +421,13 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 			}
 			e = ehnsw_load_element(&state, lfirst(lc), true);
 			state.tenant_id = e->tenant_id;
+			if (e->x == NULL)
+			{
+				unlink_deleted(&state, deleted, e);
+				MemoryContextSwitchTo(old);
+				ehnsw_state_reset(&state);
+				continue;
+			}
 
 			for (level = 0; level <= e->level; level++)
 			{

@@ -35,6 +35,15 @@
  * pending action belongs to the (sub)transaction that asked for it and
  * goes with it if it aborts.
  *
+ * Ids and versions.  Tenant ids and data key versions come from the
+ * sequences vecphi.tenant_ids and vecphi.dek_versions, never from
+ * max() + 1: rows written under a key whose transaction aborted leave index
+ * entries behind (they do not roll back), and a number handed out again
+ * would let them meet another key of the same number.  ehnsw asks
+ * keys_dek_exists() before it decrypts an element and skips one whose key
+ * never came to exist.  KEK versions stay n+1 per tenant: nothing stored
+ * refers to a KEK version whose rotation aborted (docs/keys.md).
+ *
  * Caches.  The tenants table is read whole into a small cache; unwrapped
  * DEKs are cached as scheduled AES keys for the life of the backend (a DEK
  * never changes once written).  Key administration sends a relcache
@@ -142,10 +151,18 @@ typedef struct DataKeyEntry
 	DataKey		key;
 } DataKeyEntry;
 
+/* Whether a data key exists, as keys_dek_exists() last found. */
+typedef struct DataKeyPresence
+{
+	DataKeyId	id;				/* hash key */
+	bool		exists;
+} DataKeyPresence;
+
 static MemoryContext KeyCacheContext = NULL;
 static HTAB *tenants_by_id = NULL;
 static HTAB *tenants_by_name = NULL;
 static HTAB *data_keys = NULL;
+static HTAB *dek_presence = NULL;	/* DataKeyPresence by DataKeyId */
 static bool key_caches_stale = false;
 static Oid	tenants_relid_seen = InvalidOid;
 static Oid	keyring_relid_seen = InvalidOid;
@@ -199,6 +216,7 @@ key_caches_flush(void)
 			crypto_aead_destroy(entry->key.aead);
 	}
 	data_keys = NULL;
+	dek_presence = NULL;
 	tenants_by_id = NULL;
 	tenants_by_name = NULL;
 	cached_keyring_id[0] = '\0';
@@ -264,6 +282,15 @@ key_caches_prepare(void)
 		ctl.hcxt = KeyCacheContext;
 		data_keys = hash_create("vecphi data keys", 64, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (dek_presence == NULL)
+	{
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(DataKeyId);
+		ctl.entrysize = sizeof(DataKeyPresence);
+		ctl.hcxt = KeyCacheContext;
+		dek_presence = hash_create("vecphi data key presence", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 }
 
@@ -1150,6 +1177,46 @@ keys_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* ---------- data keys ---------- */
 
+/*
+ * The wrapped DEK of a tenant and version from vecphi.keyring, and the KEK
+ * version it is wrapped under; NULL when the keyring has no such key.
+ */
+static bytea *
+keyring_read_wrapped(uint32 tenant_id, uint32 dek_version, uint32 *kek_version)
+{
+	Oid			relid;
+	Relation	rel;
+	Snapshot	snapshot;
+	SysScanDesc scan;
+	ScanKeyData skey[2];
+	HeapTuple	tuple;
+	bytea	   *wrapped = NULL;
+
+	relid = keyring_table_oid("keyring");
+	keyring_relid_seen = relid;
+	rel = table_open(relid, AccessShareLock);
+	snapshot = keyring_snapshot(relid);
+	ScanKeyInit(&skey[0], Anum_keyring_tenant_id, BTEqualStrategyNumber,
+				F_INT4EQ, Int32GetDatum((int32) tenant_id));
+	ScanKeyInit(&skey[1], Anum_keyring_dek_version, BTEqualStrategyNumber,
+				F_INT4EQ, Int32GetDatum((int32) dek_version));
+	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 2, skey);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+
+		*kek_version = DatumGetInt32(heap_getattr(tuple, Anum_keyring_kek_version,
+												  RelationGetDescr(rel), &isnull));
+		wrapped = DatumGetByteaPCopy(heap_getattr(tuple, Anum_keyring_wrapped_dek,
+												  RelationGetDescr(rel), &isnull));
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return wrapped;
+}
+
 /* The DEK of a tenant and version, unwrapped and cached on first use. */
 DataKey *
 keys_get_dek(uint32 tenant_id, uint32 dek_version)
@@ -1159,14 +1226,8 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 	TenantEntry *tenant;
 	char		tenant_name[VECPHI_TENANT_NAME_MAX + 1];
 	char		keyring_id[KEYRING_ID_LEN + 1];
-	Oid			relid;
-	Relation	rel;
-	Snapshot	snapshot;
-	SysScanDesc scan;
-	ScanKeyData skey[2];
-	HeapTuple	tuple;
 	uint32		kek_version = 0;
-	bytea	   *wrapped = NULL;
+	bytea	   *wrapped;
 	uint8		kek[VECPHI_KEY_LEN];
 	uint8		dek[VECPHI_KEY_LEN];
 	bool		unwrapped;
@@ -1197,29 +1258,7 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 		tenant_shredded_error(tenant_name);
 	strlcpy(keyring_id, cached_keyring_id_or_error(), sizeof(keyring_id));
 
-	relid = keyring_table_oid("keyring");
-	keyring_relid_seen = relid;
-	rel = table_open(relid, AccessShareLock);
-	snapshot = keyring_snapshot(relid);
-	ScanKeyInit(&skey[0], Anum_keyring_tenant_id, BTEqualStrategyNumber,
-				F_INT4EQ, Int32GetDatum((int32) tenant_id));
-	ScanKeyInit(&skey[1], Anum_keyring_dek_version, BTEqualStrategyNumber,
-				F_INT4EQ, Int32GetDatum((int32) dek_version));
-	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 2, skey);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-	{
-		bool		isnull;
-
-		kek_version = DatumGetInt32(heap_getattr(tuple, Anum_keyring_kek_version,
-												 RelationGetDescr(rel), &isnull));
-		wrapped = DatumGetByteaPCopy(heap_getattr(tuple, Anum_keyring_wrapped_dek,
-												  RelationGetDescr(rel), &isnull));
-	}
-	systable_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
-
+	wrapped = keyring_read_wrapped(tenant_id, dek_version, &kek_version);
 	if (wrapped == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),
@@ -1245,6 +1284,54 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 	entry->key.dek_version = dek_version;
 	entry->key.aead = aead;
 	return &entry->key;
+}
+
+/*
+ * Does the DEK of a tenant and version exist (in vecphi.keyring, of a
+ * tenant not shredded)?  Raises nothing for an unknown tenant or version
+ * and unwraps nothing.  For ehnsw: index entries do not roll back, so an
+ * index can hold elements of rows written under a key made by a
+ * rotate_dek() or create_tenant() whose transaction aborted or died in a
+ * crash; such a key never comes to exist (versions and tenant ids are never
+ * handed out twice), and the index skips its elements.  The answer is
+ * cached until the keyring changes.
+ */
+bool
+keys_dek_exists(uint32 tenant_id, uint32 dek_version)
+{
+	DataKeyId	id;
+	DataKeyPresence *presence;
+	TenantEntry *tenant;
+	bool		exists = false;
+
+	AcceptInvalidationMessages();
+	key_caches_prepare();
+	memset(&id, 0, sizeof(id));
+	id.tenant_id = tenant_id;
+	id.dek_version = dek_version;
+	if (hash_search(data_keys, &id, HASH_FIND, NULL) != NULL)
+		return true;
+	presence = hash_search(dek_presence, &id, HASH_FIND, NULL);
+	if (presence != NULL)
+		return presence->exists;
+
+	tenant = tenant_lookup(tenant_id);
+	if (tenant != NULL && !tenant->shredded)
+	{
+		uint32		kek_version;
+		bytea	   *wrapped = keyring_read_wrapped(tenant_id, dek_version,
+												   &kek_version);
+
+		exists = wrapped != NULL;
+		if (wrapped != NULL)
+			pfree(wrapped);
+	}
+
+	/* Reading the tables may have flushed the cache: re-prepare it. */
+	key_caches_prepare();
+	presence = hash_search(dek_presence, &id, HASH_ENTER, NULL);
+	presence->exists = exists;
+	return exists;
 }
 
 /* The DEK new values of a tenant are encrypted under. */
@@ -1313,6 +1400,39 @@ spi_int(int row, int col)
 								  col, &isnull);
 
 	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * The next value of one of the extension's id sequences (vecphi.tenant_ids,
+ * vecphi.dek_versions), and past floor, the highest id in use.  Sequences
+ * do not roll back: an id handed to a transaction that aborted, or died in
+ * a crash, is never handed out again, even though the rows that used it
+ * are gone.  The floor covers a sequence left behind the table (rows
+ * brought in without it); it cannot know ids that were handed out and
+ * rolled back, which is why only the extension's owner may touch the
+ * sequences.
+ */
+static int32
+sequence_next_past(const char *seqname, int32 floor)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	int32		next;
+
+	values[0] = CStringGetTextDatum(seqname);
+	spi_run("SELECT pg_catalog.nextval($1::pg_catalog.regclass)::pg_catalog.int4",
+			1, types, values, false, SPI_OK_SELECT);
+	next = spi_int(0, 1);
+	if (next <= floor)
+	{
+		values[1] = Int32GetDatum(floor);
+		spi_run("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2)",
+				2, types, values, false, SPI_OK_SELECT);
+		spi_run("SELECT pg_catalog.nextval($1::pg_catalog.regclass)::pg_catalog.int4",
+				1, types, values, false, SPI_OK_SELECT);
+		next = spi_int(0, 1);
+	}
+	return next;
 }
 
 /* A tenant's id, KEK version and whether it was shredded, row locked. */
@@ -1487,10 +1607,9 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("tenant \"%s\" already exists", name)));
-	spi_run("SELECT coalesce(pg_catalog.max(tenant_id), 0) OPERATOR(pg_catalog.+) 1 "
-			"FROM vecphi.tenants",
+	spi_run("SELECT coalesce(pg_catalog.max(tenant_id), 0) FROM vecphi.tenants",
 			0, NULL, NULL, false, SPI_OK_SELECT);
-	tenant_id = spi_int(0, 1);
+	tenant_id = sequence_next_past("vecphi.tenant_ids", spi_int(0, 1));
 
 	PG_TRY();
 	{
@@ -1665,10 +1784,10 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 	tenant_id = tenant_lock_for_admin(name, &kek_version);
 	keyring_id = admin_keyring_id(false);
 	values[0] = Int32GetDatum(tenant_id);
-	spi_run("SELECT coalesce(pg_catalog.max(dek_version), 0) OPERATOR(pg_catalog.+) 1 "
+	spi_run("SELECT coalesce(pg_catalog.max(dek_version), 0) "
 			"FROM vecphi.keyring WHERE tenant_id OPERATOR(pg_catalog.=) $1",
 			1, types, values, false, SPI_OK_SELECT);
-	new_dek = spi_int(0, 1);
+	new_dek = sequence_next_past("vecphi.dek_versions", spi_int(0, 1));
 
 	PG_TRY();
 	{

@@ -24,6 +24,7 @@ extern char *keys_tenant_name(uint32 tenant_id);
 extern bool keys_tenant_is_shredded(uint32 tenant_id);
 extern DataKey *keys_current_dek(uint32 tenant_id);
 extern DataKey *keys_get_dek(uint32 tenant_id, uint32 dek_version);
+extern bool keys_dek_exists(uint32 tenant_id, uint32 dek_version);
 extern void keys_init(void);
 
 #endif							/* VECPHI_KEYS_H */
