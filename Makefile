@@ -43,7 +43,8 @@ REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 # ehnsw index under concurrent inserts, scans, VACUUM and key operations.
 # test/run_tests.sh runs them on a temporary instance as it does REGRESS.
 ISOLATION = ehnsw_insert_scan ehnsw_insert_vacuum ehnsw_scan_vacuum \
-	ehnsw_insert_insert ehnsw_rotate_scan ehnsw_shred_scan
+	ehnsw_insert_insert ehnsw_rotate_scan ehnsw_shred_scan \
+	ehnsw_insert_concurrent ehnsw_vacuum_concurrent
 ISOLATION_OPTS = --inputdir=. --load-extension=pgcrypto
 
 SHLIB_LINK = -lcrypto

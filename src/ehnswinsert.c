@@ -57,6 +57,8 @@ random_level(int m, Size envsize)
 	if (r <= 0.0)
 		r = DBL_MIN;
 	level = (int) floor(-log(r) / log((double) m));
+	if (ehnsw_debug_insert_level >= 0)
+		level = ehnsw_debug_insert_level;	/* developer only (ehnsw.c) */
 	level = Min(level, EHNSW_MAX_LEVEL);
 	while (level > 0 && element_size(m, level, envsize) > EHNSW_MAX_ITEM_SIZE)
 		level--;
@@ -469,6 +471,8 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	else
 		write_element(state, etup, size, &tid);
 	pfree(etup);
+	if (state->graph == NULL)
+		ehnsw_debug_pause(ehnsw_debug_insert_pause_lock);
 
 	/* Link the chosen neighbours back. */
 	newel = ehnsw_load_element(state, &tid, true);

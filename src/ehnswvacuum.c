@@ -575,7 +575,10 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		 * elements deleted by earlier vacuums were repaired then), pass 4
 		 * frees the deleted items.
 		 */
+		ehnsw_debug_pause(ehnsw_debug_vacuum_pause_lock);
 		repair_graph(index, deleted, info->strategy);
+		if (ehnsw_debug_vacuum_pause_lock != 0)
+			ehnsw_debug_pause(ehnsw_debug_vacuum_pause_lock + 1);
 		free_deleted(index, info->strategy);
 	}
 
