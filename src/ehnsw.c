@@ -74,8 +74,8 @@ ehnsw_init(void)
 
 	/*
 	 * Developer-only hooks for the isolation specs (PostgreSQL 15 has no
-	 * injection points): superuser-only, hidden, and inert at their
-	 * defaults.  See docs/testing.md.
+	 * injection points): superuser-only, hidden, and inert at their defaults.
+	 * See docs/testing.md.
 	 */
 	DefineCustomIntVariable("vecphi.debug_ehnsw_vacuum_pause_lock",
 							"Developer only: ehnsw VACUUM waits on this advisory lock key before repairing the graph, and on the next key before freeing space.",

@@ -303,7 +303,28 @@ extern int	ehnsw_candidate_cmp(const ListCell *a, const ListCell *b);
 extern void ehnsw_check_dims(uint32 dims, int m);
 extern List *ehnsw_select_neighbors(EhnswState *state, List *candidates,
 									int max);
-extern void ehnsw_write_neighbors(EhnswState *state, EhnswElement *element,
+
+/* What ehnsw_write_links did. */
+typedef enum EhnswLinkResult
+{
+	EHNSW_LINKS_DONE,			/* written (or the link was there already) */
+	EHNSW_LINKS_GONE,			/* the element was deleted or its slot reused */
+	EHNSW_LINKS_CHANGED,		/* the level is no longer as expected */
+	EHNSW_LINKS_FULL			/* no free slot for the link to add */
+} EhnswLinkResult;
+
+extern bool ehnsw_read_links(EhnswState *state, EhnswElement *element,
+							 int level, ItemPointerData *links);
+extern EhnswLinkResult ehnsw_write_links(EhnswState *state,
+										 EhnswElement *element, int level,
+										 const ItemPointerData *expect,
+										 const ItemPointerData *links,
+										 ItemPointer add);
+extern bool ehnsw_write_neighbors_from(EhnswState *state,
+									   EhnswElement *element, int level,
+									   const ItemPointerData *expect,
+									   List *neighbors);
+extern bool ehnsw_write_neighbors(EhnswState *state, EhnswElement *element,
 								  int level, List *neighbors);
 extern void ehnsw_add_connection(EhnswState *state, EhnswElement *n,
 								 EhnswElement *newel, double distance,

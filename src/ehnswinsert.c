@@ -296,10 +296,71 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	}
 }
 
-/* Overwrite the neighbour slots of one level of an element on disk. */
-void
-ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
-					  List *neighbors)
+/*
+ * Is the item at element->tid still that element, alive?  Under a buffer
+ * lock: VACUUM may have marked it deleted, or removed it and let an insert
+ * (of any tenant) reuse the slot, since the caller loaded it.  The heap
+ * TID identifies an element for its life (a reused slot has another).
+ */
+static EhnswElementTuple
+live_item(Page page, EhnswElement *element, int level)
+{
+	OffsetNumber offno = ItemPointerGetOffsetNumber(&element->tid);
+	ItemId		itemid;
+	EhnswElementTuple etup;
+
+	if (PageIsNew(page) || offno < FirstOffsetNumber ||
+		offno > PageGetMaxOffsetNumber(page))
+		return NULL;
+	itemid = PageGetItemId(page, offno);
+	if (!ItemIdIsNormal(itemid) ||
+		ItemIdGetLength(itemid) < offsetof(EhnswElementTupleData, neighbors))
+		return NULL;
+	etup = (EhnswElementTuple) PageGetItem(page, itemid);
+	if (etup->deleted || etup->tenant_id != element->tenant_id ||
+		etup->level < level || etup->nslots != element->nslots ||
+		!ItemPointerEquals(&etup->heaptid, &element->heaptid) ||
+		offsetof(EhnswElementTupleData, neighbors) +
+		etup->nslots * sizeof(ItemPointerData) > ItemIdGetLength(itemid))
+		return NULL;
+	return etup;
+}
+
+/*
+ * Copy one level's neighbour slots of an element as they are on its page
+ * now (share lock).  False if the element is gone (see live_item).
+ */
+bool
+ehnsw_read_links(EhnswState *state, EhnswElement *element, int level,
+				 ItemPointerData *links)
+{
+	Buffer		buf;
+	EhnswElementTuple etup;
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+
+	buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(&element->tid));
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	etup = live_item(BufferGetPage(buf), element, level);
+	if (etup != NULL)
+		memcpy(links, &etup->neighbors[start], nslots * sizeof(ItemPointerData));
+	UnlockReleaseBuffer(buf);
+	return etup != NULL;
+}
+
+/*
+ * Write one level's neighbour slots of an element, read-modify-write under
+ * the exclusive buffer lock: only if the element is still alive (live_item)
+ * and, when expect is given, the level's slots on the page are still
+ * exactly expect (what the caller based links on).  With add instead of
+ * links, add puts that one TID in the first free slot unless it is there
+ * already (no slot free: EHNSW_LINKS_FULL).  Other writers' links are never
+ * overwritten by a stale copy: the caller reads again and retries.
+ */
+EhnswLinkResult
+ehnsw_write_links(EhnswState *state, EhnswElement *element, int level,
+				  const ItemPointerData *expect, const ItemPointerData *links,
+				  ItemPointer add)
 {
 	Buffer		buf;
 	GenericXLogState *xlog;
@@ -308,33 +369,113 @@ ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
 	int			start = EhnswLevelOffset(state->m, level);
 	int			nslots = EhnswLevelSlots(state->m, level);
 	int			i;
-	ListCell   *lc;
-
-	/* Keep the loaded copy in step with the page. */
-	i = start;
-	foreach(lc, neighbors)
-		element->neighbors[i++] = ((EhnswCandidate *) lfirst(lc))->element->tid;
-	for (; i < start + nslots; i++)
-		ItemPointerSetInvalid(&element->neighbors[i]);
-	if (state->graph != NULL)
-		return;					/* the list is the item's, in memory */
+	EhnswLinkResult result = EHNSW_LINKS_DONE;
 
 	buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(&element->tid));
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-	xlog = GenericXLogStart(state->index);
-	page = GenericXLogRegisterBuffer(xlog, buf, 0);
-	etup = (EhnswElementTuple) PageGetItem(page,
-										   PageGetItemId(page, ItemPointerGetOffsetNumber(&element->tid)));
-	memcpy(&etup->neighbors[start], &element->neighbors[start],
-		   nslots * sizeof(ItemPointerData));
-	GenericXLogFinish(xlog);
+	etup = live_item(BufferGetPage(buf), element, level);
+	if (etup == NULL)
+		result = EHNSW_LINKS_GONE;
+	else if (expect != NULL &&
+			 memcmp(&etup->neighbors[start], expect,
+					nslots * sizeof(ItemPointerData)) != 0)
+		result = EHNSW_LINKS_CHANGED;
+	else if (add != NULL)
+	{
+		for (i = start; i < start + nslots; i++)
+			if (!ItemPointerIsValid(&etup->neighbors[i]) ||
+				ItemPointerEquals(&etup->neighbors[i], add))
+				break;
+		if (i == start + nslots)
+			result = EHNSW_LINKS_FULL;
+		else if (ItemPointerIsValid(&etup->neighbors[i]))
+			result = EHNSW_LINKS_DONE;	/* linked already */
+		else
+		{
+			xlog = GenericXLogStart(state->index);
+			page = GenericXLogRegisterBuffer(xlog, buf, 0);
+			etup = live_item(page, element, level);
+			etup->neighbors[i] = *add;
+			GenericXLogFinish(xlog);
+		}
+	}
+	else
+	{
+		xlog = GenericXLogStart(state->index);
+		page = GenericXLogRegisterBuffer(xlog, buf, 0);
+		etup = live_item(page, element, level);
+		memcpy(&etup->neighbors[start], links, nslots * sizeof(ItemPointerData));
+		GenericXLogFinish(xlog);
+	}
 	UnlockReleaseBuffer(buf);
+
+	/* Keep the loaded copy in step with what the page now has. */
+	if (result == EHNSW_LINKS_DONE && links != NULL)
+		memcpy(&element->neighbors[start], links, nslots * sizeof(ItemPointerData));
+	return result;
 }
+
+/*
+ * Overwrite the neighbour slots of one level of an element with the
+ * candidates' elements: in a graph being built in memory, or on disk if the
+ * level there is still expect (ehnsw_write_links).  False if it changed
+ * meanwhile or the element is gone; nothing is written then.
+ */
+bool
+ehnsw_write_neighbors_from(EhnswState *state, EhnswElement *element, int level,
+						   const ItemPointerData *expect, List *neighbors)
+{
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+	ItemPointerData *links = palloc(nslots * sizeof(ItemPointerData));
+	int			i;
+	ListCell   *lc;
+	bool		done;
+
+	i = 0;
+	foreach(lc, neighbors)
+		links[i++] = ((EhnswCandidate *) lfirst(lc))->element->tid;
+	for (; i < nslots; i++)
+		ItemPointerSetInvalid(&links[i]);
+	if (state->graph != NULL)
+	{
+		/* The list is the item's, in memory. */
+		memcpy(&element->neighbors[start], links, nslots * sizeof(ItemPointerData));
+		pfree(links);
+		return true;
+	}
+	done = ehnsw_write_links(state, element, level, expect, links, NULL) ==
+		EHNSW_LINKS_DONE;
+	pfree(links);
+	return done;
+}
+
+/* The same, if the level is still as the element's loaded copy has it. */
+bool
+ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
+					  List *neighbors)
+{
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+	ItemPointerData *expect = palloc(nslots * sizeof(ItemPointerData));
+	bool		done;
+
+	memcpy(expect, &element->neighbors[start], nslots * sizeof(ItemPointerData));
+	done = ehnsw_write_neighbors_from(state, element, level, expect, neighbors);
+	pfree(expect);
+	return done;
+}
+
+/* How often a back-link is tried again when others change the list. */
+#define EHNSW_LINK_ATTEMPTS 16
 
 /*
  * Link neighbour n back to the new element at a level: into a free slot,
  * or, when n's list is full, by choosing n's neighbours afresh among the
- * old ones and the new one.
+ * ones on the page now and the new one.  Always from the page's current
+ * contents under the exclusive buffer lock (ehnsw_write_links), so two
+ * inserters linking to the same n keep each other's links; nothing is
+ * written if n was deleted or its slot reused meanwhile.
  */
 void
 ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
@@ -342,33 +483,69 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 {
 	int			start = EhnswLevelOffset(state->m, level);
 	int			nslots = EhnswLevelSlots(state->m, level);
-	List	   *candidates = NIL;
-	EhnswCandidate *c;
+	ItemPointerData *seen;
+	int			attempt;
 	int			i;
 
-	if (n->level < level || n->x == NULL)
+	if (n->level < level || n->x == NULL || n->tenant_id != newel->tenant_id)
 		return;
-	for (i = start; i < start + nslots; i++)
+	if (state->graph != NULL)
+		memcpy(seen = palloc(nslots * sizeof(ItemPointerData)),
+			   &n->neighbors[start], nslots * sizeof(ItemPointerData));
+	else
+		seen = palloc(nslots * sizeof(ItemPointerData));
+
+	for (attempt = 0; attempt < EHNSW_LINK_ATTEMPTS; attempt++)
 	{
-		EhnswElement *old;
+		List	   *candidates = NIL;
+		List	   *sorted;
+		EhnswCandidate *c;
 
-		if (!ItemPointerIsValid(&n->neighbors[i]))
-			break;
-		old = ehnsw_load_element(state, &n->neighbors[i], true);
-		candidates = lappend(candidates, ehnsw_make_candidate(state, old, n->x));
-	}
-	c = ehnsw_make_candidate(state, newel, n->x);
-	c->distance = distance;
-	candidates = lappend(candidates, c);
+		if (state->graph == NULL)
+		{
+			/* A free slot needs no distances: fill it under the lock. */
+			switch (ehnsw_write_links(state, n, level, NULL, NULL, &newel->tid))
+			{
+				case EHNSW_LINKS_DONE:
+				case EHNSW_LINKS_GONE:
+					return;
+				default:
+					break;
+			}
+			if (!ehnsw_read_links(state, n, level, seen))
+				return;
+		}
+		for (i = 0; i < nslots; i++)
+		{
+			EhnswElement *old;
 
-	if (list_length(candidates) > nslots)
-	{
-		List	   *sorted = list_copy(candidates);
-
+			if (!ItemPointerIsValid(&seen[i]))
+				break;
+			if (ItemPointerEquals(&seen[i], &newel->tid))
+				return;			/* linked already */
+			old = ehnsw_load_element(state, &seen[i], true);
+			candidates = lappend(candidates, ehnsw_make_candidate(state, old, n->x));
+		}
+		c = ehnsw_make_candidate(state, newel, n->x);
+		c->distance = distance;
+		candidates = lappend(candidates, c);
+		if (list_length(candidates) <= nslots)
+		{
+			/* In memory: room left.  On disk: a slot was freed; again. */
+			if (state->graph != NULL)
+			{
+				ehnsw_write_neighbors(state, n, level, candidates);
+				return;
+			}
+			continue;
+		}
+		sorted = list_copy(candidates);
 		list_sort(sorted, ehnsw_candidate_cmp);
-		candidates = ehnsw_select_neighbors(state, sorted, nslots);
+		if (ehnsw_write_neighbors_from(state, n, level, seen,
+									   ehnsw_select_neighbors(state, sorted, nslots)))
+			return;
 	}
-	ehnsw_write_neighbors(state, n, level, candidates);
+	/* Others kept changing n's list: leave this one back-link out. */
 }
 
 /*
@@ -395,6 +572,7 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	EhnswElement *newel;
 	List	   *ep;
 	List	  **chosen;
+	LOCKMODE	lockmode = ShareLock;
 
 	/*
 	 * A crypto-shredded tenant's value cannot be decrypted, and no claimant
@@ -414,8 +592,22 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		graph_read_entry(state->graph, tenant_id, &entry, &found);
 	else
 	{
-		LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+		/*
+		 * The update lock in share mode: inserts run side by side, and the
+		 * tenant's entry point stays as read.  Exclusive (after letting go of
+		 * share mode: no buffer lock is held here) when this element will
+		 * change it: a new tenant, or a level above the entry point's. Read
+		 * the entry point again then: another insert may have set it.
+		 */
+		LockPage(index, EHNSW_METAPAGE_BLKNO, ShareLock);
 		ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
+		if (!found || level > entry.level)
+		{
+			UnlockPage(index, EHNSW_METAPAGE_BLKNO, ShareLock);
+			lockmode = ExclusiveLock;
+			LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+			ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
+		}
 	}
 
 	/* Choose neighbours on every level before the element exists. */
@@ -496,7 +688,7 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	}
 	if (!found || level > entry.level)
 		ehnsw_set_entry_point(index, tenant_id, &tid, level, found);
-	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+	UnlockPage(index, EHNSW_METAPAGE_BLKNO, lockmode);
 	return true;
 }
 
