@@ -53,6 +53,16 @@
 
 #define EHNSW_METAPAGE_BLKNO	0
 
+/*
+ * Heavyweight page locks used as the index's locks (their block numbers
+ * name locks, not pages; docs/hnsw.md, "Locking"): the update lock, shared
+ * by inserts, exclusive to change an entry point and for VACUUM's
+ * barriers; and the vacuum lock, held by VACUUM for its run so that
+ * index_check never sees a VACUUM half-done.
+ */
+#define EHNSW_UPDATE_LOCK		EHNSW_METAPAGE_BLKNO
+#define EHNSW_VACUUM_LOCK		1
+
 #define EHNSW_PAGE_META		0x0001
 #define EHNSW_PAGE_ELEMENTS	0x0002
 

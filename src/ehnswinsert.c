@@ -599,13 +599,13 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		 * change it: a new tenant, or a level above the entry point's. Read
 		 * the entry point again then: another insert may have set it.
 		 */
-		LockPage(index, EHNSW_METAPAGE_BLKNO, ShareLock);
+		LockPage(index, EHNSW_UPDATE_LOCK, ShareLock);
 		ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
 		if (!found || level > entry.level)
 		{
-			UnlockPage(index, EHNSW_METAPAGE_BLKNO, ShareLock);
+			UnlockPage(index, EHNSW_UPDATE_LOCK, ShareLock);
 			lockmode = ExclusiveLock;
-			LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+			LockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
 			ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
 		}
 	}
@@ -688,7 +688,7 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	}
 	if (!found || level > entry.level)
 		ehnsw_set_entry_point(index, tenant_id, &tid, level, found);
-	UnlockPage(index, EHNSW_METAPAGE_BLKNO, lockmode);
+	UnlockPage(index, EHNSW_UPDATE_LOCK, lockmode);
 	return true;
 }
 

@@ -118,8 +118,8 @@ vacuum_nblocks(Relation index)
 static void
 wait_for_inserts(Relation index)
 {
-	LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
-	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+	LockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
+	UnlockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
 }
 
 /* Location of an element as a hash key. */
@@ -578,6 +578,8 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	dying = hash_create("ehnsw vacuum dying", 1024, &ctl,
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
+	/* Keeps index_check out until this VACUUM is done; no insert takes it. */
+	LockPage(index, EHNSW_VACUUM_LOCK, ExclusiveLock);
 	nblocks = vacuum_nblocks(index);
 
 	/*
@@ -631,7 +633,7 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	 * their tenant's entry point staying as they read it: hold the update
 	 * lock exclusively for this.
 	 */
-	LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+	LockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
 	ehnsw_read_meta(index, &meta, NULL, 0, &found);
 	mbuf = ReadBuffer(index, EHNSW_METAPAGE_BLKNO);
 	LockBuffer(mbuf, BUFFER_LOCK_SHARE);
@@ -666,7 +668,7 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		}
 		ehnsw_set_entry_point(index, entries[i].tenant_id, &tid, level, false);
 	}
-	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+	UnlockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
 
 	/*
 	 * Pass 2: mark the dying elements deleted, page by page under exclusive
@@ -755,6 +757,7 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 					 errdetail("Concurrent inserts kept changing a neighbour list that VACUUM was repairing.")));
 	}
 
+	UnlockPage(index, EHNSW_VACUUM_LOCK, ExclusiveLock);
 	stats->num_pages = nblocks;
 	return stats;
 }
