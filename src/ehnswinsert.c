@@ -4,13 +4,16 @@
  *	  Inserting one value into an ehnsw index: HNSW's INSERT, run on disk
  *	  within the graph of the value's tenant.
  *
- * Writers are serialised by a heavyweight lock on the metapage's block
- * number (scans take no such lock): one insert or vacuum changes the graph
- * at a time, so an element loaded during an insert is still current when
- * the insert writes it back.  Scans run concurrently; they copy items
- * under buffer share locks and every item change is made under an
- * exclusive buffer lock, so a scan sees each neighbour list either before
- * or after a change.
+ * Inserts share the update lock (a heavyweight lock on block number 0)
+ * and take it exclusively only to change their tenant's entry point (a new
+ * tenant, or an element above the entry point's level); VACUUM takes it
+ * exclusively between its phases to wait for them (ehnswvacuum.c).  So
+ * several inserts, and VACUUM, change the graph at once: a neighbour list
+ * is never written back from a copy loaded earlier, but read and changed
+ * under the page's exclusive buffer lock (ehnsw_write_links), and only if
+ * the element is still alive and of the same tenant.  Scans take no
+ * heavyweight lock; they copy items under buffer share locks, so they see
+ * each neighbour list before or after a change.  docs/hnsw.md, "Locking".
  *
  * The value is decrypted with its tenant's data key without looking at
  * the claims: maintaining the index is the server's work (a restore or a
