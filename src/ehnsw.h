@@ -336,7 +336,7 @@ extern bool ehnsw_write_neighbors_from(EhnswState *state,
 									   List *neighbors);
 extern bool ehnsw_write_neighbors(EhnswState *state, EhnswElement *element,
 								  int level, List *neighbors);
-extern void ehnsw_add_connection(EhnswState *state, EhnswElement *n,
+extern bool ehnsw_add_connection(EhnswState *state, EhnswElement *n,
 								 EhnswElement *newel, double distance,
 								 int level);
 extern bool ehnsw_insert_value(EhnswState *state, Datum value,

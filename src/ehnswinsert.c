@@ -478,9 +478,10 @@ ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
  * ones on the page now and the new one.  Always from the page's current
  * contents under the exclusive buffer lock (ehnsw_write_links), so two
  * inserters linking to the same n keep each other's links; nothing is
- * written if n was deleted or its slot reused meanwhile.
+ * written if n was deleted or its slot reused meanwhile.  Returns false
+ * then (n is no neighbour for newel), true otherwise.
  */
-void
+bool
 ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 					 double distance, int level)
 {
@@ -490,8 +491,10 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 	int			attempt;
 	int			i;
 
-	if (n->level < level || n->x == NULL || n->tenant_id != newel->tenant_id)
-		return;
+	if (n->x == NULL || n->tenant_id != newel->tenant_id)
+		return false;
+	if (n->level < level)
+		return true;
 	if (state->graph != NULL)
 		memcpy(seen = palloc(nslots * sizeof(ItemPointerData)),
 			   &n->neighbors[start], nslots * sizeof(ItemPointerData));
@@ -510,13 +513,14 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 			switch (ehnsw_write_links(state, n, level, NULL, NULL, &newel->tid))
 			{
 				case EHNSW_LINKS_DONE:
+					return true;
 				case EHNSW_LINKS_GONE:
-					return;
+					return false;
 				default:
 					break;
 			}
 			if (!ehnsw_read_links(state, n, level, seen))
-				return;
+				return false;
 		}
 		for (i = 0; i < nslots; i++)
 		{
@@ -525,7 +529,7 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 			if (!ItemPointerIsValid(&seen[i]))
 				break;
 			if (ItemPointerEquals(&seen[i], &newel->tid))
-				return;			/* linked already */
+				return true;	/* linked already */
 			old = ehnsw_load_element(state, &seen[i], true);
 			candidates = lappend(candidates, ehnsw_make_candidate(state, old, n->x));
 		}
@@ -538,7 +542,7 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 			if (state->graph != NULL)
 			{
 				ehnsw_write_neighbors(state, n, level, candidates);
-				return;
+				return true;
 			}
 			continue;
 		}
@@ -546,9 +550,52 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 		list_sort(sorted, ehnsw_candidate_cmp);
 		if (ehnsw_write_neighbors_from(state, n, level, seen,
 									   ehnsw_select_neighbors(state, sorted, nslots)))
-			return;
+			return true;
 	}
 	/* Others kept changing n's list: leave this one back-link out. */
+	return true;
+}
+
+/*
+ * Take the link to tid out of one level of an element's list, keeping the
+ * others in order: tid was chosen as a neighbour, but when it was linked
+ * back it turned out deleted, or its slot reused (ehnsw_add_connection).
+ * The barriers of VACUUM make that impossible today (docs/hnsw.md,
+ * "Locking"); this keeps the element's own lists to live elements of its
+ * tenant even so.
+ */
+static void
+unlink_neighbor(EhnswState *state, EhnswElement *element, int level,
+				ItemPointer tid)
+{
+	int			nslots = EhnswLevelSlots(state->m, level);
+	ItemPointerData *seen = palloc(nslots * sizeof(ItemPointerData));
+	ItemPointerData *links = palloc(nslots * sizeof(ItemPointerData));
+	int			attempt;
+
+	for (attempt = 0; attempt < EHNSW_LINK_ATTEMPTS; attempt++)
+	{
+		int			i;
+		int			j = 0;
+		bool		there = false;
+
+		if (!ehnsw_read_links(state, element, level, seen))
+			return;
+		for (i = 0; i < nslots; i++)
+		{
+			if (ItemPointerIsValid(&seen[i]) && ItemPointerEquals(&seen[i], tid))
+				there = true;
+			else if (ItemPointerIsValid(&seen[i]))
+				links[j++] = seen[i];
+		}
+		if (!there)
+			return;
+		for (; j < nslots; j++)
+			ItemPointerSetInvalid(&links[j]);
+		if (ehnsw_write_links(state, element, level, seen, links, NULL) !=
+			EHNSW_LINKS_CHANGED)
+			return;
+	}
 }
 
 /*
@@ -679,7 +726,9 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		{
 			EhnswCandidate *c = lfirst(lc);
 
-			ehnsw_add_connection(state, c->element, newel, c->distance, l);
+			if (!ehnsw_add_connection(state, c->element, newel, c->distance, l) &&
+				state->graph == NULL)
+				unlink_neighbor(state, newel, l, &c->element->tid);
 		}
 	}
 

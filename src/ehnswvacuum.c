@@ -290,7 +290,7 @@ repair_level_once(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 		{
 			EhnswCandidate *c = lfirst(lc);
 
-			ehnsw_add_connection(state, c->element, e, c->distance, level);
+			(void) ehnsw_add_connection(state, c->element, e, c->distance, level);
 		}
 	}
 	return true;
