@@ -50,14 +50,15 @@ DATA = sql/vecphi--$(EXTVERSION).sql
 # pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
 # server started with shared_preload_libraries = 'vecphi' and test keys, so
 # test/run_tests.sh runs them against a temporary instance; see README.md.
-REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure claims_json inputs inputs_large tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity binding
+REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure claims_json ehnsw_debug_settings inputs inputs_large tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity binding
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
 # pg_isolation_regress specs (specs/<name>.spec, expected/<name>.out): the
 # ehnsw index under concurrent inserts, scans, VACUUM and key operations.
 # test/run_tests.sh runs them on a temporary instance as it does REGRESS.
 ISOLATION = ehnsw_insert_scan ehnsw_insert_vacuum ehnsw_scan_vacuum \
-	ehnsw_insert_insert ehnsw_rotate_scan ehnsw_shred_scan
+	ehnsw_insert_insert ehnsw_rotate_scan ehnsw_shred_scan \
+	ehnsw_insert_concurrent ehnsw_vacuum_concurrent
 ISOLATION_OPTS = --inputdir=. --load-extension=pgcrypto
 
 SHLIB_LINK = -lcrypto

@@ -16,9 +16,11 @@
 #include "catalog/pg_opclass.h"
 #include "commands/progress.h"
 #include "commands/vacuum.h"
+#include "miscadmin.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "parser/parsetree.h"
+#include "storage/lock.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/selfuncs.h"
@@ -28,6 +30,9 @@
 
 int			ehnsw_ef_search = EHNSW_DEFAULT_EF_SEARCH;
 int			ehnsw_scan_budget = EHNSW_DEFAULT_SCAN_BUDGET;
+int			ehnsw_debug_vacuum_pause_lock = 0;
+int			ehnsw_debug_insert_pause_lock = 0;
+int			ehnsw_debug_insert_level = -1;
 
 static relopt_kind ehnsw_relopt_kind;
 
@@ -66,6 +71,52 @@ ehnsw_init(void)
 							&ehnsw_scan_budget,
 							EHNSW_DEFAULT_SCAN_BUDGET, 0, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	/*
+	 * Developer-only hooks for the isolation specs (PostgreSQL 15 has no
+	 * injection points): superuser-only, hidden, and inert at their defaults.
+	 * See docs/testing.md.
+	 */
+	DefineCustomIntVariable("vecphi.debug_ehnsw_vacuum_pause_lock",
+							"Developer only: ehnsw VACUUM waits on this advisory lock key before repairing the graph, and on the next key before freeing space.",
+							"0 (the default) never waits.",
+							&ehnsw_debug_vacuum_pause_lock,
+							0, 0, INT_MAX - 1,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("vecphi.debug_ehnsw_insert_pause_lock",
+							"Developer only: an ehnsw insert waits on this advisory lock key once it holds the update lock.",
+							"0 (the default) never waits.",
+							&ehnsw_debug_insert_pause_lock,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("vecphi.debug_ehnsw_insert_level",
+							"Developer only: the level of new ehnsw elements instead of a random one.",
+							"-1 (the default) draws it at random, as HNSW does.",
+							&ehnsw_debug_insert_level,
+							-1, -1, EHNSW_MAX_LEVEL,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
+}
+
+/*
+ * Wait until nobody holds the advisory lock key (int8 form, as
+ * pg_advisory_lock(key) takes it) in exclusive mode: take it shared and
+ * let go at once.  Key 0 does nothing.  Called only between lock-free
+ * stretches of the code or with just the heavyweight update lock held,
+ * never with a buffer lock.
+ */
+void
+ehnsw_debug_pause(int key)
+{
+	LOCKTAG		tag;
+
+	if (key == 0)
+		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) key, 1);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	LockRelease(&tag, ShareLock, false);
 }
 
 static bytea *

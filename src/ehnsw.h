@@ -53,6 +53,16 @@
 
 #define EHNSW_METAPAGE_BLKNO	0
 
+/*
+ * Heavyweight page locks used as the index's locks (their block numbers
+ * name locks, not pages; docs/hnsw.md, "Locking"): the update lock, shared
+ * by inserts, exclusive to change an entry point and for VACUUM's
+ * barriers; and the vacuum lock, held by VACUUM for its run so that
+ * index_check never sees a VACUUM half-done.
+ */
+#define EHNSW_UPDATE_LOCK		EHNSW_METAPAGE_BLKNO
+#define EHNSW_VACUUM_LOCK		1
+
 #define EHNSW_PAGE_META		0x0001
 #define EHNSW_PAGE_ELEMENTS	0x0002
 
@@ -259,6 +269,10 @@ typedef struct EhnswState
 
 extern int	ehnsw_ef_search;
 extern int	ehnsw_scan_budget;
+extern int	ehnsw_debug_vacuum_pause_lock;
+extern int	ehnsw_debug_insert_pause_lock;
+extern int	ehnsw_debug_insert_level;
+extern void ehnsw_debug_pause(int key);
 extern void ehnsw_init(void);
 
 /* ---------- ehnswutils.c ---------- */
@@ -304,9 +318,30 @@ extern int	ehnsw_candidate_cmp(const ListCell *a, const ListCell *b);
 extern void ehnsw_check_dims(uint32 dims, int m);
 extern List *ehnsw_select_neighbors(EhnswState *state, List *candidates,
 									int max);
-extern void ehnsw_write_neighbors(EhnswState *state, EhnswElement *element,
+
+/* What ehnsw_write_links did. */
+typedef enum EhnswLinkResult
+{
+	EHNSW_LINKS_DONE,			/* written (or the link was there already) */
+	EHNSW_LINKS_GONE,			/* the element was deleted or its slot reused */
+	EHNSW_LINKS_CHANGED,		/* the level is no longer as expected */
+	EHNSW_LINKS_FULL			/* no free slot for the link to add */
+} EhnswLinkResult;
+
+extern bool ehnsw_read_links(EhnswState *state, EhnswElement *element,
+							 int level, ItemPointerData *links);
+extern EhnswLinkResult ehnsw_write_links(EhnswState *state,
+										 EhnswElement *element, int level,
+										 const ItemPointerData *expect,
+										 const ItemPointerData *links,
+										 ItemPointer add);
+extern bool ehnsw_write_neighbors_from(EhnswState *state,
+									   EhnswElement *element, int level,
+									   const ItemPointerData *expect,
+									   List *neighbors);
+extern bool ehnsw_write_neighbors(EhnswState *state, EhnswElement *element,
 								  int level, List *neighbors);
-extern void ehnsw_add_connection(EhnswState *state, EhnswElement *n,
+extern bool ehnsw_add_connection(EhnswState *state, EhnswElement *n,
 								 EhnswElement *newel, double distance,
 								 int level);
 extern bool ehnsw_insert_value(EhnswState *state, Datum value,

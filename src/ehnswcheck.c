@@ -240,8 +240,13 @@ vecphi_index_check(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not an ehnsw index", RelationGetRelationName(index))));
 
-	/* Hold off writers so the graph holds still while we read it. */
-	LockPage(index, EHNSW_METAPAGE_BLKNO, ShareLock);
+	/*
+	 * Hold off writers so the graph holds still while we read it: VACUUM
+	 * (which holds the vacuum lock for its run but the update lock only
+	 * between its phases), then inserts (which share the update lock).
+	 */
+	LockPage(index, EHNSW_VACUUM_LOCK, ShareLock);
+	LockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
 	ehnsw_read_meta(index, &meta, NULL, 0, &found);
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -292,7 +297,8 @@ vecphi_index_check(PG_FUNCTION_ARGS)
 		}
 	}
 
-	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ShareLock);
+	UnlockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
+	UnlockPage(index, EHNSW_VACUUM_LOCK, ShareLock);
 	relation_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 	PG_RETURN_BOOL(true);

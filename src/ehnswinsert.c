@@ -4,13 +4,16 @@
  *	  Inserting one value into an ehnsw index: HNSW's INSERT, run on disk
  *	  within the graph of the value's tenant.
  *
- * Writers are serialised by a heavyweight lock on the metapage's block
- * number (scans take no such lock): one insert or vacuum changes the graph
- * at a time, so an element loaded during an insert is still current when
- * the insert writes it back.  Scans run concurrently; they copy items
- * under buffer share locks and every item change is made under an
- * exclusive buffer lock, so a scan sees each neighbour list either before
- * or after a change.
+ * Inserts share the update lock (a heavyweight lock on block number 0)
+ * and take it exclusively only to change their tenant's entry point (a new
+ * tenant, or an element above the entry point's level); VACUUM takes it
+ * exclusively between its phases to wait for them (ehnswvacuum.c).  So
+ * several inserts, and VACUUM, change the graph at once: a neighbour list
+ * is never written back from a copy loaded earlier, but read and changed
+ * under the page's exclusive buffer lock (ehnsw_write_links), and only if
+ * the element is still alive and of the same tenant.  Scans take no
+ * heavyweight lock; they copy items under buffer share locks, so they see
+ * each neighbour list before or after a change.  docs/hnsw.md, "Locking".
  *
  * The value is decrypted with its tenant's data key without looking at
  * the claims: maintaining the index is the server's work (a restore or a
@@ -57,6 +60,8 @@ random_level(int m, Size envsize)
 	if (r <= 0.0)
 		r = DBL_MIN;
 	level = (int) floor(-log(r) / log((double) m));
+	if (ehnsw_debug_insert_level >= 0)
+		level = ehnsw_debug_insert_level;	/* developer only (ehnsw.c) */
 	level = Min(level, EHNSW_MAX_LEVEL);
 	while (level > 0 && element_size(m, level, envsize) > EHNSW_MAX_ITEM_SIZE)
 		level--;
@@ -294,10 +299,71 @@ write_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	}
 }
 
-/* Overwrite the neighbour slots of one level of an element on disk. */
-void
-ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
-					  List *neighbors)
+/*
+ * Is the item at element->tid still that element, alive?  Under a buffer
+ * lock: VACUUM may have marked it deleted, or removed it and let an insert
+ * (of any tenant) reuse the slot, since the caller loaded it.  The heap
+ * TID identifies an element for its life (a reused slot has another).
+ */
+static EhnswElementTuple
+live_item(Page page, EhnswElement *element, int level)
+{
+	OffsetNumber offno = ItemPointerGetOffsetNumber(&element->tid);
+	ItemId		itemid;
+	EhnswElementTuple etup;
+
+	if (PageIsNew(page) || offno < FirstOffsetNumber ||
+		offno > PageGetMaxOffsetNumber(page))
+		return NULL;
+	itemid = PageGetItemId(page, offno);
+	if (!ItemIdIsNormal(itemid) ||
+		ItemIdGetLength(itemid) < offsetof(EhnswElementTupleData, neighbors))
+		return NULL;
+	etup = (EhnswElementTuple) PageGetItem(page, itemid);
+	if (etup->deleted || etup->tenant_id != element->tenant_id ||
+		etup->level < level || etup->nslots != element->nslots ||
+		!ItemPointerEquals(&etup->heaptid, &element->heaptid) ||
+		offsetof(EhnswElementTupleData, neighbors) +
+		etup->nslots * sizeof(ItemPointerData) > ItemIdGetLength(itemid))
+		return NULL;
+	return etup;
+}
+
+/*
+ * Copy one level's neighbour slots of an element as they are on its page
+ * now (share lock).  False if the element is gone (see live_item).
+ */
+bool
+ehnsw_read_links(EhnswState *state, EhnswElement *element, int level,
+				 ItemPointerData *links)
+{
+	Buffer		buf;
+	EhnswElementTuple etup;
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+
+	buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(&element->tid));
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	etup = live_item(BufferGetPage(buf), element, level);
+	if (etup != NULL)
+		memcpy(links, &etup->neighbors[start], nslots * sizeof(ItemPointerData));
+	UnlockReleaseBuffer(buf);
+	return etup != NULL;
+}
+
+/*
+ * Write one level's neighbour slots of an element, read-modify-write under
+ * the exclusive buffer lock: only if the element is still alive (live_item)
+ * and, when expect is given, the level's slots on the page are still
+ * exactly expect (what the caller based links on).  With add instead of
+ * links, add puts that one TID in the first free slot unless it is there
+ * already (no slot free: EHNSW_LINKS_FULL).  Other writers' links are never
+ * overwritten by a stale copy: the caller reads again and retries.
+ */
+EhnswLinkResult
+ehnsw_write_links(EhnswState *state, EhnswElement *element, int level,
+				  const ItemPointerData *expect, const ItemPointerData *links,
+				  ItemPointer add)
 {
 	Buffer		buf;
 	GenericXLogState *xlog;
@@ -306,67 +372,230 @@ ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
 	int			start = EhnswLevelOffset(state->m, level);
 	int			nslots = EhnswLevelSlots(state->m, level);
 	int			i;
-	ListCell   *lc;
-
-	/* Keep the loaded copy in step with the page. */
-	i = start;
-	foreach(lc, neighbors)
-		element->neighbors[i++] = ((EhnswCandidate *) lfirst(lc))->element->tid;
-	for (; i < start + nslots; i++)
-		ItemPointerSetInvalid(&element->neighbors[i]);
-	if (state->graph != NULL)
-		return;					/* the list is the item's, in memory */
+	EhnswLinkResult result = EHNSW_LINKS_DONE;
 
 	buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(&element->tid));
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-	xlog = GenericXLogStart(state->index);
-	page = GenericXLogRegisterBuffer(xlog, buf, 0);
-	etup = (EhnswElementTuple) PageGetItem(page,
-										   PageGetItemId(page, ItemPointerGetOffsetNumber(&element->tid)));
-	memcpy(&etup->neighbors[start], &element->neighbors[start],
-		   nslots * sizeof(ItemPointerData));
-	GenericXLogFinish(xlog);
+	etup = live_item(BufferGetPage(buf), element, level);
+	if (etup == NULL)
+		result = EHNSW_LINKS_GONE;
+	else if (expect != NULL &&
+			 memcmp(&etup->neighbors[start], expect,
+					nslots * sizeof(ItemPointerData)) != 0)
+		result = EHNSW_LINKS_CHANGED;
+	else if (add != NULL)
+	{
+		for (i = start; i < start + nslots; i++)
+			if (!ItemPointerIsValid(&etup->neighbors[i]) ||
+				ItemPointerEquals(&etup->neighbors[i], add))
+				break;
+		if (i == start + nslots)
+			result = EHNSW_LINKS_FULL;
+		else if (ItemPointerIsValid(&etup->neighbors[i]))
+			result = EHNSW_LINKS_DONE;	/* linked already */
+		else
+		{
+			xlog = GenericXLogStart(state->index);
+			page = GenericXLogRegisterBuffer(xlog, buf, 0);
+			etup = live_item(page, element, level);
+			etup->neighbors[i] = *add;
+			GenericXLogFinish(xlog);
+		}
+	}
+	else
+	{
+		xlog = GenericXLogStart(state->index);
+		page = GenericXLogRegisterBuffer(xlog, buf, 0);
+		etup = live_item(page, element, level);
+		memcpy(&etup->neighbors[start], links, nslots * sizeof(ItemPointerData));
+		GenericXLogFinish(xlog);
+	}
 	UnlockReleaseBuffer(buf);
+
+	/* Keep the loaded copy in step with what the page now has. */
+	if (result == EHNSW_LINKS_DONE && links != NULL)
+		memcpy(&element->neighbors[start], links, nslots * sizeof(ItemPointerData));
+	return result;
 }
+
+/*
+ * Overwrite the neighbour slots of one level of an element with the
+ * candidates' elements: in a graph being built in memory, or on disk if the
+ * level there is still expect (ehnsw_write_links).  False if it changed
+ * meanwhile or the element is gone; nothing is written then.
+ */
+bool
+ehnsw_write_neighbors_from(EhnswState *state, EhnswElement *element, int level,
+						   const ItemPointerData *expect, List *neighbors)
+{
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+	ItemPointerData *links = palloc(nslots * sizeof(ItemPointerData));
+	int			i;
+	ListCell   *lc;
+	bool		done;
+
+	i = 0;
+	foreach(lc, neighbors)
+		links[i++] = ((EhnswCandidate *) lfirst(lc))->element->tid;
+	for (; i < nslots; i++)
+		ItemPointerSetInvalid(&links[i]);
+	if (state->graph != NULL)
+	{
+		/* The list is the item's, in memory. */
+		memcpy(&element->neighbors[start], links, nslots * sizeof(ItemPointerData));
+		pfree(links);
+		return true;
+	}
+	done = ehnsw_write_links(state, element, level, expect, links, NULL) ==
+		EHNSW_LINKS_DONE;
+	pfree(links);
+	return done;
+}
+
+/* The same, if the level is still as the element's loaded copy has it. */
+bool
+ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
+					  List *neighbors)
+{
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+	ItemPointerData *expect = palloc(nslots * sizeof(ItemPointerData));
+	bool		done;
+
+	memcpy(expect, &element->neighbors[start], nslots * sizeof(ItemPointerData));
+	done = ehnsw_write_neighbors_from(state, element, level, expect, neighbors);
+	pfree(expect);
+	return done;
+}
+
+/* How often a back-link is tried again when others change the list. */
+#define EHNSW_LINK_ATTEMPTS 16
 
 /*
  * Link neighbour n back to the new element at a level: into a free slot,
  * or, when n's list is full, by choosing n's neighbours afresh among the
- * old ones and the new one.
+ * ones on the page now and the new one.  Always from the page's current
+ * contents under the exclusive buffer lock (ehnsw_write_links), so two
+ * inserters linking to the same n keep each other's links; nothing is
+ * written if n was deleted or its slot reused meanwhile.  Returns false
+ * then (n is no neighbour for newel), true otherwise.
  */
-void
+bool
 ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 					 double distance, int level)
 {
 	int			start = EhnswLevelOffset(state->m, level);
 	int			nslots = EhnswLevelSlots(state->m, level);
-	List	   *candidates = NIL;
-	EhnswCandidate *c;
+	ItemPointerData *seen;
+	int			attempt;
 	int			i;
 
-	if (n->level < level || n->x == NULL)
-		return;
-	for (i = start; i < start + nslots; i++)
+	if (n->x == NULL || n->tenant_id != newel->tenant_id)
+		return false;
+	if (n->level < level)
+		return true;
+	if (state->graph != NULL)
+		memcpy(seen = palloc(nslots * sizeof(ItemPointerData)),
+			   &n->neighbors[start], nslots * sizeof(ItemPointerData));
+	else
+		seen = palloc(nslots * sizeof(ItemPointerData));
+
+	for (attempt = 0; attempt < EHNSW_LINK_ATTEMPTS; attempt++)
 	{
-		EhnswElement *old;
+		List	   *candidates = NIL;
+		List	   *sorted;
+		EhnswCandidate *c;
 
-		if (!ItemPointerIsValid(&n->neighbors[i]))
-			break;
-		old = ehnsw_load_element(state, &n->neighbors[i], true);
-		candidates = lappend(candidates, ehnsw_make_candidate(state, old, n->x));
-	}
-	c = ehnsw_make_candidate(state, newel, n->x);
-	c->distance = distance;
-	candidates = lappend(candidates, c);
+		if (state->graph == NULL)
+		{
+			/* A free slot needs no distances: fill it under the lock. */
+			switch (ehnsw_write_links(state, n, level, NULL, NULL, &newel->tid))
+			{
+				case EHNSW_LINKS_DONE:
+					return true;
+				case EHNSW_LINKS_GONE:
+					return false;
+				default:
+					break;
+			}
+			if (!ehnsw_read_links(state, n, level, seen))
+				return false;
+		}
+		for (i = 0; i < nslots; i++)
+		{
+			EhnswElement *old;
 
-	if (list_length(candidates) > nslots)
-	{
-		List	   *sorted = list_copy(candidates);
-
+			if (!ItemPointerIsValid(&seen[i]))
+				break;
+			if (ItemPointerEquals(&seen[i], &newel->tid))
+				return true;	/* linked already */
+			old = ehnsw_load_element(state, &seen[i], true);
+			candidates = lappend(candidates, ehnsw_make_candidate(state, old, n->x));
+		}
+		c = ehnsw_make_candidate(state, newel, n->x);
+		c->distance = distance;
+		candidates = lappend(candidates, c);
+		if (list_length(candidates) <= nslots)
+		{
+			/* In memory: room left.  On disk: a slot was freed; again. */
+			if (state->graph != NULL)
+			{
+				ehnsw_write_neighbors(state, n, level, candidates);
+				return true;
+			}
+			continue;
+		}
+		sorted = list_copy(candidates);
 		list_sort(sorted, ehnsw_candidate_cmp);
-		candidates = ehnsw_select_neighbors(state, sorted, nslots);
+		if (ehnsw_write_neighbors_from(state, n, level, seen,
+									   ehnsw_select_neighbors(state, sorted, nslots)))
+			return true;
 	}
-	ehnsw_write_neighbors(state, n, level, candidates);
+	/* Others kept changing n's list: leave this one back-link out. */
+	return true;
+}
+
+/*
+ * Take the link to tid out of one level of an element's list, keeping the
+ * others in order: tid was chosen as a neighbour, but when it was linked
+ * back it turned out deleted, or its slot reused (ehnsw_add_connection).
+ * The barriers of VACUUM make that impossible today (docs/hnsw.md,
+ * "Locking"); this keeps the element's own lists to live elements of its
+ * tenant even so.
+ */
+static void
+unlink_neighbor(EhnswState *state, EhnswElement *element, int level,
+				ItemPointer tid)
+{
+	int			nslots = EhnswLevelSlots(state->m, level);
+	ItemPointerData *seen = palloc(nslots * sizeof(ItemPointerData));
+	ItemPointerData *links = palloc(nslots * sizeof(ItemPointerData));
+	int			attempt;
+
+	for (attempt = 0; attempt < EHNSW_LINK_ATTEMPTS; attempt++)
+	{
+		int			i;
+		int			j = 0;
+		bool		there = false;
+
+		if (!ehnsw_read_links(state, element, level, seen))
+			return;
+		for (i = 0; i < nslots; i++)
+		{
+			if (ItemPointerIsValid(&seen[i]) && ItemPointerEquals(&seen[i], tid))
+				there = true;
+			else if (ItemPointerIsValid(&seen[i]))
+				links[j++] = seen[i];
+		}
+		if (!there)
+			return;
+		for (; j < nslots; j++)
+			ItemPointerSetInvalid(&links[j]);
+		if (ehnsw_write_links(state, element, level, seen, links, NULL) !=
+			EHNSW_LINKS_CHANGED)
+			return;
+	}
 }
 
 /*
@@ -395,6 +624,8 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	List	  **chosen;
 	int			top = 0;
 	bool		new_entry;
+	bool		only_if_higher;
+	LOCKMODE	lockmode = ShareLock;
 
 	/*
 	 * A crypto-shredded tenant's value cannot be decrypted, and no claimant
@@ -414,8 +645,22 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		graph_read_entry(state->graph, tenant_id, &entry, &found);
 	else
 	{
-		LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+		/*
+		 * The update lock in share mode: inserts run side by side, and the
+		 * tenant's entry point stays as read.  Exclusive (after letting go of
+		 * share mode: no buffer lock is held here) when this element will
+		 * change it: a new tenant, or a level above the entry point's. Read
+		 * the entry point again then: another insert may have set it.
+		 */
+		LockPage(index, EHNSW_UPDATE_LOCK, ShareLock);
 		ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
+		if (!found || level > entry.level)
+		{
+			UnlockPage(index, EHNSW_UPDATE_LOCK, ShareLock);
+			lockmode = ExclusiveLock;
+			LockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
+			ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
+		}
 	}
 
 	/* Choose neighbours on every level before the element exists. */
@@ -471,6 +716,8 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 	else
 		write_element(state, etup, size, &tid);
 	pfree(etup);
+	if (state->graph == NULL)
+		ehnsw_debug_pause(ehnsw_debug_insert_pause_lock);
 
 	/* Link the chosen neighbours back. */
 	newel = ehnsw_load_element(state, &tid, true);
@@ -482,7 +729,9 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 		{
 			EhnswCandidate *c = lfirst(lc);
 
-			ehnsw_add_connection(state, c->element, newel, c->distance, l);
+			if (!ehnsw_add_connection(state, c->element, newel, c->distance, l) &&
+				state->graph == NULL)
+				unlink_neighbor(state, newel, l, &c->element->tid);
 		}
 	}
 
@@ -499,10 +748,30 @@ ehnsw_insert_value(EhnswState *state, Datum value, ItemPointer heaptid)
 			graph_set_entry(state, tenant_id, &tid, level);
 		return true;
 	}
+	only_if_higher = found && ep != NIL;
+	if (new_entry && lockmode == ShareLock)
+	{
+		ItemPointerData seen;
+
+		/*
+		 * Only an entry point from which nothing readable was reachable gets
+		 * here (a higher level or a new tenant took the lock exclusively at
+		 * the start).  Changing it needs the lock in exclusive mode; read it
+		 * again then.  If another insert or VACUUM has moved it meanwhile,
+		 * that one stands unless this element is higher.
+		 */
+		ItemPointerSet(&seen, entry.blkno, entry.offno);
+		UnlockPage(index, EHNSW_UPDATE_LOCK, ShareLock);
+		lockmode = ExclusiveLock;
+		LockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
+		ehnsw_read_meta(index, &meta, &entry, tenant_id, &found);
+		if (found && (entry.blkno != ItemPointerGetBlockNumber(&seen) ||
+					  entry.offno != ItemPointerGetOffsetNumber(&seen)))
+			only_if_higher = true;
+	}
 	if (new_entry)
-		ehnsw_set_entry_point(index, tenant_id, &tid, level,
-							  found && ep != NIL);
-	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+		ehnsw_set_entry_point(index, tenant_id, &tid, level, only_if_higher);
+	UnlockPage(index, EHNSW_UPDATE_LOCK, lockmode);
 	return true;
 }
 

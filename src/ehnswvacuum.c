@@ -21,8 +21,10 @@
  * a removed or reused slot; it treats it as deleted, and never decrypts an
  * element of another tenant (ehnswutils.c).
  *
- * Vacuum takes the writers' lock (see ehnswinsert.c), so it never races an
- * insert; scans keep running and see each element before or after.
+ * Vacuum does not hold the update lock for its run: inserts and scans go
+ * on.  It takes it exclusively to move entry points, and takes and releases
+ * it between its phases to wait for the inserts in flight (barriers; see
+ * ehnswbulkdelete and docs/hnsw.md, "Locking").
  *
  *-------------------------------------------------------------------------
  */
@@ -90,6 +92,36 @@ vacuum_read_page(Relation index, BlockNumber blkno,
 	return buf;
 }
 
+/*
+ * The index's size for a pass.  Taking the extension lock first makes sure
+ * that every page below it has been initialised or is locked by the insert
+ * that added it, which initialises it before letting go: a pass never
+ * mistakes a page being added for one a crash left empty (free_deleted
+ * would offer it to other inserts).
+ */
+static BlockNumber
+vacuum_nblocks(Relation index)
+{
+	BlockNumber nblocks;
+
+	LockRelationForExtension(index, ExclusiveLock);
+	nblocks = RelationGetNumberOfBlocks(index);
+	UnlockRelationForExtension(index, ExclusiveLock);
+	return nblocks;
+}
+
+/*
+ * Wait for every insert in flight to finish: take the update lock
+ * exclusively and let go at once.  Inserts that start afterwards see
+ * whatever this VACUUM did before.
+ */
+static void
+wait_for_inserts(Relation index)
+{
+	LockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
+	UnlockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
+}
+
 /* Location of an element as a hash key. */
 static inline uint64
 tid_key(ItemPointer tid)
@@ -119,9 +151,12 @@ is_deleted(HTAB *deleted, ItemPointer tid)
  */
 #define REPAIR_MAX_DELETED_VISITS	64
 
-static void
-repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
-			 EhnswEntryPoint *entry)
+/* How often a level is repaired again when inserts change it meanwhile. */
+#define REPAIR_ATTEMPTS				16
+
+static bool
+repair_level_once(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
+				  EhnswEntryPoint *entry)
 {
 	int			start = EhnswLevelOffset(state->m, level);
 	int			nslots = EhnswLevelSlots(state->m, level);
@@ -233,7 +268,14 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 	}
 	list_sort(candidates, ehnsw_candidate_cmp);
 	chosen = ehnsw_select_neighbors(state, candidates, nslots);
-	ehnsw_write_neighbors(state, e, level, chosen);
+
+	/*
+	 * Written only if the level is still as loaded: a concurrent insert may
+	 * have linked e to its new element meanwhile (the caller reads the list
+	 * again and repeats).
+	 */
+	if (!ehnsw_write_neighbors(state, e, level, chosen))
+		return false;
 
 	/*
 	 * An element that needed a search has likely lost its incoming links too
@@ -248,9 +290,46 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 		{
 			EhnswCandidate *c = lfirst(lc);
 
-			ehnsw_add_connection(state, c->element, e, c->distance, level);
+			(void) ehnsw_add_connection(state, c->element, e, c->distance, level);
 		}
 	}
+	return true;
+}
+
+/* Does a level's list link to an element in deleted? */
+static bool
+links_to_deleted(HTAB *deleted, ItemPointerData *links, int nslots)
+{
+	int			i;
+
+	for (i = 0; i < nslots && ItemPointerIsValid(&links[i]); i++)
+		if (is_deleted(deleted, &links[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Repair one level of a live element (repair_level_once), from its list as
+ * the page has it now.  False if inserts kept changing the list, so links
+ * to deleted elements may remain.
+ */
+static bool
+repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
+			 EhnswEntryPoint *entry)
+{
+	int			start = EhnswLevelOffset(state->m, level);
+	int			nslots = EhnswLevelSlots(state->m, level);
+	int			attempt;
+
+	for (attempt = 0; attempt < REPAIR_ATTEMPTS; attempt++)
+	{
+		if (repair_level_once(state, deleted, e, level, entry))
+			return true;
+		if (!ehnsw_read_links(state, e, level, &e->neighbors[start]) ||
+			!links_to_deleted(deleted, &e->neighbors[start], nslots))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -258,9 +337,11 @@ repair_level(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
  * exist: a row of a transaction still in progress whose rotate_dek() has
  * not committed, or a key that was lost) from the deleted elements: keep
  * its other neighbours, since without its vector no new ones can be
- * chosen.
+ * chosen.  Each level is rewritten from the list as the page has it now
+ * (inserts may be linking to the element meanwhile); false if they kept
+ * changing it, so links to deleted elements may remain.
  */
-static void
+static bool
 unlink_deleted(EhnswState *state, HTAB *deleted, EhnswElement *e)
 {
 	int			level;
@@ -269,26 +350,37 @@ unlink_deleted(EhnswState *state, HTAB *deleted, EhnswElement *e)
 	{
 		int			start = EhnswLevelOffset(state->m, level);
 		int			end = Min(start + EhnswLevelSlots(state->m, level), e->nslots);
-		List	   *kept = NIL;
-		bool		changed = false;
-		int			i;
+		int			attempt;
+		bool		done = false;
 
-		for (i = start; i < end && ItemPointerIsValid(&e->neighbors[i]); i++)
+		for (attempt = 0; attempt < REPAIR_ATTEMPTS && !done; attempt++)
 		{
-			EhnswCandidate *c;
+			List	   *kept = NIL;
+			bool		changed = false;
+			int			i;
 
-			if (is_deleted(deleted, &e->neighbors[i]))
+			if (attempt > 0 &&
+				!ehnsw_read_links(state, e, level, &e->neighbors[start]))
+				return true;	/* the element itself is gone */
+			for (i = start; i < end && ItemPointerIsValid(&e->neighbors[i]); i++)
 			{
-				changed = true;
-				continue;
+				EhnswCandidate *c;
+
+				if (is_deleted(deleted, &e->neighbors[i]))
+				{
+					changed = true;
+					continue;
+				}
+				c = palloc0(sizeof(EhnswCandidate));
+				c->element = ehnsw_load_element(state, &e->neighbors[i], false);
+				kept = lappend(kept, c);
 			}
-			c = palloc0(sizeof(EhnswCandidate));
-			c->element = ehnsw_load_element(state, &e->neighbors[i], false);
-			kept = lappend(kept, c);
+			done = !changed || ehnsw_write_neighbors(state, e, level, kept);
 		}
-		if (changed)
-			ehnsw_write_neighbors(state, e, level, kept);
+		if (!done)
+			return false;
 	}
+	return true;
 }
 
 /*
@@ -300,7 +392,7 @@ unlink_deleted(EhnswState *state, HTAB *deleted, EhnswElement *e)
 static void
 free_deleted(Relation index, BufferAccessStrategy strategy)
 {
-	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	BlockNumber nblocks = vacuum_nblocks(index);
 	BlockNumber blkno;
 
 	for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
@@ -353,13 +445,18 @@ free_deleted(Relation index, BufferAccessStrategy strategy)
 	IndexFreeSpaceMapVacuum(index);
 }
 
-/* Repair every live element that links to a deleted one. */
-static void
+/*
+ * Repair every live element that links to a deleted one.  False if some
+ * link could not be repaired (inserts kept changing that list): the
+ * deleted elements must then stay until the next VACUUM.
+ */
+static bool
 repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 {
 	EhnswState	state;
-	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	BlockNumber nblocks = vacuum_nblocks(index);
 	BlockNumber blkno;
+	bool		complete = true;
 
 	ehnsw_state_init(&state, index, true);
 	state.traverse_deleted = true;
@@ -423,7 +520,8 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 			state.tenant_id = e->tenant_id;
 			if (e->x == NULL)
 			{
-				unlink_deleted(&state, deleted, e);
+				if (!unlink_deleted(&state, deleted, e))
+					complete = false;
 				MemoryContextSwitchTo(old);
 				ehnsw_state_reset(&state);
 				continue;
@@ -445,8 +543,9 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 						bool		have_entry;
 
 						ehnsw_read_meta(index, &meta, &entry, e->tenant_id, &have_entry);
-						repair_level(&state, deleted, e, level,
-									 have_entry ? &entry : NULL);
+						if (!repair_level(&state, deleted, e, level,
+										  have_entry ? &entry : NULL))
+							complete = false;
 						break;
 					}
 				}
@@ -457,6 +556,50 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 		list_free_deep(broken);
 	}
 	MemoryContextDelete(state.opcxt);
+	return complete;
+}
+
+/*
+ * Highest live element of a tenant that is not in deleted, or an invalid
+ * tid when it has none.  Returns its level.  Read under the exclusive
+ * update lock, so no insert adds one meanwhile.
+ */
+static int
+tenant_best(Relation index, uint32 tenant_id, HTAB *deleted,
+			BufferAccessStrategy strategy, ItemPointer tid)
+{
+	BlockNumber nblocks = vacuum_nblocks(index);
+	BlockNumber blkno;
+	int			level = -1;
+
+	ItemPointerSetInvalid(tid);
+	for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	{
+		Buffer		buf = vacuum_read_page(index, blkno, strategy,
+										   BUFFER_LOCK_SHARE);
+		Page		page = BufferGetPage(buf);
+		OffsetNumber off;
+
+		for (off = FirstOffsetNumber;
+			 !PageIsNew(page) && off <= PageGetMaxOffsetNumber(page); off++)
+		{
+			ItemId		itemid = PageGetItemId(page, off);
+			EhnswElementTuple etup;
+			ItemPointerData here;
+
+			if (!ItemIdIsNormal(itemid))
+				continue;
+			etup = (EhnswElementTuple) PageGetItem(page, itemid);
+			ItemPointerSet(&here, blkno, off);
+			if (etup->deleted || etup->tenant_id != tenant_id ||
+				etup->level <= level || is_deleted(deleted, &here))
+				continue;
+			*tid = here;
+			level = etup->level;
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	return Max(level, 0);
 }
 
 IndexBulkDeleteResult *
@@ -494,12 +637,15 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	dying = hash_create("ehnsw vacuum dying", 1024, &ctl,
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	LockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
-	nblocks = RelationGetNumberOfBlocks(index);
+	/* Keeps index_check out until this VACUUM is done; no insert takes it. */
+	LockPage(index, EHNSW_VACUUM_LOCK, ExclusiveLock);
+	nblocks = vacuum_nblocks(index);
 
 	/*
-	 * Pass 1, read only: which elements die (their heap rows are dead), and
-	 * each tenant's highest surviving element.
+	 * Pass 1, read only and without the update lock (inserts go on): which
+	 * elements die (their heap rows are dead), and each tenant's highest
+	 * surviving element.  Elements inserted meanwhile never die here: the
+	 * heap TIDs VACUUM reports dead cannot be reused before it ends.
 	 */
 	for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
 	{
@@ -542,8 +688,11 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 
 	/*
 	 * Move every entry point off a dying element before anything dies, so a
-	 * search never starts from a deleted or removed element.
+	 * search never starts from a deleted or removed element.  Inserts rely on
+	 * their tenant's entry point staying as they read it: hold the update
+	 * lock exclusively for this.
 	 */
+	LockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
 	ehnsw_read_meta(index, &meta, NULL, 0, &found);
 	mbuf = ReadBuffer(index, EHNSW_METAPAGE_BLKNO);
 	LockBuffer(mbuf, BUFFER_LOCK_SHARE);
@@ -555,27 +704,42 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	{
 		TenantBest *b;
 		ItemPointerData tid;
+		int			level = 0;
 		uint64		key = ((uint64) entries[i].blkno << 16) | entries[i].offno;
 
 		if (hash_search(deleted, &key, HASH_FIND, NULL) == NULL &&
 			!entry_point_deleted(index, &entries[i]))
 			continue;
 		b = hash_search(best, &entries[i].tenant_id, HASH_FIND, NULL);
-		if (b == NULL)
-			ItemPointerSetInvalid(&tid);
-		else
+		if (b != NULL)
+		{
 			tid = b->tid;
-		ehnsw_set_entry_point(index, entries[i].tenant_id, &tid,
-							  b ? b->level : 0, false);
+			level = b->level;
+		}
+		else
+		{
+			/*
+			 * Every element pass 1 saw of this tenant dies; an insert may
+			 * have added one since.  Look again, inserts held off.
+			 */
+			level = tenant_best(index, entries[i].tenant_id, deleted,
+								info->strategy, &tid);
+		}
+		ehnsw_set_entry_point(index, entries[i].tenant_id, &tid, level, false);
 	}
+	UnlockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
 
 	/*
-	 * Pass 2: mark the dying elements deleted.  (Also when nothing new dies
-	 * but an interrupted VACUUM left deleted elements behind: passes 3 and 4
-	 * finish its work.)
+	 * Pass 2: mark the dying elements deleted, page by page under exclusive
+	 * buffer locks, inserts going on.  (Also when nothing new dies but an
+	 * interrupted VACUUM left deleted elements behind: passes 3 and 4 finish
+	 * its work.)  From here on a search or an insert that loads one of them
+	 * sees it deleted and never links to it.
 	 */
 	if (hash_get_num_entries(deleted) > 0)
 	{
+		bool		repaired;
+
 		for (blkno = EHNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
 		{
 			Buffer		buf = vacuum_read_page(index, blkno, info->strategy,
@@ -616,15 +780,43 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		}
 
 		/*
-		 * Pass 3 repairs the links into what this vacuum deleted (links into
-		 * elements deleted by earlier vacuums were repaired then), pass 4
-		 * frees the deleted items.
+		 * Barrier 1: an insert that began before pass 2 may have chosen an
+		 * element just marked as a neighbour and still be linking to it. Once
+		 * it has finished, every link to a deleted element is on a page for
+		 * pass 3 to find, and no later insert makes a new one.
 		 */
-		repair_graph(index, deleted, info->strategy);
-		free_deleted(index, info->strategy);
+		wait_for_inserts(index);
+		ehnsw_debug_pause(ehnsw_debug_vacuum_pause_lock);
+
+		/*
+		 * Pass 3 repairs the links into what this vacuum deleted (links into
+		 * elements deleted by earlier vacuums were repaired then).
+		 */
+		repaired = repair_graph(index, deleted, info->strategy);
+
+		/*
+		 * Barrier 2: no insert that may still hold a TID it read before the
+		 * repair is running when pass 4 lets the slots be reused (inserts
+		 * also check every element they link at the moment of writing).
+		 */
+		wait_for_inserts(index);
+		if (ehnsw_debug_vacuum_pause_lock != 0)
+			ehnsw_debug_pause(ehnsw_debug_vacuum_pause_lock + 1);
+
+		/*
+		 * Pass 4 frees the deleted items, unless a link to one could not be
+		 * repaired: then they stay, marked, for the next VACUUM.
+		 */
+		if (repaired)
+			free_deleted(index, info->strategy);
+		else
+			ereport(LOG,
+					(errmsg("index \"%s\" keeps its deleted elements until the next VACUUM",
+							RelationGetRelationName(index)),
+					 errdetail("Concurrent inserts kept changing a neighbour list that VACUUM was repairing.")));
 	}
 
-	UnlockPage(index, EHNSW_METAPAGE_BLKNO, ExclusiveLock);
+	UnlockPage(index, EHNSW_VACUUM_LOCK, ExclusiveLock);
 	stats->num_pages = nblocks;
 	return stats;
 }
