@@ -16,7 +16,7 @@ OBJS = \
 	src/crypto/crypto.o \
 	src/crypto/keyfile.o \
 	src/keys/keysettings.o \
-	src/keys.o \
+	src/keys/keys.o \
 	src/claims/claims.o \
 	src/types/envelope.o \
 	src/types/evector.o \
