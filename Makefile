@@ -17,6 +17,8 @@ OBJS = \
 	src/crypto/keyfile.o \
 	src/keys/keysettings.o \
 	src/keys/keys.o \
+	src/keys/keyprovider.o \
+	src/keys/keyadmin.o \
 	src/claims/claims.o \
 	src/types/envelope.o \
 	src/types/evector.o \
