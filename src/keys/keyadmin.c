@@ -18,11 +18,11 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 
-#include "audit.h"
 #include "crypto.h"
 #include "keysettings.h"
 #include "keysint.h"
 #include "privsql.h"
+#include "report.h"
 #include "vecphi.h"
 
 /* ---------- key administration (SQL) ---------- */
@@ -245,20 +245,16 @@ keys_invalidate_all(void)
 }
 
 /*
- * Record a key event in the audit log.  Queued, not awaited: the event's
- * own transaction may still roll back, and the record says it was tried.
+ * Report a key event for the audit log (common/report.h).  Queued, not
+ * awaited: the event's own transaction may still roll back, and the record
+ * says it was tried.
  */
 static void
-key_event_audit(const char *action, const char *tenant, uint32 version)
+key_event_report(ReportKeyEvent event, const char *tenant, uint32 version)
 {
-	AuditEvent	ev;
-
-	memset(&ev, 0, sizeof(ev));
-	ev.action = action;
-	ev.outcome = AUDIT_OUTCOME_OK;
-	ev.rows = -1;
-	ev.detail = psprintf("tenant %s, version %u", tenant, version);
-	audit_emit(&ev, false);
+	report_key_event(event, -1,
+					 psprintf("tenant %s, version %u", tenant, version),
+					 false);
 }
 
 PG_FUNCTION_INFO_V1(vecphi_create_tenant);
@@ -314,7 +310,7 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 
 	privsql_end(&keys_sql);
 	keys_invalidate_all();
-	key_event_audit(AUDIT_ACTION_KEY_CREATE, name, 1);
+	key_event_report(REPORT_KEY_CREATE, name, 1);
 	PG_RETURN_INT32(tenant_id);
 }
 
@@ -438,7 +434,7 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 			keys_pending_file_add(keys_kek_file_path(keyring_id, name, old_version - 1), true);
 	}
 	keys_invalidate_all();
-	key_event_audit(AUDIT_ACTION_KEY_ROTATE_KEK, name, new_version);
+	key_event_report(REPORT_KEY_ROTATE_KEK, name, new_version);
 	PG_RETURN_INT32(new_version);
 }
 
@@ -483,7 +479,7 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 			2, types, values, false, SPI_OK_UPDATE);
 	privsql_end(&keys_sql);
 	keys_invalidate_all();
-	key_event_audit(AUDIT_ACTION_KEY_ROTATE_DEK, name, new_dek);
+	key_event_report(REPORT_KEY_ROTATE_DEK, name, new_dek);
 	PG_RETURN_INT32(new_dek);
 }
 
@@ -500,7 +496,6 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 	uint32		v;
 	bool		already;
 	int			ndeks;
-	AuditEvent	ev;
 	char	   *keyring_id;
 
 	if (!embedded &&
@@ -569,17 +564,12 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 				(errmsg("tenant \"%s\" was already shredded; its key-encryption keys are destroyed again",
 						name)));
 
-	memset(&ev, 0, sizeof(ev));
-	ev.action = AUDIT_ACTION_KEY_SHRED;
-	ev.outcome = AUDIT_OUTCOME_OK;
-	ev.relid = InvalidOid;
-	ev.indexid = InvalidOid;
-	ev.rows = ndeks;
-	ev.detail = psprintf("tenant %s: %d data keys dropped, key-encryption key versions 1 to %u destroyed by %s%s",
-						 name, ndeks, kek_version,
-						 embedded ? "the embedded provider at commit" : "vecphi.kek_destroy_command at commit",
-						 already ? " (repeated)" : "");
-	audit_emit(&ev, true);
+	report_key_event(REPORT_KEY_SHRED, ndeks,
+					 psprintf("tenant %s: %d data keys dropped, key-encryption key versions 1 to %u destroyed by %s%s",
+							  name, ndeks, kek_version,
+							  embedded ? "the embedded provider at commit" : "vecphi.kek_destroy_command at commit",
+							  already ? " (repeated)" : ""),
+					 true);
 	PG_RETURN_INT32(ndeks);
 }
 
@@ -619,7 +609,6 @@ vecphi_fork_keyring(PG_FUNCTION_ARGS)
 	uint8		kek[VECPHI_KEY_LEN];
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
-	AuditEvent	ev;
 
 	if (!keys_provider_is_embedded())
 		ereport(ERROR,
@@ -669,13 +658,10 @@ vecphi_fork_keyring(PG_FUNCTION_ARGS)
 	privsql_end(&keys_sql);
 	keys_invalidate_all();
 
-	memset(&ev, 0, sizeof(ev));
-	ev.action = AUDIT_ACTION_KEY_CREATE;
-	ev.outcome = AUDIT_OUTCOME_OK;
-	ev.rows = (int64) nrows;
-	ev.detail = psprintf("keyring %s forked from keyring %s: %d tenants' key-encryption keys copied",
-						 new_id, old_id, (int) nrows);
-	audit_emit(&ev, false);
+	report_key_event(REPORT_KEY_CREATE, (int64) nrows,
+					 psprintf("keyring %s forked from keyring %s: %d tenants' key-encryption keys copied",
+							  new_id, old_id, (int) nrows),
+					 false);
 	PG_RETURN_TEXT_P(cstring_to_text(new_id));
 }
 
@@ -689,7 +675,6 @@ Datum
 vecphi_adopt_keyring(PG_FUNCTION_ARGS)
 {
 	char	   *keyring_id;
-	AuditEvent	ev;
 
 	if (!superuser())
 		ereport(ERROR,
@@ -707,11 +692,8 @@ vecphi_adopt_keyring(PG_FUNCTION_ARGS)
 	privsql_end(&keys_sql);
 	keys_owner_write(keyring_id);
 
-	memset(&ev, 0, sizeof(ev));
-	ev.action = AUDIT_ACTION_KEY_CREATE;
-	ev.outcome = AUDIT_OUTCOME_OK;
-	ev.rows = -1;
-	ev.detail = psprintf("keyring %s adopted by this database", keyring_id);
-	audit_emit(&ev, false);
+	report_key_event(REPORT_KEY_CREATE, -1,
+					 psprintf("keyring %s adopted by this database", keyring_id),
+					 false);
 	PG_RETURN_TEXT_P(cstring_to_text(keyring_id));
 }

@@ -33,11 +33,6 @@ ALLOW = {
     # this step of issue #13 does not edit, still sees the key provider's
     # settings; goes when keys.c moves to src/keys/ and includes it itself.
     ("common/vecphi.h", "keysettings.h"),
-    # keys.c records key events (create, rotate, shred) with audit_emit().
-    # Not edited in this step; to be replaced by an event reported through
-    # common/report.h when keys.c moves to src/keys/.
-    ("keys/keyadmin.c", "audit.h"),
-    ("keys/keyadmin.c", "audit_emit"),
     # The ehnsw access method is not edited in this step (another branch
     # changes its locking).  ehnswscan.c enforces vecphi.max_scan_rows and
     # records the denial itself, and amvacuumcleanup drives the scrub: the
