@@ -167,8 +167,8 @@ void
 keys_kek_read_file(const char *tenant, const char *path, uint8 *kek)
 {
 	int			fd;
-	char		buf[KEK_HEX_LEN + 64];
-	ssize_t		nread;
+	char		buf[KEK_HEX_LEN + 64 + 1];	/* up to 128 bytes, and a NUL */
+	Size		len;
 	bool		ok;
 
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
@@ -185,9 +185,9 @@ keys_kek_read_file(const char *tenant, const char *path, uint8 *kek)
 	}
 	/* On error the transaction's end closes fd. */
 	keyfile_check_fd(fd, path, VECPHI_KEYFILE_SECRET, "key file");
-	nread = read(fd, buf, sizeof(buf));
+	len = keyfile_read_small(fd, path, buf, sizeof(buf));
 	CloseTransientFile(fd);
-	ok = nread > 0 && kek_parse_hex(buf, (size_t) nread, kek);
+	ok = len > 0 && kek_parse_hex(buf, len, kek);
 	crypto_wipe(buf, sizeof(buf));
 	if (!ok)
 		ereport(ERROR,
@@ -383,7 +383,6 @@ keys_owner_check(const char *keyring_id, bool for_admin)
 	unsigned long long owner_sysid = 0;
 	unsigned int owner_db = 0;
 	int			fd;
-	ssize_t		nread;
 
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
@@ -397,9 +396,8 @@ keys_owner_check(const char *keyring_id, bool for_admin)
 		return;
 	}
 	keyfile_check_fd(fd, path, VECPHI_KEYFILE_SECRET, "keyring owner file");
-	nread = read(fd, buf, sizeof(buf) - 1);
+	(void) keyfile_read_small(fd, path, buf, sizeof(buf));
 	CloseTransientFile(fd);
-	buf[Max(nread, 0)] = '\0';
 	if (sscanf(buf, "%llu %u", &owner_sysid, &owner_db) != 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
