@@ -29,10 +29,6 @@ TOP_LEVEL = {
 # Upward dependencies allowed, as (file, header or function): why each is
 # acceptable for now.  Keep this list short; each entry is a debt.
 ALLOW = {
-    # common/vecphi.h includes keys/keysettings.h so that src/keys.c, which
-    # this step of issue #13 does not edit, still sees the key provider's
-    # settings; goes when keys.c moves to src/keys/ and includes it itself.
-    ("common/vecphi.h", "keysettings.h"),
     # The ehnsw access method is not edited in this step (another branch
     # changes its locking).  ehnswscan.c enforces vecphi.max_scan_rows and
     # records the denial itself, and amvacuumcleanup drives the scrub: the
