@@ -4,10 +4,9 @@ EXTENSION = vecphi
 EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" vecphi.control)
 
 MODULE_big = vecphi
-# Sources by layer, bottom up (docs/architecture.md).  keys.c and the ehnsw
-# access method still sit at the top of src/; they move to src/keys/ and
-# src/ehnsw/ in a later step of issue #13 (keys.c reads its settings from
-# src/keys/keysettings.c meanwhile).
+# Sources by layer, bottom up (docs/architecture.md).  The ehnsw access
+# method still sits at the top of src/; it moves to src/ehnsw/ in a later
+# step of issue #13.
 OBJS = \
 	src/common/privsql.o \
 	src/common/report.o \
@@ -16,7 +15,9 @@ OBJS = \
 	src/crypto/crypto.o \
 	src/crypto/keyfile.o \
 	src/keys/keysettings.o \
-	src/keys.o \
+	src/keys/keys.o \
+	src/keys/keyprovider.o \
+	src/keys/keyadmin.o \
 	src/claims/claims.o \
 	src/types/envelope.o \
 	src/types/evector.o \

@@ -54,5 +54,9 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("vecphi");
 
+	/*
+	 * Last: the keys' transaction callbacks then run before the others'
+	 * (keysettings.c says why its settings are registered first).
+	 */
 	keys_init();				/* keys: shared state of the keyring */
 }

@@ -398,11 +398,48 @@ audit_emit_log_hook(ErrorData * edata)
 }
 
 
+/*
+ * A key event reported by the keys layer (common/report.h): one record,
+ * outcome ok, no relation.  Queued, or with wait_durable awaited.
+ */
+static void
+audit_key_event(ReportKeyEvent event, int64 rows, const char *detail,
+				bool wait_durable)
+{
+	AuditEvent	ev;
+
+	memset(&ev, 0, sizeof(ev));
+	switch (event)
+	{
+		case REPORT_KEY_CREATE:
+			ev.action = AUDIT_ACTION_KEY_CREATE;
+			break;
+		case REPORT_KEY_ROTATE_KEK:
+			ev.action = AUDIT_ACTION_KEY_ROTATE_KEK;
+			break;
+		case REPORT_KEY_ROTATE_DEK:
+			ev.action = AUDIT_ACTION_KEY_ROTATE_DEK;
+			break;
+		case REPORT_KEY_SHRED:
+			ev.action = AUDIT_ACTION_KEY_SHRED;
+			break;
+	}
+	if (ev.action == NULL)
+		elog(ERROR, "vecphi: unknown key event %d", (int) event);
+	ev.outcome = AUDIT_OUTCOME_OK;
+	ev.relid = InvalidOid;
+	ev.indexid = InvalidOid;
+	ev.rows = rows;
+	ev.detail = detail;
+	audit_emit(&ev, wait_durable);
+}
+
 /* The receivers of common/report.h's reports. */
 static const ReportSink audit_report_sink = {
 	.denial = audit_denial_at,
 	.decrypt = audit_count_decrypt,
 	.distance = audit_note_distance,
+	.key_event = audit_key_event,
 };
 
 /* ---------- start-up ---------- */

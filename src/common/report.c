@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * report.c
- *	  The sink lower layers report denials, decryptions and distances to;
+ *	  The sink lower layers report denials, decryptions, distances and key
+ *	  events to;
  *	  the audit module registers it (see report.h).
  *
  *-------------------------------------------------------------------------
@@ -41,4 +42,13 @@ report_distance(void)
 {
 	if (report_sink.distance)
 		report_sink.distance();
+}
+
+/* A key event (keys layer: create, rotate, shred, fork, adopt). */
+void
+report_key_event(ReportKeyEvent event, int64 rows, const char *detail,
+				 bool wait_durable)
+{
+	if (report_sink.key_event)
+		report_sink.key_event(event, rows, detail, wait_durable);
 }

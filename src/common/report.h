@@ -2,11 +2,12 @@
  *
  * report.h
  *	  What a lower layer reports upward without calling the layer above:
- *	  a denial it is about to raise, a decryption, a distance computed.
+ *	  a denial it is about to raise, a decryption, a distance computed, a
+ *	  key event.
  *
- * The audit module (src/audit/) registers the sink at start-up; the types,
- * claims and protection code call report_*() here, so no layer below the
- * audit includes or calls it.  Without a sink (never, once vecphi is
+ * The audit module (src/audit/) registers the sink at start-up; the keys,
+ * types, claims and protection code call report_*() here, so no layer
+ * below the audit includes or calls it.  Without a sink (never, once vecphi is
  * loaded through shared_preload_libraries) the reports are dropped.
  *
  * vecphi_deny() is the one form of "record a denial, then raise it": the
@@ -20,6 +21,15 @@
 #ifndef VECPHI_REPORT_H
 #define VECPHI_REPORT_H
 
+/* Key events of the keys layer (the audit's key_* actions). */
+typedef enum ReportKeyEvent
+{
+	REPORT_KEY_CREATE,			/* tenant created, keyring forked, adopted */
+	REPORT_KEY_ROTATE_KEK,
+	REPORT_KEY_ROTATE_DEK,
+	REPORT_KEY_SHRED
+} ReportKeyEvent;
+
 /* The audit module's receivers; each may be NULL. */
 typedef struct ReportSink
 {
@@ -30,6 +40,13 @@ typedef struct ReportSink
 	void		(*decrypt) (bool is_text);
 	/* One distance computed between encrypted vectors. */
 	void		(*distance) (void);
+
+	/*
+	 * A key event that succeeded: rows (or -1) and detail for the record;
+	 * with wait_durable, return only once it is committed (or raise).
+	 */
+	void		(*key_event) (ReportKeyEvent event, int64 rows,
+							  const char *detail, bool wait_durable);
 } ReportSink;
 
 extern void report_set_sink(const ReportSink *sink);
@@ -37,6 +54,8 @@ extern void report_denial_at(const char *message, const char *detail,
 							 const char *file);
 extern void report_decrypt(bool is_text);
 extern void report_distance(void);
+extern void report_key_event(ReportKeyEvent event, int64 rows,
+							 const char *detail, bool wait_durable);
 
 /* Record a denial vecphi raises right after, from the same source file. */
 #define report_denial(message, detail) \

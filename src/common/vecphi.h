@@ -20,12 +20,4 @@
 /* common/tenant.c */
 extern bool vecphi_tenant_name_is_valid(const char *name);
 
-/*
- * Temporary (issue #13): src/keys.c reads the key provider's settings
- * through this header and is not edited until it moves to src/keys/, where
- * it will include keysettings.h itself.  The one upward include of
- * common/, allowlisted in test/tools/layers.sh.
- */
-#include "keysettings.h"
-
 #endif							/* VECPHI_H */

@@ -35,10 +35,16 @@ extern void keyfile_check_fd(int fd, const char *path,
 /*
  * The audit's private files (chain key, head file): open for reading when
  * a regular file owned by the server's user with no access for group or
- * others (-1 when missing), and read a small file whole.  The audit's
- * stricter rule keeps its own messages (tests and runbooks name them).
+ * others (-1 when missing).  The audit's stricter rule keeps its own
+ * messages (tests and runbooks name them).
  */
 extern int	keyfile_open_private(const char *path, const char *what);
+
+/*
+ * The one reader of small key files, once opened and checked: the audit's
+ * key and head file, the claims' token keys, the keys layer's KEK files and
+ * keyring owner files.  Reads at most size - 1 bytes and terminates them.
+ */
 extern Size keyfile_read_small(int fd, const char *path, char *buf, Size size);
 
 #endif							/* VECPHI_KEYFILE_H */

@@ -3,9 +3,15 @@
  * keysettings.c
  *	  The key provider's settings, registered by the keys layer itself.
  *
- * Kept apart from keys.c only until keys.c moves into this folder (issue
- * #13: keys.c was being changed on another branch when src/ was split into
- * layers); keys_settings_init() then becomes part of keys_init().
+ * Registered by keys_settings_init(), not keys_init(), because the two run
+ * at different points of _PG_init(): the settings must exist before
+ * MarkGUCPrefixReserved("vecphi") (which would otherwise drop the values
+ * postgresql.conf gave them), while keys_init() runs last so that the keys'
+ * transaction callbacks, registered there, run before every other
+ * module's (PostgreSQL calls them newest first): a kek_destroy_command
+ * runs at pre-commit before the audit's and the others' callbacks, as it
+ * always has.  The audit reads vecphi.key_directory too (its default key
+ * file lives there), so the settings keep a header of their own.
  *
  *-------------------------------------------------------------------------
  */

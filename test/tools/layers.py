@@ -24,22 +24,11 @@ LAYERS = ["common", "crypto", "keys", "claims", "types", "ehnsw", "audit",
 # change them have merged).  Everything else: its folder names its layer.
 TOP_LEVEL = {
     "vecphi.c": "entry",
-    "keys.c": "keys",
-    "keys.h": "keys",
 }
 
 # Upward dependencies allowed, as (file, header or function): why each is
 # acceptable for now.  Keep this list short; each entry is a debt.
 ALLOW = {
-    # common/vecphi.h includes keys/keysettings.h so that src/keys.c, which
-    # this step of issue #13 does not edit, still sees the key provider's
-    # settings; goes when keys.c moves to src/keys/ and includes it itself.
-    ("common/vecphi.h", "keysettings.h"),
-    # keys.c records key events (create, rotate, shred) with audit_emit().
-    # Not edited in this step; to be replaced by an event reported through
-    # common/report.h when keys.c moves to src/keys/.
-    ("keys.c", "audit.h"),
-    ("keys.c", "audit_emit"),
     # The ehnsw access method is not edited in this step (another branch
     # changes its locking).  ehnswscan.c enforces vecphi.max_scan_rows and
     # records the denial itself, and amvacuumcleanup drives the scrub: the
