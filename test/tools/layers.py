@@ -46,11 +46,11 @@ ALLOW = {
     # scan limit belongs in the audit's executor capture (which already
     # enforces it for exact scans) and the scrub in a VACUUM hook of
     # erasure/ - the ehnsw step of issue #13.
-    ("ehnswscan.c", "audit.h"),
-    ("ehnswscan.c", "audit_denial"),
-    ("ehnswscan.c", "vecphi_max_scan_rows"),
-    ("ehnswvacuum.c", "scrub.h"),
-    ("ehnswvacuum.c", "scrub_after_index_cleanup"),
+    ("ehnsw/ehnswscan.c", "audit.h"),
+    ("ehnsw/ehnswscan.c", "audit_denial"),
+    ("ehnsw/ehnswscan.c", "vecphi_max_scan_rows"),
+    ("ehnsw/ehnswvacuum.c", "scrub.h"),
+    ("ehnsw/ehnswvacuum.c", "scrub_after_index_cleanup"),
 }
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
@@ -63,8 +63,6 @@ def layer_of(rel):
     base = os.path.basename(rel)
     if base in TOP_LEVEL:
         return TOP_LEVEL[base]
-    if base.startswith("ehnsw"):
-        return "ehnsw"
     raise SystemExit("layers.py: no layer for src/%s (add it to TOP_LEVEL)" % rel)
 
 
