@@ -157,6 +157,25 @@ typedef struct EhnswOptions
 
 /* ---------- in-memory structures ---------- */
 
+/*
+ * An element's location (block, offset) as one hash key, the key of every
+ * hash table of elements in the index code: the block number above, the
+ * offset below.
+ */
+static inline uint64
+ehnsw_location_key(BlockNumber blkno, OffsetNumber offno)
+{
+	return ((uint64) blkno << 16) | offno;
+}
+
+/* The same key, of an element's TID. */
+static inline uint64
+ehnsw_tid_key(ItemPointer tid)
+{
+	return ehnsw_location_key(ItemPointerGetBlockNumber(tid),
+							  ItemPointerGetOffsetNumber(tid));
+}
+
 /* An element loaded from disk for one operation, plaintext decrypted. */
 typedef struct EhnswElement
 {
