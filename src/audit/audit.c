@@ -403,6 +403,7 @@ static const ReportSink audit_report_sink = {
 	.denial = audit_denial_at,
 	.decrypt = audit_count_decrypt,
 	.distance = audit_note_distance,
+	.index_row = auditexec_index_row,
 };
 
 /* ---------- start-up ---------- */

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * report.c
- *	  The sink lower layers report denials, decryptions and distances to;
- *	  the audit module registers it (see report.h).
+ *	  The sink lower layers report denials, decryptions, distances and the
+ *	  rows of index scans to; the audit module registers it (see report.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -41,4 +41,12 @@ report_distance(void)
 {
 	if (report_sink.distance)
 		report_sink.distance();
+}
+
+/* An ehnsw scan hands a row to the executor; may raise a denial. */
+void
+report_index_row(int64 *returned)
+{
+	if (report_sink.index_row)
+		report_sink.index_row(returned);
 }

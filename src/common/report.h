@@ -2,12 +2,14 @@
  *
  * report.h
  *	  What a lower layer reports upward without calling the layer above:
- *	  a denial it is about to raise, a decryption, a distance computed.
+ *	  a denial it is about to raise, a decryption, a distance computed, a
+ *	  row an index scan hands to the executor.
  *
  * The audit module (src/audit/) registers the sink at start-up; the types,
- * claims and protection code call report_*() here, so no layer below the
- * audit includes or calls it.  Without a sink (never, once vecphi is
- * loaded through shared_preload_libraries) the reports are dropped.
+ * claims, index and protection code call report_*() here, so no layer
+ * below the audit includes or calls it.  Without a sink (never, once
+ * vecphi is loaded through shared_preload_libraries) the reports are
+ * dropped.
  *
  * vecphi_deny() is the one form of "record a denial, then raise it": the
  * record is queued before the error (so a PL/pgSQL EXCEPTION block that
@@ -30,6 +32,14 @@ typedef struct ReportSink
 	void		(*decrypt) (bool is_text);
 	/* One distance computed between encrypted vectors. */
 	void		(*distance) (void);
+
+	/*
+	 * An ehnsw scan is about to hand a row to the executor.  *returned is the
+	 * scan's count of rows handed out so far, which the receiver advances and
+	 * may refuse the row for (vecphi.max_scan_rows: a denial, raised from the
+	 * receiver).
+	 */
+	void		(*index_row) (int64 *returned);
 } ReportSink;
 
 extern void report_set_sink(const ReportSink *sink);
@@ -37,6 +47,7 @@ extern void report_denial_at(const char *message, const char *detail,
 							 const char *file);
 extern void report_decrypt(bool is_text);
 extern void report_distance(void);
+extern void report_index_row(int64 *returned);
 
 /* Record a denial vecphi raises right after, from the same source file. */
 #define report_denial(message, detail) \

@@ -393,4 +393,14 @@ extern IndexBulkDeleteResult *ehnswbulkdelete(IndexVacuumInfo *info,
 extern IndexBulkDeleteResult *ehnswvacuumcleanup(IndexVacuumInfo *info,
 												 IndexBulkDeleteResult *stats);
 
+/*
+ * Called at the end of every amvacuumcleanup of an ehnsw index (not in an
+ * ANALYZE-only pass), after VACUUM's heap passes, autovacuum's included.
+ * The erasure module registers it (scrub_init()) to scrub the table's
+ * pages under autovacuum, which bypasses the ProcessUtility hook.
+ */
+typedef void (*EhnswVacuumCleanupHook) (IndexVacuumInfo *info,
+										IndexBulkDeleteResult *stats);
+extern void ehnsw_set_vacuum_cleanup_hook(EhnswVacuumCleanupHook hook);
+
 #endif							/* VECPHI_EHNSW_H */

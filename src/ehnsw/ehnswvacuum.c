@@ -41,7 +41,6 @@
 
 #include "ehnsw.h"
 #include "keys.h"
-#include "scrub.h"
 
 /* Highest live element of a tenant seen so far. */
 typedef struct TenantBest
@@ -814,6 +813,15 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	return stats;
 }
 
+/* The erasure module's hook (ehnsw.h), or NULL. */
+static EhnswVacuumCleanupHook vacuum_cleanup_hook = NULL;
+
+void
+ehnsw_set_vacuum_cleanup_hook(EhnswVacuumCleanupHook hook)
+{
+	vacuum_cleanup_hook = hook;
+}
+
 IndexBulkDeleteResult *
 ehnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 {
@@ -829,9 +837,11 @@ ehnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 	/*
 	 * Every VACUUM of the table, autovacuum's included, comes here after its
-	 * heap passes: the place to scrub the table's pages under autovacuum,
-	 * which bypasses the ProcessUtility hook (scrub.c).
+	 * heap passes: the place where the erasure module scrubs the table's
+	 * pages under autovacuum, which bypasses the ProcessUtility hook
+	 * (erasure/scrub.c registers the hook).
 	 */
-	scrub_after_index_cleanup(info, stats);
+	if (vacuum_cleanup_hook)
+		vacuum_cleanup_hook(info, stats);
 	return stats;
 }

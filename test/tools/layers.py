@@ -40,17 +40,6 @@ ALLOW = {
     # common/report.h when keys.c moves to src/keys/.
     ("keys.c", "audit.h"),
     ("keys.c", "audit_emit"),
-    # The ehnsw access method is not edited in this step (another branch
-    # changes its locking).  ehnswscan.c enforces vecphi.max_scan_rows and
-    # records the denial itself, and amvacuumcleanup drives the scrub: the
-    # scan limit belongs in the audit's executor capture (which already
-    # enforces it for exact scans) and the scrub in a VACUUM hook of
-    # erasure/ - the ehnsw step of issue #13.
-    ("ehnsw/ehnswscan.c", "audit.h"),
-    ("ehnsw/ehnswscan.c", "audit_denial"),
-    ("ehnsw/ehnswscan.c", "vecphi_max_scan_rows"),
-    ("ehnsw/ehnswvacuum.c", "scrub.h"),
-    ("ehnsw/ehnswvacuum.c", "scrub_after_index_cleanup"),
 }
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
