@@ -4,9 +4,7 @@ EXTENSION = vecphi
 EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" vecphi.control)
 
 MODULE_big = vecphi
-# Sources by layer, bottom up (docs/architecture.md).  The ehnsw access
-# method still sits at the top of src/; it moves to src/ehnsw/ in a later
-# step of issue #13.
+# Sources by layer, bottom up (docs/architecture.md).
 OBJS = \
 	src/common/privsql.o \
 	src/common/report.o \
@@ -24,13 +22,13 @@ OBJS = \
 	src/types/etext.o \
 	src/types/distance.o \
 	src/types/ciphertypes.o \
-	src/ehnsw.o \
-	src/ehnswbuild.o \
-	src/ehnswcheck.o \
-	src/ehnswinsert.o \
-	src/ehnswscan.o \
-	src/ehnswutils.o \
-	src/ehnswvacuum.o \
+	src/ehnsw/ehnsw.o \
+	src/ehnsw/ehnswbuild.o \
+	src/ehnsw/ehnswcheck.o \
+	src/ehnsw/ehnswinsert.o \
+	src/ehnsw/ehnswscan.o \
+	src/ehnsw/ehnswutils.o \
+	src/ehnsw/ehnswvacuum.o \
 	src/audit/audit.o \
 	src/audit/auditchain.o \
 	src/audit/auditverify.o \
@@ -72,7 +70,7 @@ PG_CFLAGS = -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
 # One -I per layer folder: header names are unique across src/, so a file
 # includes "claims.h" wherever it lives, files that move between folders
 # need no edit, and test/tools/layers.sh maps each header to its folder.
-VECPHI_DIRS = common crypto keys claims types audit protect erasure
+VECPHI_DIRS = common crypto keys claims types ehnsw audit protect erasure
 PG_CPPFLAGS = -I$(srcdir)/src $(addprefix -I$(srcdir)/src/,$(VECPHI_DIRS))
 
 # No LLVM bitcode: JIT inlining buys nothing for the crypto-bound paths, and
@@ -85,7 +83,7 @@ include $(PGXS)
 
 # The distance kernels are compiled for several instruction sets and picked
 # at load time (see src/types/distance.c), so keep the generic build portable.
-src/types/distance.o src/ehnswutils.o: override CFLAGS += -O3 -ftree-vectorize -fno-math-errno \
+src/types/distance.o src/ehnsw/ehnswutils.o: override CFLAGS += -O3 -ftree-vectorize -fno-math-errno \
 	-fassociative-math -fno-signed-zeros -fno-trapping-math
 
 .PHONY: bench

@@ -440,6 +440,7 @@ static const ReportSink audit_report_sink = {
 	.decrypt = audit_count_decrypt,
 	.distance = audit_note_distance,
 	.key_event = audit_key_event,
+	.index_row = auditexec_index_row,
 };
 
 /* ---------- start-up ---------- */

@@ -53,20 +53,11 @@ extern void audit_emit(const AuditEvent *event, bool wait_durable);
 extern void audit_denial_at(const char *message, const char *detail,
 							const char *file);
 
-/*
- * Record a denial vecphi is about to raise, right before its ereport() in
- * the same source file: only these become `denial` records.  The sink
- * behind common/report.h's report_denial() and vecphi_deny(), which every
- * other caller uses; this macro remains for src/ehnswscan.c until the
- * ehnsw step of issue #13.
- */
-#define audit_denial(message, detail) \
-	audit_denial_at((message), (detail), __FILE__)
 extern void audit_init(void);
 
 /*
- * vecphi.max_scan_rows (auditexec.c).  Read by src/ehnswscan.c too, until
- * the scan limit leaves the index AM (issue #13, the ehnsw step).
+ * vecphi.max_scan_rows (auditexec.c): enforced there, for exact scans in
+ * the executor capture and for ehnsw scans through report_index_row().
  */
 extern int	vecphi_max_scan_rows;
 

@@ -164,6 +164,26 @@ capture_check_limit(AuditCapture *cap)
 				errhint("Ask for fewer rows (LIMIT), or ask the security officer to raise the limit."));
 }
 
+/*
+ * vecphi.max_scan_rows for an ehnsw scan (report_index_row(), before the
+ * index hands a row to the executor): counted in the scan, so rows a
+ * filter or row-level security discards afterwards count too.  *returned
+ * is the scan's own count.
+ */
+void
+auditexec_index_row(int64 *returned)
+{
+	char	   *message;
+
+	if (vecphi_max_scan_rows <= 0 || ++*returned <= vecphi_max_scan_rows)
+		return;
+	message = psprintf("similarity scan exceeds vecphi.max_scan_rows (%d)",
+					   vecphi_max_scan_rows);
+	vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE, message, NULL,
+				errdetail("An ehnsw scan may return at most that many rows, counting rows a filter or row-level security discards afterwards."),
+				errhint("Ask for fewer rows (LIMIT), or ask the security officer to raise the limit."));
+}
+
 static void
 capture_row(AuditCapture *cap, TupleTableSlot *slot)
 {

@@ -132,6 +132,7 @@ extern char *audit_standby_file_path(void);
 extern void auditexec_init(void);
 extern void audit_count_decrypt(bool is_text);
 extern void audit_note_distance(void);
+extern void auditexec_index_row(int64 *returned);
 
 /* The chain key's file name in vecphi.key_directory; a purge checkpoint. */
 #define AUDIT_KEY_FILE_DEFAULT "audit.key"

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * report.c
- *	  The sink lower layers report denials, decryptions, distances and key
- *	  events to;
- *	  the audit module registers it (see report.h).
+ *	  The sink lower layers report denials, decryptions, distances, key
+ *	  events and the rows of index scans to; the audit module registers it
+ *	  (see report.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -51,4 +51,12 @@ report_key_event(ReportKeyEvent event, int64 rows, const char *detail,
 {
 	if (report_sink.key_event)
 		report_sink.key_event(event, rows, detail, wait_durable);
+}
+
+/* An ehnsw scan hands a row to the executor; may raise a denial. */
+void
+report_index_row(int64 *returned)
+{
+	if (report_sink.index_row)
+		report_sink.index_row(returned);
 }

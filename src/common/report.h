@@ -3,12 +3,13 @@
  * report.h
  *	  What a lower layer reports upward without calling the layer above:
  *	  a denial it is about to raise, a decryption, a distance computed, a
- *	  key event.
+ *	  key event, a row an index scan hands to the executor.
  *
  * The audit module (src/audit/) registers the sink at start-up; the keys,
- * types, claims and protection code call report_*() here, so no layer
- * below the audit includes or calls it.  Without a sink (never, once vecphi is
- * loaded through shared_preload_libraries) the reports are dropped.
+ * types, claims, index and protection code call report_*() here, so no
+ * layer below the audit includes or calls it.  Without a sink (never, once
+ * vecphi is loaded through shared_preload_libraries) the reports are
+ * dropped.
  *
  * vecphi_deny() is the one form of "record a denial, then raise it": the
  * record is queued before the error (so a PL/pgSQL EXCEPTION block that
@@ -47,6 +48,14 @@ typedef struct ReportSink
 	 */
 	void		(*key_event) (ReportKeyEvent event, int64 rows,
 							  const char *detail, bool wait_durable);
+
+	/*
+	 * An ehnsw scan is about to hand a row to the executor.  *returned is the
+	 * scan's count of rows handed out so far, which the receiver advances and
+	 * may refuse the row for (vecphi.max_scan_rows: a denial, raised from the
+	 * receiver).
+	 */
+	void		(*index_row) (int64 *returned);
 } ReportSink;
 
 extern void report_set_sink(const ReportSink *sink);
@@ -56,6 +65,7 @@ extern void report_decrypt(bool is_text);
 extern void report_distance(void);
 extern void report_key_event(ReportKeyEvent event, int64 rows,
 							 const char *detail, bool wait_durable);
+extern void report_index_row(int64 *returned);
 
 /* Record a denial vecphi raises right after, from the same source file. */
 #define report_denial(message, detail) \

@@ -770,11 +770,12 @@ scrub_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 }
 
 /*
- * Called by ehnswvacuumcleanup: under autovacuum, which bypasses the
+ * Called by ehnswvacuumcleanup (the hook scrub_init() registers with
+ * ehnsw_set_vacuum_cleanup_hook()): under autovacuum, which bypasses the
  * ProcessUtility hook, scrub the index's table and its TOAST table once
  * per vacuum of that table.
  */
-void
+static void
 scrub_after_index_cleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 {
 	Oid			relid = info->index->rd_index->indrelid;
@@ -892,4 +893,5 @@ scrub_init(void)
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	utility_slot = utility_register(scrub_ProcessUtility);
+	ehnsw_set_vacuum_cleanup_hook(scrub_after_index_cleanup);
 }

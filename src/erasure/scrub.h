@@ -14,7 +14,5 @@
 extern bool vecphi_scrub_on_vacuum;
 
 extern void scrub_init(void);
-extern void scrub_after_index_cleanup(IndexVacuumInfo *info,
-									  IndexBulkDeleteResult *stats);
 
 #endif							/* VECPHI_SCRUB_H */

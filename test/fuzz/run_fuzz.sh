@@ -62,7 +62,7 @@ CFLAGS=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
 	-fno-sanitize-recover=undefined -Wno-unused-command-line-argument
 	-Wno-ignored-attributes -Wno-unknown-warning-option -Wno-compound-token-split-by-macro
 	-I"$SRC_DIR" -I"$SRC_DIR"/common -I"$SRC_DIR"/crypto -I"$SRC_DIR"/keys -I"$SRC_DIR"/claims
-	-I"$SRC_DIR"/types -I"$SRC_DIR"/audit -I"$SRC_DIR"/protect -I"$SRC_DIR"/erasure -I"$FUZZ_DIR" -I"$PG_INC" -D_GNU_SOURCE)
+	-I"$SRC_DIR"/types -I"$SRC_DIR"/ehnsw -I"$SRC_DIR"/audit -I"$SRC_DIR"/protect -I"$SRC_DIR"/erasure -I"$FUZZ_DIR" -I"$PG_INC" -D_GNU_SOURCE)
 
 passed=0
 failed=0

@@ -287,7 +287,7 @@ sub raw_page
 		$node->safe_psql('postgres', "SELECT encode(get_raw_page('docs_emb', $blkno), 'hex')"));
 }
 
-# The entry point of a tenant in the metapage (layout in src/ehnsw.h:
+# The entry point of a tenant in the metapage (layout in src/ehnsw/ehnsw.h:
 # after the 24-byte page header, magic, version, dims, m, ef_construction,
 # metric, insert block, ntenants, then 12-byte entries).
 sub entry_point

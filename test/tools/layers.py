@@ -29,17 +29,6 @@ TOP_LEVEL = {
 # Upward dependencies allowed, as (file, header or function): why each is
 # acceptable for now.  Keep this list short; each entry is a debt.
 ALLOW = {
-    # The ehnsw access method is not edited in this step (another branch
-    # changes its locking).  ehnswscan.c enforces vecphi.max_scan_rows and
-    # records the denial itself, and amvacuumcleanup drives the scrub: the
-    # scan limit belongs in the audit's executor capture (which already
-    # enforces it for exact scans) and the scrub in a VACUUM hook of
-    # erasure/ - the ehnsw step of issue #13.
-    ("ehnswscan.c", "audit.h"),
-    ("ehnswscan.c", "audit_denial"),
-    ("ehnswscan.c", "vecphi_max_scan_rows"),
-    ("ehnswvacuum.c", "scrub.h"),
-    ("ehnswvacuum.c", "scrub_after_index_cleanup"),
 }
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
@@ -52,8 +41,6 @@ def layer_of(rel):
     base = os.path.basename(rel)
     if base in TOP_LEVEL:
         return TOP_LEVEL[base]
-    if base.startswith("ehnsw"):
-        return "ehnsw"
     raise SystemExit("layers.py: no layer for src/%s (add it to TOP_LEVEL)" % rel)
 
 

@@ -41,7 +41,6 @@
 
 #include "ehnsw.h"
 #include "keys.h"
-#include "scrub.h"
 
 /* Highest live element of a tenant seen so far. */
 typedef struct TenantBest
@@ -122,19 +121,11 @@ wait_for_inserts(Relation index)
 	UnlockPage(index, EHNSW_UPDATE_LOCK, ExclusiveLock);
 }
 
-/* Location of an element as a hash key. */
-static inline uint64
-tid_key(ItemPointer tid)
-{
-	return ((uint64) ItemPointerGetBlockNumber(tid) << 16) |
-		ItemPointerGetOffsetNumber(tid);
-}
-
 /* Is the element at tid one the index has deleted? */
 static inline bool
 is_deleted(HTAB *deleted, ItemPointer tid)
 {
-	uint64		key = tid_key(tid);
+	uint64		key = ehnsw_tid_key(tid);
 
 	return hash_search(deleted, &key, HASH_FIND, NULL) != NULL;
 }
@@ -178,7 +169,7 @@ repair_level_once(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 	ctl.hcxt = CurrentMemoryContext;
 	seen = hash_create("ehnsw repair", 128, &ctl,
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	key = tid_key(&e->tid);
+	key = ehnsw_tid_key(&e->tid);
 	hash_search(seen, &key, HASH_ENTER, NULL);
 
 	/*
@@ -201,7 +192,7 @@ repair_level_once(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 
 			if (!ItemPointerIsValid(ntid))
 				break;
-			key = tid_key(ntid);
+			key = ehnsw_tid_key(ntid);
 			hash_search(seen, &key, HASH_ENTER, &found);
 			if (found)
 				continue;
@@ -259,7 +250,7 @@ repair_level_once(EhnswState *state, HTAB *deleted, EhnswElement *e, int level,
 				EhnswCandidate *c = lfirst(lc);
 				bool		found;
 
-				key = tid_key(&c->element->tid);
+				key = ehnsw_tid_key(&c->element->tid);
 				hash_search(seen, &key, HASH_ENTER, &found);
 				if (!found && !ItemPointerEquals(&c->element->tid, &e->tid))
 					candidates = lappend(candidates, c);
@@ -659,7 +650,7 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		{
 			ItemId		itemid = PageGetItemId(page, off);
 			EhnswElementTuple etup;
-			uint64		key = ((uint64) blkno << 16) | off;
+			uint64		key = ehnsw_location_key(blkno, off);
 
 			if (!ItemIdIsNormal(itemid))
 				continue;
@@ -705,7 +696,8 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		TenantBest *b;
 		ItemPointerData tid;
 		int			level = 0;
-		uint64		key = ((uint64) entries[i].blkno << 16) | entries[i].offno;
+		uint64		key = ehnsw_location_key(entries[i].blkno,
+											 entries[i].offno);
 
 		if (hash_search(deleted, &key, HASH_FIND, NULL) == NULL &&
 			!entry_point_deleted(index, &entries[i]))
@@ -751,7 +743,7 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			for (off = FirstOffsetNumber;
 				 !PageIsNew(page) && off <= PageGetMaxOffsetNumber(page); off++)
 			{
-				uint64		key = ((uint64) blkno << 16) | off;
+				uint64		key = ehnsw_location_key(blkno, off);
 				ItemId		itemid;
 				EhnswElementTuple etup;
 
@@ -821,6 +813,15 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	return stats;
 }
 
+/* The erasure module's hook (ehnsw.h), or NULL. */
+static EhnswVacuumCleanupHook vacuum_cleanup_hook = NULL;
+
+void
+ehnsw_set_vacuum_cleanup_hook(EhnswVacuumCleanupHook hook)
+{
+	vacuum_cleanup_hook = hook;
+}
+
 IndexBulkDeleteResult *
 ehnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 {
@@ -836,9 +837,11 @@ ehnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 	/*
 	 * Every VACUUM of the table, autovacuum's included, comes here after its
-	 * heap passes: the place to scrub the table's pages under autovacuum,
-	 * which bypasses the ProcessUtility hook (scrub.c).
+	 * heap passes: the place where the erasure module scrubs the table's
+	 * pages under autovacuum, which bypasses the ProcessUtility hook
+	 * (erasure/scrub.c registers the hook).
 	 */
-	scrub_after_index_cleanup(info, stats);
+	if (vacuum_cleanup_hook)
+		vacuum_cleanup_hook(info, stats);
 	return stats;
 }

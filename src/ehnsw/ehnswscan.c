@@ -28,8 +28,8 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
-#include "audit.h"
 #include "ehnsw.h"
+#include "report.h"
 #include "vecphi.h"
 
 typedef struct EhnswScanOpaqueData
@@ -207,18 +207,12 @@ ehnswgettuple(IndexScanDesc scan, ScanDirection dir)
 		if (c->element->deleted || c->element->x == NULL || c->element->returned)
 			continue;
 		c->element->returned = true;
-		if (vecphi_max_scan_rows > 0 && ++so->returned > vecphi_max_scan_rows)
-		{
-			char	   *message = psprintf("similarity scan exceeds vecphi.max_scan_rows (%d)",
-										   vecphi_max_scan_rows);
 
-			audit_denial(message, NULL);
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("%s", message),
-					 errdetail("An ehnsw scan may return at most that many rows, counting rows a filter or row-level security discards afterwards."),
-					 errhint("Ask for fewer rows (LIMIT), or ask the security officer to raise the limit.")));
-		}
+		/*
+		 * vecphi.max_scan_rows: the audit counts the rows the scan hands out
+		 * and refuses the one over the limit (report.h).
+		 */
+		report_index_row(&so->returned);
 		scan->xs_heaptid = c->element->heaptid;
 		scan->xs_recheck = false;
 		scan->xs_recheckorderby = false;

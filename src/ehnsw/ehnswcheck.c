@@ -40,7 +40,7 @@
 
 typedef struct CheckedElement
 {
-	uint64		key;			/* block << 16 | offset */
+	uint64		key;			/* ehnsw_location_key() */
 	uint32		tenant_id;
 	uint8		level;
 	bool		deleted;
@@ -53,12 +53,6 @@ check_fail(Relation index, const char *detail)
 			(errcode(ERRCODE_INDEX_CORRUPTED),
 			 errmsg("index \"%s\" is corrupt", RelationGetRelationName(index)),
 			 errdetail("%s", detail)));
-}
-
-static uint64
-key_of(BlockNumber blkno, OffsetNumber off)
-{
-	return ((uint64) blkno << 16) | off;
 }
 
 /* A live element's key, copied from its page to be checked after. */
@@ -166,7 +160,7 @@ check_elements(Relation index, Relation heap, EhnswMetaPageData *meta,
 					}
 				}
 				{
-					uint64		key = key_of(blkno, off);
+					uint64		key = ehnsw_location_key(blkno, off);
 
 					ce = hash_search(elements, &key, HASH_ENTER, &found);
 				}
@@ -186,7 +180,7 @@ check_elements(Relation index, Relation heap, EhnswMetaPageData *meta,
 				if (!ItemPointerIsValid(n))
 					continue;
 				slot_level = i < 2 * meta->m ? 0 : 1 + (i - 2 * meta->m) / meta->m;
-				key = key_of(ItemPointerGetBlockNumber(n), ItemPointerGetOffsetNumber(n));
+				key = ehnsw_tid_key(n);
 				target = hash_search(elements, &key, HASH_FIND, NULL);
 				if (target == NULL)
 					check_fail(index, psprintf("Element (%u,%u) links to (%u,%u), which is not an element.",
@@ -273,7 +267,7 @@ vecphi_index_check(PG_FUNCTION_ARGS)
 	for (i = 0; i < metap->ntenants; i++)
 	{
 		EhnswEntryPoint *ep = &metap->tenants[i];
-		uint64		key = key_of(ep->blkno, ep->offno);
+		uint64		key = ehnsw_location_key(ep->blkno, ep->offno);
 
 		hash_search(tenants_seen, &ep->tenant_id, HASH_ENTER, &found);
 		if (found)

@@ -38,13 +38,6 @@ typedef struct EhnswElementEntry
 
 static uint32 visit_stamp_counter = 0;
 
-static inline uint64
-tid_key(ItemPointer tid)
-{
-	return ((uint64) ItemPointerGetBlockNumber(tid) << 16) |
-		ItemPointerGetOffsetNumber(tid);
-}
-
 /* Reset callback of an EhnswWipeList: wipe its buffers. */
 static void
 ehnsw_wipe_list_wipe(void *arg)
@@ -367,7 +360,7 @@ ehnsw_indexable(EhnswState *state, const float4 *x)
 EhnswElement *
 ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 {
-	uint64		key = tid_key(tid);
+	uint64		key = ehnsw_tid_key(tid);
 	EhnswElementEntry *entry;
 	bool		found;
 	EhnswElement *element;
@@ -592,7 +585,7 @@ ehnsw_entry_candidates(EhnswState *state, EhnswElement *epel, int eplevel,
 	ctl.hcxt = CurrentMemoryContext;
 	seen = hash_create("ehnsw keyless walk", 64, &ctl,
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	key = tid_key(&epel->tid);
+	key = ehnsw_tid_key(&epel->tid);
 	hash_search(seen, &key, HASH_ENTER, NULL);
 	walk = list_make1(epel);
 	for (l = Min(eplevel, epel->level); l >= 0; l--)
@@ -618,7 +611,7 @@ ehnsw_entry_candidates(EhnswState *state, EhnswElement *epel, int eplevel,
 
 				if (!ItemPointerIsValid(ntid))
 					break;
-				key = tid_key(ntid);
+				key = ehnsw_tid_key(ntid);
 				hash_search(seen, &key, HASH_ENTER, &dup);
 				if (dup)
 					continue;
@@ -660,7 +653,7 @@ ehnsw_candidate_cmp(const ListCell *a, const ListCell *b)
 bool
 ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp)
 {
-	uint64		key = tid_key(tid);
+	uint64		key = ehnsw_tid_key(tid);
 	EhnswElementEntry *entry;
 	bool		found;
 

@@ -171,7 +171,7 @@ graph_add_element(EhnswState *state, EhnswElementTuple etup, Size size,
 	memcpy(element->x, x, state->dims * sizeof(float4));
 	ehnsw_wipe_list_add(graph->plaintexts, element->x);
 	graph->items = lappend(graph->items, item);
-	key = ((uint64) graph->blkno << 16) | graph->offno;
+	key = ehnsw_location_key(graph->blkno, graph->offno);
 	be = hash_search(graph->elements, &key, HASH_ENTER, NULL);
 	be->item = item;
 	graph->memory_used += size + sizeof(EhnswBuildItem) + sizeof(EhnswElement) +

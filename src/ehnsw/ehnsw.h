@@ -157,6 +157,25 @@ typedef struct EhnswOptions
 
 /* ---------- in-memory structures ---------- */
 
+/*
+ * An element's location (block, offset) as one hash key, the key of every
+ * hash table of elements in the index code: the block number above, the
+ * offset below.
+ */
+static inline uint64
+ehnsw_location_key(BlockNumber blkno, OffsetNumber offno)
+{
+	return ((uint64) blkno << 16) | offno;
+}
+
+/* The same key, of an element's TID. */
+static inline uint64
+ehnsw_tid_key(ItemPointer tid)
+{
+	return ehnsw_location_key(ItemPointerGetBlockNumber(tid),
+							  ItemPointerGetOffsetNumber(tid));
+}
+
 /* An element loaded from disk for one operation, plaintext decrypted. */
 typedef struct EhnswElement
 {
@@ -373,5 +392,15 @@ extern IndexBulkDeleteResult *ehnswbulkdelete(IndexVacuumInfo *info,
 											  void *callback_state);
 extern IndexBulkDeleteResult *ehnswvacuumcleanup(IndexVacuumInfo *info,
 												 IndexBulkDeleteResult *stats);
+
+/*
+ * Called at the end of every amvacuumcleanup of an ehnsw index (not in an
+ * ANALYZE-only pass), after VACUUM's heap passes, autovacuum's included.
+ * The erasure module registers it (scrub_init()) to scrub the table's
+ * pages under autovacuum, which bypasses the ProcessUtility hook.
+ */
+typedef void (*EhnswVacuumCleanupHook) (IndexVacuumInfo *info,
+										IndexBulkDeleteResult *stats);
+extern void ehnsw_set_vacuum_cleanup_hook(EhnswVacuumCleanupHook hook);
 
 #endif							/* VECPHI_EHNSW_H */
