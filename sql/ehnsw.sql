@@ -159,6 +159,20 @@ COMMIT;
 -- grow the index.  hosp_b's graph empties and starts again.
 SELECT pg_relation_size('docs_l2') AS size_before \gset
 DELETE FROM docs WHERE tenant = 'hosp_b';
+-- VACUUM can only remove rows no snapshot still sees: wait until the audit
+-- writer has committed this session's records and no other process holds
+-- a snapshot (on a loaded machine the writer's transaction sometimes
+-- overlapped the VACUUM, which then kept the rows and freed nothing).
+DO $$
+BEGIN
+	PERFORM vecphi.audit_flush();
+	FOR i IN 1..600 LOOP
+		EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity
+							  WHERE pid <> pg_catalog.pg_backend_pid()
+							  AND backend_xmin IS NOT NULL);
+		PERFORM pg_catalog.pg_sleep(0.05);
+	END LOOP;
+END $$;
 VACUUM docs;
 SELECT vecphi.index_check('docs_l2');
 BEGIN;

@@ -21,6 +21,7 @@
 #   VECPHI_TEST_KEYDIR       the regression server's vecphi.key_directory
 #   VECPHI_SOURCE_DIR        the copy of the source tree the tests run from
 #   VECPHI_CRASH_SEED, VECPHI_CRASH_ROUNDS  passed on to TAP 120 when set
+#   VECPHI_SANITIZER         passed on when set (test/ci/sanitize.sh; TAP 097)
 # Set VECPHI_KEEP_TMP=1 to keep the temporary directory even on success
 # (it is always kept, and its path printed, when something failed).
 # Set VECPHI_ONLY="name ..." to run only the regression suites and TAP
@@ -283,8 +284,9 @@ PG_ENV+=(
 	PG_REGRESS="$PG_REGRESS"
 	TESTDIR="$TAPDIR"
 )
-# TAP 120's seed and round count, to replay a run (see docs/testing.md).
-for var in VECPHI_CRASH_SEED VECPHI_CRASH_ROUNDS; do
+# TAP 120's seed and round count, to replay a run (see docs/testing.md),
+# and the sanitizer mode's marker (TAP 097 skips its absolute memory bound).
+for var in VECPHI_CRASH_SEED VECPHI_CRASH_ROUNDS VECPHI_SANITIZER; do
 	if [[ -n ${!var:-} ]]; then
 		PG_ENV+=("$var=${!var}")
 	fi
