@@ -156,7 +156,12 @@ is( $node->safe_psql(
 
 # pg_stat_activity: another session watching this one while it runs a
 # statement that carried the token (with log_statement = all, the log hook
-# sees the statement before set_claims() does).
+# sees the statement before set_claims() does).  PostgreSQL publishes the
+# text as sent before any extension hook runs (exec_simple_query), so a
+# sample taken in that instant, before parse analysis, may still show the
+# literal: docs/security.md says so and asks for bind parameters.  What
+# vecphi promises is that from the first redacted sample on the token never
+# shows again, for the rest of the statement.
 my ($bg_out, $bg_err) = ('', '');
 my $bg = IPC::Run::start(
 	[
@@ -164,16 +169,20 @@ my $bg = IPC::Run::start(
 		'-c', "SELECT vecphi.set_claims('$good'), pg_sleep(3);"
 	],
 	'>', \$bg_out, '2>', \$bg_err);
-my $seen = '';
+my @samples;
 for (1 .. 25)
 {
-	$seen .= $node->safe_psql('postgres',
+	push @samples, $node->safe_psql('postgres',
 		q{SELECT query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()});
 	select(undef, undef, undef, 0.1);
 }
 $bg->finish;
-like($seen, qr/set_claims\('<token>'\), pg_sleep/, 'pg_stat_activity shows the statement with the token redacted');
-unlike($seen, qr/eyJ/, 'and never any part of the token');
+my ($first_redacted) = grep { $samples[$_] =~ /set_claims\('<token>'\), pg_sleep/ } 0 .. $#samples;
+ok(defined $first_redacted, 'pg_stat_activity shows the statement with the token redacted');
+my $after = defined $first_redacted ? join("\n", @samples[$first_redacted .. $#samples]) : '';
+unlike($after, qr/eyJ/, 'and, from then on, never any part of the token');
+cmp_ok(scalar(grep { /eyJ/ } @samples), '<=', 1,
+	'at most the first sample (taken before parse analysis) shows the text as sent');
 
 $node->stop;
 done_testing();
