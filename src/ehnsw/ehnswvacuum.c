@@ -497,12 +497,16 @@ repair_graph(Relation index, HTAB *deleted, BufferAccessStrategy strategy)
 
 			/*
 			 * A crypto-shredded tenant's elements cannot be decrypted, and
-			 * nobody can search its graph any more: leave its links as they
-			 * are, so VACUUM removes its deleted elements without its key.
+			 * nobody can search its graph any more, so no new neighbours are
+			 * chosen for them; but their links to deleted elements must go
+			 * (unlink_deleted needs no key), or the slots freed below, once
+			 * reused by another tenant's insert, would join the two graphs.
 			 */
 			e = ehnsw_load_element(&state, lfirst(lc), false);
 			if (keys_tenant_is_shredded(e->tenant_id))
 			{
+				if (!unlink_deleted(&state, deleted, e))
+					complete = false;
 				MemoryContextSwitchTo(old);
 				ehnsw_state_reset(&state);
 				continue;
