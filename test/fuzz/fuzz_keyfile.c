@@ -5,7 +5,7 @@
  *	  kek_parse_hex; the token public key file through OpenSSL's PEM reader
  *	  in crypto_verify_signature, with a fuzzed signature.
  */
-#include "../../src/keys.c"
+#include "../../src/keys/keyprovider.c"
 
 #include "crypto.h"
 #include "fuzz_stubs.h"
