@@ -29,30 +29,52 @@
 #include "envelope.h"
 
 /*
- * Schema vecphi was installed in.  When it is not installed: InvalidOid if
+ * Schema and owner of the vecphi extension, from its pg_extension row
+ * (either pointer may be NULL).  When it is not installed: false if
  * missing_ok, else an error.
  */
-Oid
-vecphi_extension_namespace(bool missing_ok)
+bool
+vecphi_extension_row(Oid *nsp, Oid *owner, bool missing_ok)
 {
 	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
-	Oid			nsp = InvalidOid;
+	bool		found = false;
 
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
 				F_NAMEEQ, CStringGetDatum("vecphi"));
 	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
-		nsp = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	{
+		Form_pg_extension ext = (Form_pg_extension) GETSTRUCT(tuple);
+
+		if (nsp)
+			*nsp = ext->extnamespace;
+		if (owner)
+			*owner = ext->extowner;
+		found = true;
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	if (!OidIsValid(nsp) && !missing_ok)
+	if (!found && !missing_ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"vecphi\" is not installed in this database")));
+	return found;
+}
+
+/*
+ * Schema vecphi was installed in.  When it is not installed: InvalidOid if
+ * missing_ok, else an error.
+ */
+Oid
+vecphi_extension_namespace(bool missing_ok)
+{
+	Oid			nsp = InvalidOid;
+
+	(void) vecphi_extension_row(&nsp, NULL, missing_ok);
 	return nsp;
 }
 

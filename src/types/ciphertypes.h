@@ -9,6 +9,7 @@
 #ifndef VECPHI_CIPHERTYPES_H
 #define VECPHI_CIPHERTYPES_H
 
+extern bool vecphi_extension_row(Oid *nsp, Oid *owner, bool missing_ok);
 extern Oid	vecphi_extension_namespace(bool missing_ok);
 extern void vecphi_ciphertext_types_in(Oid nsp, Oid *evector, Oid *etext);
 extern void vecphi_ciphertext_types(Oid *evector, Oid *etext);
