@@ -280,8 +280,9 @@ typedef struct EhnswState
 	BlockNumber nblocks;		/* index size last seen; grows, never shrinks */
 	uint32		tenant_id;		/* only this tenant's vectors are decrypted;
 								 * 0: any (vacuum) */
-	bool		traverse_deleted;	/* VACUUM's repair: walk through elements
-									 * marked deleted but not yet removed */
+	bool		traverse_deleted;	/* inserts and VACUUM's repair: walk
+									 * through elements marked deleted but not
+									 * yet removed */
 } EhnswState;
 
 /* ---------- ehnsw.c ---------- */

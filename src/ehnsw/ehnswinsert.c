@@ -475,7 +475,8 @@ ehnsw_write_neighbors(EhnswState *state, EhnswElement *element, int level,
 /*
  * Link neighbour n back to the new element at a level: into a free slot,
  * or, when n's list is full, by choosing n's neighbours afresh among the
- * ones on the page now and the new one.  Always from the page's current
+ * live ones on the page now and the new one (links to deleted elements
+ * stay where they are, for VACUUM's repair).  Always from the page's current
  * contents under the exclusive buffer lock (ehnsw_write_links), so two
  * inserters linking to the same n keep each other's links; nothing is
  * written if n was deleted or its slot reused meanwhile.  Returns false
@@ -504,6 +505,7 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 	for (attempt = 0; attempt < EHNSW_LINK_ATTEMPTS; attempt++)
 	{
 		List	   *candidates = NIL;
+		List	   *deleted = NIL;
 		List	   *sorted;
 		EhnswCandidate *c;
 
@@ -531,12 +533,26 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 			if (ItemPointerEquals(&seen[i], &newel->tid))
 				return true;	/* linked already */
 			old = ehnsw_load_element(state, &seen[i], true);
+			if (old->deleted)
+			{
+				/*
+				 * Keep a link to a deleted element where it is: VACUUM's
+				 * repair of n needs it to find n's neighbours around the hole
+				 * (dropped here, n would be left out of the repair).
+				 */
+				c = palloc0(sizeof(EhnswCandidate));
+				c->element = old;
+				deleted = lappend(deleted, c);
+				continue;
+			}
 			candidates = lappend(candidates, ehnsw_make_candidate(state, old, n->x));
 		}
+		if (list_length(deleted) >= nslots)
+			return true;		/* no room until VACUUM repairs n */
 		c = ehnsw_make_candidate(state, newel, n->x);
 		c->distance = distance;
 		candidates = lappend(candidates, c);
-		if (list_length(candidates) <= nslots)
+		if (list_length(candidates) + list_length(deleted) <= nslots)
 		{
 			/* In memory: room left.  On disk: a slot was freed; again. */
 			if (state->graph != NULL)
@@ -549,7 +565,9 @@ ehnsw_add_connection(EhnswState *state, EhnswElement *n, EhnswElement *newel,
 		sorted = list_copy(candidates);
 		list_sort(sorted, ehnsw_candidate_cmp);
 		if (ehnsw_write_neighbors_from(state, n, level, seen,
-									   ehnsw_select_neighbors(state, sorted, nslots)))
+									   list_concat(deleted,
+												   ehnsw_select_neighbors(state, sorted,
+																		  nslots - list_length(deleted)))))
 			return true;
 	}
 	/* Others kept changing n's list: leave this one back-link out. */
@@ -790,6 +808,14 @@ ehnswinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		old = MemoryContextSwitchTo(indexInfo->ii_Context);
 		state = palloc(sizeof(EhnswState));
 		ehnsw_state_init(state, index, true);
+
+		/*
+		 * Between VACUUM's marking and its freeing of deleted elements, walk
+		 * through them: with half a neighbourhood deleted, the rest is often
+		 * reachable only through it.  A search never returns a deleted
+		 * element, so none is chosen as a neighbour.
+		 */
+		state->traverse_deleted = true;
 		indexInfo->ii_AmCache = state;
 		MemoryContextSwitchTo(old);
 	}

@@ -3,10 +3,12 @@
  * ehnswvacuum.c
  *	  VACUUM of an ehnsw index.
  *
- * An element whose heap row is dead is marked deleted and its envelope
- * bytes are zeroed on the page (WAL-logged, so standbys zero them too):
- * after a CHECKPOINT no byte of a deleted value's ciphertext remains in
- * the index file.  Searches skip deleted elements.  A tenant whose entry
+ * An element whose heap row is dead is marked deleted; once the links
+ * around it are repaired its item is removed and the bytes it held are
+ * zeroed on the page (WAL-logged, so standbys zero them too): after a
+ * CHECKPOINT no byte of a deleted value's ciphertext remains in the index
+ * file.  Searches skip deleted elements; inserts walk through them but
+ * never link to them.  A tenant whose entry
  * point was deleted gets its highest remaining live element as the new
  * one, or leaves the directory when it has none.
  *
@@ -730,7 +732,8 @@ ehnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	 * buffer locks, inserts going on.  (Also when nothing new dies but an
 	 * interrupted VACUUM left deleted elements behind: passes 3 and 4 finish
 	 * its work.)  From here on a search or an insert that loads one of them
-	 * sees it deleted and never links to it.
+	 * sees it deleted: searches skip it, inserts walk through it (as the
+	 * repair does) but never link to it.
 	 */
 	if (hash_get_num_entries(deleted) > 0)
 	{
