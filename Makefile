@@ -27,6 +27,7 @@ OBJS = \
 	src/ehnsw/ehnswcheck.o \
 	src/ehnsw/ehnswinsert.o \
 	src/ehnsw/ehnswscan.o \
+	src/ehnsw/ehnswsettings.o \
 	src/ehnsw/ehnswutils.o \
 	src/ehnsw/ehnswvacuum.o \
 	src/audit/audit.o \

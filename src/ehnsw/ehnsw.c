@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * ehnsw.c
- *	  The ehnsw index access method: handler, options, vecphi.ef_search,
- *	  cost estimation, operator class validation and the metric support
- *	  functions.
+ *	  The ehnsw index access method: handler, options, cost estimation,
+ *	  operator class validation and the metric support functions.  The
+ *	  handler names every phase's entry point (ehnswbuild.c, ehnswinsert.c,
+ *	  ehnswscan.c, ehnswvacuum.c); those call down to ehnswutils.c and
+ *	  ehnswsettings.c, never back here.
  *
  *-------------------------------------------------------------------------
  */
@@ -13,6 +15,7 @@
 #include <math.h>
 
 #include "access/amvalidate.h"
+#include "access/htup_details.h"
 #include "catalog/pg_opclass.h"
 #include "commands/progress.h"
 #include "commands/vacuum.h"
@@ -20,19 +23,12 @@
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "parser/parsetree.h"
-#include "storage/lock.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/selfuncs.h"
 #include "utils/syscache.h"
 
 #include "ehnsw.h"
 
-int			ehnsw_ef_search = EHNSW_DEFAULT_EF_SEARCH;
-int			ehnsw_scan_budget = EHNSW_DEFAULT_SCAN_BUDGET;
-int			ehnsw_debug_vacuum_pause_lock = 0;
-int			ehnsw_debug_insert_pause_lock = 0;
-int			ehnsw_debug_insert_level = -1;
 
 static relopt_kind ehnsw_relopt_kind;
 
@@ -44,7 +40,7 @@ static relopt_kind ehnsw_relopt_kind;
  */
 #define EHNSW_VISIT_COST_FACTOR 100.0
 
-/* Options, the GUC; called once from _PG_init. */
+/* Options and settings; called once from _PG_init. */
 void
 ehnsw_init(void)
 {
@@ -58,65 +54,7 @@ ehnsw_init(void)
 					  EHNSW_DEFAULT_EF_CONSTRUCTION, EHNSW_MIN_EF_CONSTRUCTION,
 					  EHNSW_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
 
-	DefineCustomIntVariable("vecphi.ef_search",
-							"Size of the candidate list of an ehnsw index search.",
-							"Larger finds nearer neighbours more reliably and costs more.",
-							&ehnsw_ef_search,
-							EHNSW_DEFAULT_EF_SEARCH, EHNSW_MIN_EF_SEARCH,
-							EHNSW_MAX_EF_SEARCH,
-							PGC_USERSET, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("vecphi.scan_budget",
-							"Most index elements an ehnsw scan examines after its first ef_search rows.",
-							"When a filter or row-level security discards rows, the scan goes on until LIMIT is met or this many more elements were examined; 0 stops after ef_search rows.",
-							&ehnsw_scan_budget,
-							EHNSW_DEFAULT_SCAN_BUDGET, 0, INT_MAX,
-							PGC_USERSET, 0, NULL, NULL, NULL);
-
-	/*
-	 * Developer-only hooks for the isolation specs (PostgreSQL 15 has no
-	 * injection points): superuser-only, hidden, and inert at their defaults.
-	 * See docs/testing.md.
-	 */
-	DefineCustomIntVariable("vecphi.debug_ehnsw_vacuum_pause_lock",
-							"Developer only: ehnsw VACUUM waits on this advisory lock key before repairing the graph, and on the next key before freeing space.",
-							"0 (the default) never waits.",
-							&ehnsw_debug_vacuum_pause_lock,
-							0, 0, INT_MAX - 1,
-							PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("vecphi.debug_ehnsw_insert_pause_lock",
-							"Developer only: an ehnsw insert waits on this advisory lock key once it holds the update lock.",
-							"0 (the default) never waits.",
-							&ehnsw_debug_insert_pause_lock,
-							0, 0, INT_MAX,
-							PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("vecphi.debug_ehnsw_insert_level",
-							"Developer only: the level of new ehnsw elements instead of a random one.",
-							"-1 (the default) draws it at random, as HNSW does.",
-							&ehnsw_debug_insert_level,
-							-1, -1, EHNSW_MAX_LEVEL,
-							PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
-							NULL, NULL, NULL);
-}
-
-/*
- * Wait until nobody holds the advisory lock key (int8 form, as
- * pg_advisory_lock(key) takes it) in exclusive mode: take it shared and
- * let go at once.  Key 0 does nothing.  Called only between lock-free
- * stretches of the code or with just the heavyweight update lock held,
- * never with a buffer lock.
- */
-void
-ehnsw_debug_pause(int key)
-{
-	LOCKTAG		tag;
-
-	if (key == 0)
-		return;
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, (uint32) key, 1);
-	(void) LockAcquire(&tag, ShareLock, false, false);
-	LockRelease(&tag, ShareLock, false);
+	ehnsw_settings_init();
 }
 
 static bytea *

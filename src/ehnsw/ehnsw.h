@@ -287,13 +287,17 @@ typedef struct EhnswState
 
 /* ---------- ehnsw.c ---------- */
 
+extern void ehnsw_init(void);
+
+/* ---------- ehnswsettings.c ---------- */
+
 extern int	ehnsw_ef_search;
 extern int	ehnsw_scan_budget;
 extern int	ehnsw_debug_vacuum_pause_lock;
 extern int	ehnsw_debug_insert_pause_lock;
 extern int	ehnsw_debug_insert_level;
+extern void ehnsw_settings_init(void);
 extern void ehnsw_debug_pause(int key);
-extern void ehnsw_init(void);
 
 /* ---------- ehnswutils.c ---------- */
 
