@@ -556,7 +556,7 @@ vecphi_row_bound(PG_FUNCTION_ARGS)
  * Does the table (or a partition of it) already hold an unbound evector or
  * etext value?  Reads headers only, and stops at the first one found.
  */
-bool
+static bool
 binding_holds_unbound_values(Oid relid)
 {
 	List	   *rels;
@@ -609,6 +609,36 @@ binding_holds_unbound_values(Oid relid)
 			break;
 	}
 	return found;
+}
+
+/*
+ * vecphi.register_binding(tbl, label): called by protect().  Registers the
+ * table in vecphi.protected_tables (binding_register()) and, the first
+ * time, warns when the table already holds values not bound to their rows.
+ */
+PG_FUNCTION_INFO_V1(vecphi_register_binding);
+Datum
+vecphi_register_binding(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *wanted = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *label;
+	bool		registered;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table must not be NULL")));
+	relid = PG_GETARG_OID(0);
+	label = binding_register(relid, wanted, &registered);
+	if (registered && binding_holds_unbound_values(relid))
+		ereport(WARNING,
+				(errmsg("table %s holds ciphertext that is not bound to its rows",
+						binding_relname(relid)),
+				 errdetail("Claimants' reads of those rows fail (XX001) until they are bound."),
+				 errhint("A member of vecphi_security_officer or vecphi_key_admin binds them with vecphi.bind_existing('%s').",
+						 binding_relname(relid))));
+	PG_RETURN_TEXT_P(cstring_to_text(label));
 }
 
 /*

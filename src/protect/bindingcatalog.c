@@ -251,17 +251,15 @@ catalog_write_columns(BindingEntry *entry, bool insert)
 }
 
 /*
- * vecphi.register_binding(tbl, label): called by protect().  Registers
- * the table's binding label (its qualified name unless given; a label of
- * one's choosing needs the security officer) and its ciphertext columns.
- * A label never changes once set.  Returns the label.
+ * The work of vecphi.register_binding(tbl, label) (binding.c): registers
+ * the table's binding label (its qualified name unless wanted names
+ * another; a label of one's choosing needs the security officer) and its
+ * ciphertext columns.  A label never changes once set.  Returns the label;
+ * *registered says whether the table was registered just now.
  */
-PG_FUNCTION_INFO_V1(vecphi_register_binding);
-Datum
-vecphi_register_binding(PG_FUNCTION_ARGS)
+char *
+binding_register(Oid relid, const char *wanted, bool *registered)
 {
-	Oid			relid;
-	char	   *wanted = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Oid			catid = catalog_relid();
 	BindingEntry entry;
 	bool		exists;
@@ -271,11 +269,6 @@ vecphi_register_binding(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	int			before;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("table must not be NULL")));
-	relid = PG_GETARG_OID(0);
 	if (!OidIsValid(catid))
 		elog(ERROR, "vecphi.protected_tables is missing");
 	if (!pg_class_ownercheck(relid, GetUserId()))
@@ -309,7 +302,7 @@ vecphi_register_binding(PG_FUNCTION_ARGS)
 					 errmsg("permission denied to choose the binding label of table %s", deflabel),
 					 errdetail("Only a member of vecphi_security_officer may bind a table under a label other than its name (for a logical replication subscriber or a restore under another name).")));
 		entry.relid = relid;
-		entry.label = wanted ? wanted : deflabel;
+		entry.label = wanted ? pstrdup(wanted) : deflabel;
 		entry.nnames = 0;
 		entry.names = NULL;
 		entry.labels = NULL;
@@ -367,17 +360,11 @@ vecphi_register_binding(PG_FUNCTION_ARGS)
 													  SPI_tuptable->tupdesc, 1))));
 		privsql_end(&ps);
 		catalog_write_columns(&entry, true);
-		if (binding_holds_unbound_values(relid))
-			ereport(WARNING,
-					(errmsg("table %s holds ciphertext that is not bound to its rows",
-							binding_relname(relid)),
-					 errdetail("Claimants' reads of those rows fail (XX001) until they are bound."),
-					 errhint("A member of vecphi_security_officer or vecphi_key_admin binds them with vecphi.bind_existing('%s').",
-							 binding_relname(relid))));
 	}
 	else if (entry.nnames != before)
 		catalog_write_columns(&entry, false);
-	PG_RETURN_TEXT_P(cstring_to_text(entry.label));
+	*registered = !exists;
+	return entry.label;
 }
 
 /*

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * bindingint.h
- *	  What binding.c and bindingcatalog.c share.
+ *	  What bindingcatalog.c offers binding.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,8 +18,9 @@ typedef struct BindingEntry
 	char	  **labels;
 } BindingEntry;
 
+/* bindingcatalog.c, for binding.c (which sits above it) */
 extern bool binding_lookup(Oid relid, BindingEntry *entry);
 extern char *binding_relname(Oid relid);
-extern bool binding_holds_unbound_values(Oid relid);
+extern char *binding_register(Oid relid, const char *wanted, bool *registered);
 
 #endif							/* VECPHI_BINDINGINT_H */

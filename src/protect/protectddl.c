@@ -115,16 +115,6 @@ is_security_officer(void)
 	return OidIsValid(officer) && has_privs_of_role(GetUserId(), officer);
 }
 
-/* True if the function belongs to the vecphi extension. */
-bool
-protect_func_is_vecphi(Oid funcid)
-{
-	Oid			ext = get_extension_oid("vecphi", true);
-
-	return OidIsValid(ext) &&
-		getExtensionOfObject(ProcedureRelationId, funcid) == ext;
-}
-
 /* True for vecphi.protect() and vecphi.track_erasure(). */
 static bool
 is_vecphi_ddl_function(Oid funcid)

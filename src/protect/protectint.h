@@ -26,7 +26,7 @@ typedef struct ExprCheck
 	int			depth;
 } ExprCheck;
 
-/* protectddl.c and protectstate.c, for each other */
+/* protectstate.c, for protectddl.c (which sits above it) */
 extern bool protect_func_is_vecphi(Oid funcid);
 extern bool protect_rel_is_protected(Oid relid);
 extern void protect_relation_state(Oid relid, bool for_protect, List **guard, List **code);

@@ -62,6 +62,16 @@
 static bool expr_has_code(Node * node, bool in_default);
 static bool type_has_code(Oid typid, int depth);
 
+/* True if the function belongs to the vecphi extension. */
+bool
+protect_func_is_vecphi(Oid funcid)
+{
+	Oid			ext = get_extension_oid("vecphi", true);
+
+	return OidIsValid(ext) &&
+		getExtensionOfObject(ProcedureRelationId, funcid) == ext;
+}
+
 /*---------------------------------------------------------------------------
  * What counts as code
  *---------------------------------------------------------------------------
