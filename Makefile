@@ -36,6 +36,7 @@ OBJS = \
 	src/audit/auditexec.o \
 	src/audit/auditplan.o \
 	src/audit/auditqueue.o \
+	src/audit/auditsettings.o \
 	src/audit/auditwriter.o \
 	src/protect/rls.o \
 	src/protect/binding.o \

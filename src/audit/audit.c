@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * audit.c
- *	  The audit trail: its settings, the guards that keep vecphi.audit_log
- *	  append-only, denial and permission-error records, and start-up.
+ *	  The audit trail: the guards that keep vecphi.audit_log append-only,
+ *	  denial and permission-error records, and start-up.
  *
- * The audit module's files: audit.c (this), auditchain.c (records, the
+ * The audit module's files: audit.c (this), auditsettings.c (the
+ * settings, at the bottom of the module), auditchain.c (records, the
  * chain's key and head file), auditverify.c (verify_audit() and the other
  * SQL functions), auditexec.c and auditplan.c (capture in the planner and
  * executor), auditqueue.c (the shared queue) and auditwriter.c (the
@@ -77,13 +78,6 @@
 #include "privsql.h"
 #include "report.h"
 #include "vecphi.h"
-
-bool		vecphi_audit_enabled = true;
-bool		vecphi_audit_synchronous = true;
-int			vecphi_audit_timeout_ms = 10000;
-int			vecphi_audit_queue_kb = 1024;
-int			vecphi_audit_retention_min = 7 * 365 * 24 * 60 + 2 * 24 * 60;
-char	   *vecphi_audit_key_file = NULL;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static int	utility_slot;		/* of audit_ProcessUtility (hooks.h) */
@@ -448,50 +442,7 @@ static const ReportSink audit_report_sink = {
 void
 audit_init(void)
 {
-	DefineCustomBoolVariable("vecphi.audit",
-							 "Record similarity scans, decryptions, denials, key events and erasures in vecphi.audit_log.",
-							 "Turning it off weakens protection; only superusers can.",
-							 &vecphi_audit_enabled,
-							 true,
-							 PGC_SUSET, 0,
-							 NULL, NULL, NULL);
-	DefineCustomBoolVariable("vecphi.audit_synchronous",
-							 "Withhold result rows until their audit records are committed.",
-							 "Off: records are queued and committed shortly after, and a crash can lose the last ones.",
-							 &vecphi_audit_synchronous,
-							 true,
-							 PGC_SUSET, 0,
-							 NULL, NULL, NULL);
-	DefineCustomIntVariable("vecphi.audit_timeout",
-							"How long a statement waits for its audit record before failing.",
-							NULL,
-							&vecphi_audit_timeout_ms,
-							10000, 100, 3600 * 1000,
-							PGC_SUSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("vecphi.audit_retention",
-							"Age after which vecphi.purge_audit() removes audit rows.",
-							"Default 7 years.",
-							&vecphi_audit_retention_min,
-							7 * 365 * 24 * 60 + 2 * 24 * 60, 0, INT_MAX,
-							PGC_SUSET, GUC_UNIT_MIN,
-							NULL, NULL, NULL);
-	DefineCustomStringVariable("vecphi.audit_key_file",
-							   "File with the key of the audit hash chain (64 hex digits).",
-							   "Empty: audit.key in vecphi.key_directory, created by the first audit writer of a primary.",
-							   &vecphi_audit_key_file,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-	DefineCustomIntVariable("vecphi.audit_queue_size",
-							"Shared memory for queued audit records, per database.",
-							NULL,
-							&vecphi_audit_queue_kb,
-							1024, 64, 1024 * 1024,
-							PGC_POSTMASTER, GUC_UNIT_KB,
-							NULL, NULL, NULL);
-
+	audit_settings_init();
 	auditqueue_install_hooks();
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = audit_emit_log_hook;

@@ -75,7 +75,6 @@
 /* vecphi.max_scan_rows (registered in auditexec_init()). */
 int			vecphi_max_scan_rows = 0;
 
-planner_hook_type audit_prev_planner = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;

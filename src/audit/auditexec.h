@@ -93,7 +93,7 @@ typedef struct AuditDest
 	TupleTableSlot *replay;
 } AuditDest;
 
-/* Shared by auditplan.c and auditexec.c */
+/* auditplan.c, for auditexec.c (which sits above it) */
 extern planner_hook_type audit_prev_planner;
 extern void audit_kind_cache_invalidate(Datum arg, int cacheid, uint32 hashvalue);
 extern bool audit_relation_is_protected(Oid relid);

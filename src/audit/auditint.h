@@ -91,11 +91,14 @@ typedef enum AuditPushMode
 	AUDIT_PUSH_NOWAIT			/* count it dropped at once (error reporting) */
 } AuditPushMode;
 
-/* Settings (audit.c) */
+/* Settings (auditsettings.c) */
 extern bool vecphi_audit_enabled;
 extern bool vecphi_audit_synchronous;
 extern int	vecphi_audit_timeout_ms;
 extern int	vecphi_audit_queue_kb;
+extern int	vecphi_audit_retention_min;
+extern char *vecphi_audit_key_file;
+extern void audit_settings_init(void);
 
 /* True in the audit writer process (its own statements are not audited). */
 extern bool am_audit_writer;
@@ -138,9 +141,7 @@ extern void auditexec_index_row(int64 *returned);
 #define AUDIT_KEY_FILE_DEFAULT "audit.key"
 #define CHECKPOINT_FORMAT "purged through seq=" INT64_FORMAT " hash=%s"
 
-/* audit.c: settings and the purge in progress, read by the other files */
-extern int	vecphi_audit_retention_min;
-extern char *vecphi_audit_key_file;
+/* audit.c: the purge in progress, read by the other files */
 extern int64 audit_purge_through_seq;
 extern TimestampTz audit_purge_cutoff;
 

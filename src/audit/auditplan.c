@@ -54,6 +54,9 @@
 static HTAB *func_kinds = NULL;
 static HTAB *type_kinds = NULL;
 
+/* The planner hook before audit_planner (installed by auditexec_init()). */
+planner_hook_type audit_prev_planner = NULL;
+
 /* ---------- recognising vecphi's functions and types ---------- */
 
 void
