@@ -17,6 +17,7 @@ OBJS = \
 	src/keys/keyprovider.o \
 	src/keys/keyadmin.o \
 	src/claims/claims.o \
+	src/claims/jwt.o \
 	src/types/envelope.o \
 	src/types/evector.o \
 	src/types/etext.o \

@@ -12,7 +12,7 @@
  *	  A refusal (ereport ERROR) is expected.  Claims that come back must
  *	  satisfy what the rest of vecphi relies on; anything else aborts.
  */
-#include "../../src/claims/claims.c"
+#include "../../src/claims/jwt.c"
 
 #include "fuzz_stubs.h"
 

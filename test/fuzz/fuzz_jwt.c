@@ -7,7 +7,7 @@
  *	  driven by PostgreSQL's own pg_parse_json), as token_json_object runs
  *	  them.  What the claims make of a payload is fuzz_claims.c's part.
  */
-#include "../../src/claims/claims.c"
+#include "../../src/claims/jwt.c"
 
 #include "fuzz_stubs.h"
 

@@ -333,7 +333,7 @@ pq_copymsgbytes(StringInfo msg, char *buf, int datalen)
 	msg->cursor += datalen;
 }
 
-/* The four List operations the claims' JSON parser uses (claims.c). */
+/* The four List operations the claims' JSON parser uses (claims/jwt.c). */
 static List *
 list_with(List *list, int extra)
 {
