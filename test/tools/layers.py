@@ -4,7 +4,10 @@
 Lists, for every pair of layers, the #includes of vecphi headers and the
 calls of functions those headers declare, and fails (exit 1) on any that
 points upward - from a layer to one above it - unless it is on the allow
-list below, each entry with the reason it is there.  Also fails when a
+list below, each entry with the reason it is there.  Also fails on any
+circle between source files (a.c uses what b.c defines and b.c, perhaps
+through others, what a.c defines), inside a layer as across layers, and
+on any source file over MAX_LINES lines.  Also fails when a
 file outside src/crypto/ includes OpenSSL.  Cheap: reads the sources only
 (no build, no server); test/run_tests.sh runs it.
 
@@ -31,6 +34,10 @@ TOP_LEVEL = {
 ALLOW = {
 }
 
+# Longest a source file may grow (issue #13: "no file over about 1,000
+# lines"): past it, a file holds more than one concern.
+MAX_LINES = 1000
+
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
 
 
@@ -48,6 +55,78 @@ def strip_comments(text):
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
     text = re.sub(r"//[^\n]*", " ", text)
     return re.sub(r'"(\\.|[^"\\\n])*"', '""', text)
+
+
+def file_circles(files, declared):
+    """Circles between .c files: a file that uses a function or variable
+    another defines depends on it, inside a layer as across layers."""
+    defined_in = {}
+    for rel, text in files.items():
+        if not rel.endswith(".c"):
+            continue
+        code = strip_comments(text)
+        for name in declared:
+            if re.search(r"^%s\(" % re.escape(name), code, flags=re.M) or \
+               re.search(r"^(?!static|extern)[A-Za-z_][\w \t\*]*\b%s\s*(=|;|\[)" % re.escape(name),
+                         code, flags=re.M):
+                defined_in[name] = rel
+    uses = {}
+    for rel, text in files.items():
+        if not rel.endswith(".c"):
+            continue
+        code = strip_comments(text)
+        uses[rel] = {}
+        for name, where in defined_in.items():
+            if where != rel and re.search(r"\b%s\b" % re.escape(name), code):
+                uses[rel].setdefault(where, []).append(name)
+
+    # Tarjan's strongly connected components, iteratively.
+    index, low, stack, on_stack, circles = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(root):
+        work = [(root, iter(sorted(uses[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter[0]
+                    counter[0] += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(uses[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                members = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    members.append(member)
+                    if member == node:
+                        break
+                if len(members) > 1:
+                    circles.append(sorted(members))
+
+    for rel in sorted(uses):
+        if rel not in index:
+            visit(rel)
+    problems = []
+    for members in circles:
+        detail = "; ".join("%s uses %s of %s" % (a, ", ".join(sorted(uses[a][b])[:3]), b)
+                           for a in members for b in members if b in uses[a])
+        problems.append("files call each other in a circle: %s (%s)" % (", ".join(members), detail))
+    print("circles between source files: %d" % len(circles))
+    return problems
 
 
 def main():
@@ -103,6 +182,12 @@ def main():
                 upward.append((key in ALLOW, rel, what, dst_layer))
         if not rel.startswith("crypto/") and re.search(r"#include\s+<openssl/", text):
             problems.append("src/%s includes OpenSSL: only src/crypto/ may" % rel)
+
+    problems.extend(file_circles(files, declared))
+    for rel, text in sorted(files.items()):
+        if text.count("\n") > MAX_LINES:
+            problems.append("src/%s has %d lines: split it (at most %d)"
+                            % (rel, text.count("\n"), MAX_LINES))
 
     print("layers, bottom up: %s" % " < ".join(LAYERS))
     for (a, b), items in sorted(edges.items(), key=lambda e: (LAYERS.index(e[0][0]), LAYERS.index(e[0][1]))):
