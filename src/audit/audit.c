@@ -18,7 +18,7 @@
  * vecphi.key_directory, or vecphi.audit_key_file; created by the first
  * audit writer of a primary), so someone who can only edit the table, or
  * holds a base backup, cannot forge matching hashes.  A chain cannot know
- * its own end, so after each batch the writer also writes a head file next
+ * its own end, so after its batches the writer also writes a head file next
  * to the key (seq and hash of the newest record): verify_audit() finds
  * deleted newest rows with it, and writers continue after it.  A superuser
  * can read and write any file the server can, so against a superuser the

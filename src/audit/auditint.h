@@ -129,6 +129,7 @@ extern uint64 auditqueue_push_mode(const char *payload, Size len,
 extern void auditqueue_wait(uint64 ticket);
 extern uint64 auditqueue_pending(void);
 extern void auditqueue_last_ticket_wait(void);
+extern void auditqueue_wait_anchored(void);
 extern char *audit_standby_file_path(void);
 
 /* auditexec.c */

@@ -29,8 +29,11 @@
  * after waiting as long for space; records queued while an error is
  * reported) are counted when they cannot be queued, and the writer puts
  * the count into the chain as an audit_dropped record: nothing is lost
- * silently.  After each committed batch the writer of a primary rewrites
- * the head file (auditchain.c), the chain's anchor outside the table.
+ * silently.  After committed batches the writer of a primary rewrites the
+ * head file (auditchain.c), the chain's anchor outside the table: after it
+ * has released the backends, and not after every batch while records keep
+ * coming (auditwriter.c, writer_write_batch()).  verify_audit() asks for
+ * it and waits (auditqueue_wait_anchored()).
  *
  * On a hot standby tables cannot be written; the writer appends the same
  * chained records to a file in the standby's data directory instead
@@ -247,7 +250,8 @@ channel_for_database(Oid dboid, bool claim)
 		free_ch->state = WRITER_STOPPED;
 		free_ch->head = free_ch->tail = 0;
 		free_ch->next_ticket = free_ch->durable_ticket =
-			audit_shared->ticket_floor;
+			free_ch->anchored_ticket = audit_shared->ticket_floor;
+		free_ch->anchor_requested = false;
 		free_ch->dropped = 0;
 		return free_ch;
 	}
@@ -540,6 +544,68 @@ auditqueue_wait(uint64 ticket)
 					 errdetail("Result rows are withheld until their audit record is durable; the audit writer did not confirm it."),
 					 errhint("Check the server log for errors of the \"vecphi audit writer\" process.")));
 		}
+		ConditionVariableTimedSleep(&audit_shared->changed, 200, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * The writer has brought the head file up to the records committed so far
+ * (or tried to: a failed write is a WARNING of its own).
+ */
+void
+audit_channel_anchored(AuditChannel *ch)
+{
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	ch->anchored_ticket = ch->durable_ticket;
+	ch->anchor_requested = false;
+	LWLockRelease(audit_shared->lock);
+	ConditionVariableBroadcast(&audit_shared->changed);
+}
+
+/*
+ * Wait, at most vecphi.audit_timeout, until the head file names every
+ * record committed when this is called.  The writer rewrites the head file
+ * after the backends waiting for a batch are released, and under a steady
+ * stream of records only every WRITER_HEAD_INTERVAL_MS; verify_audit()
+ * asks it for the head file at once and waits, so that it never compares
+ * the table with a head file that is behind (deleted newest rows would
+ * pass).  Never raises: a writer that stopped has written its last head
+ * file, or died and left an older one, which is never a false alarm.
+ */
+void
+auditqueue_wait_anchored(void)
+{
+	AuditChannel *ch;
+	uint64		target;
+	TimestampTz deadline;
+	Latch	   *writer_latch = NULL;
+
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	ch = channel_for_database(MyDatabaseId, false);
+	target = ch ? ch->durable_ticket : 0;
+	if (ch != NULL && ch->anchored_ticket < target)
+	{
+		ch->anchor_requested = true;
+		writer_latch = ch->writer_latch;
+	}
+	LWLockRelease(audit_shared->lock);
+	if (ch == NULL)
+		return;
+	if (writer_latch != NULL)
+		SetLatch(writer_latch);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   vecphi_audit_timeout_ms);
+	for (;;)
+	{
+		bool		done;
+
+		LWLockAcquire(audit_shared->lock, LW_SHARED);
+		done = ch->dboid != MyDatabaseId || ch->state != WRITER_RUNNING ||
+			ch->anchored_ticket >= target;
+		LWLockRelease(audit_shared->lock);
+		if (done || GetCurrentTimestamp() >= deadline)
+			break;
 		ConditionVariableTimedSleep(&audit_shared->changed, 200, PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();

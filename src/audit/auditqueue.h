@@ -20,6 +20,13 @@
 
 /* At most this many records per writer transaction. */
 #define WRITER_BATCH_RECORDS	4096
+/*
+ * The head file is rewritten once the queue has been empty this long, or
+ * while records keep coming, once this long after the last time: its
+ * fsync stays off the path of the searches waiting for their records.
+ */
+#define WRITER_HEAD_DELAY_MS	10
+#define WRITER_HEAD_INTERVAL_MS	200
 
 
 typedef enum WriterState
@@ -40,6 +47,10 @@ typedef struct AuditChannel
 	uint64		tail;			/* bytes ever released (committed) */
 	uint64		next_ticket;	/* ticket of the next record queued */
 	uint64		durable_ticket; /* records below this are committed */
+	uint64		anchored_ticket;	/* the head file names the newest record
+									 * below this (written after the backends
+									 * waiting for a batch are released) */
+	bool		anchor_requested;	/* verify_audit() waits for the head file */
 	uint64		dropped;		/* records lost, not yet counted in the log */
 	Size		ring_offset;	/* ring's offset from the shared struct */
 } AuditChannel;
@@ -59,6 +70,7 @@ PGDLLEXPORT void vecphi_audit_writer_main(Datum main_arg);
 
 /* auditqueue.c, for the writer */
 extern void audit_ring_read(AuditChannel *ch, uint64 pos, char *dst, Size len);
+extern void audit_channel_anchored(AuditChannel *ch);
 extern bool audit_channel_is_idle(AuditChannel *ch);
 extern void audit_channel_release(AuditChannel *ch);
 extern AuditShared *audit_shared;

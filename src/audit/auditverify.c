@@ -162,6 +162,7 @@ vecphi_verify_audit(PG_FUNCTION_ARGS)
 				 errmsg("anchor_hash must be the 64 hexadecimal digits vecphi.audit_head() returned")));
 
 	audit_load_key(key, false);
+	auditqueue_wait_anchored();
 	have_head = audit_head_file_read(&head);
 	privsql_begin(&ps, InvalidOid);
 

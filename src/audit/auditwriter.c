@@ -61,16 +61,25 @@ static bool writer_standby_mode = false;
 static SPIPlanPtr writer_insert_plan = NULL;
 static MemoryContext writer_batch_cxt = NULL;
 
-/* The batch being written was committed: records and bytes it took. */
+/* The batch being written was committed, and its backends released. */
 static bool writer_batch_committed = false;
-static int	writer_batch_records = 0;
-static uint64 writer_batch_bytes = 0;
+
+/* The head file to write (writer_write_head()), and when it last was. */
+static bool writer_head_pending = false;
+static AuditHead writer_pending_head;
+static TimestampTz writer_head_written_at = 0;
 
 static void
 writer_detach(int code, Datum arg)
 {
 	if (writer_channel == NULL)
 		return;
+	/* A committed batch the head file does not name yet (shutdown). */
+	if (writer_head_pending)
+	{
+		audit_head_file_write(&writer_pending_head);
+		writer_head_pending = false;
+	}
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 	if (writer_channel->writer_pid == MyProcPid)
 	{
@@ -497,15 +506,47 @@ writer_try_record(const char *payload, uint32 len, int64 seq, uint8 *prev,
 }
 
 /*
+ * A batch is committed: free its space in the ring and wake the backends
+ * waiting for its records.  Counted losses are in the chain now; later
+ * ones stay for the next batch.
+ */
+static void
+writer_release(uint64 consumed, int n, uint64 dropped)
+{
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	writer_channel->tail += consumed;
+	writer_channel->durable_ticket += n;
+	writer_channel->dropped -= dropped;
+	LWLockRelease(audit_shared->lock);
+	ConditionVariableBroadcast(&audit_shared->changed);
+}
+
+/* Write the pending head file, and tell verify_audit() it is there. */
+static void
+writer_write_head(void)
+{
+	if (!writer_head_pending)
+		return;
+	audit_head_file_write(&writer_pending_head);
+	writer_head_pending = false;
+	writer_head_written_at = GetCurrentTimestamp();
+	audit_channel_anchored(writer_channel);
+}
+
+/*
  * Write the records in [tail, head) of the ring, after an audit_dropped
  * record when dropped > 0: one transaction (or one file append on a
- * standby).  Returns the number of ring records written and sets
- * *consumed to the bytes they occupied.  On a primary the head file is
- * rewritten after the commit.
+ * standby), and release the backends waiting for them (writer_release())
+ * as soon as it is committed.  On a primary the head file is rewritten
+ * after that, and only when WRITER_HEAD_INTERVAL_MS have passed since the
+ * last time; otherwise the main loop writes it once the queue stays empty
+ * for WRITER_HEAD_DELAY_MS, or verify_audit() asks for it.  So its fsync
+ * is not on the path of the searches waiting for the next batch.  A crash
+ * before it leaves a head file naming an older record, which is never a
+ * false alarm.  Returns the number of ring records written.
  */
 static int
-writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed,
-				   bool careful)
+writer_write_batch(uint64 tail, uint64 head, uint64 dropped, bool careful)
 {
 	MemoryContext old;
 	uint64		pos = tail;
@@ -532,8 +573,11 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed,
 	{
 		/*
 		 * DROP EXTENSION took the audit log with it: nothing can be written.
-		 * Say so in the server log, free the channel.
+		 * Say so in the server log, free the channel.  First the head file
+		 * for the last batch committed before, as it would have been written
+		 * then.
 		 */
+		writer_write_head();
 		while (pos < head)
 		{
 			uint32		len;
@@ -555,7 +599,7 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed,
 			SPI_freeplan(writer_insert_plan);
 			writer_insert_plan = NULL;
 		}
-		*consumed = head - tail;
+		writer_release(head - tail, n, dropped);
 		return n;
 	}
 	if (!writer_chain_loaded || standby != writer_standby_mode)
@@ -680,20 +724,21 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, uint64 *consumed,
 	writer_last_seq = seq;
 	memcpy(writer_last_hash, prev, AUDIT_DIGEST_LEN);
 	writer_batch_committed = true;
-	writer_batch_records = n;
-	writer_batch_bytes = pos - tail;
+	writer_release(pos - tail, n, dropped);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextReset(writer_batch_cxt);
 	if (!standby)
 	{
-		AuditHead	anchor;
-
-		anchor.seq = seq;
-		memcpy(anchor.hash, prev, AUDIT_DIGEST_LEN);
-		anchor.fxid = U64FromFullTransactionId(fxid);
-		audit_head_file_write(&anchor);
+		writer_pending_head.seq = seq;
+		memcpy(writer_pending_head.hash, prev, AUDIT_DIGEST_LEN);
+		writer_pending_head.fxid = U64FromFullTransactionId(fxid);
+		writer_head_pending = true;
+		if (TimestampDifferenceExceeds(writer_head_written_at, GetCurrentTimestamp(),
+									   WRITER_HEAD_INTERVAL_MS))
+			writer_write_head();
 	}
-	*consumed = pos - tail;
+	else
+		audit_channel_anchored(writer_channel);
 	return n;
 }
 
@@ -768,6 +813,8 @@ vecphi_audit_writer_main(Datum main_arg)
 		uint64		tail;
 		uint64		head;
 		uint64		dropped;
+		bool		anchor_requested;
+		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -779,11 +826,12 @@ vecphi_audit_writer_main(Datum main_arg)
 		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 		tail = writer_channel->tail;
 		head = writer_channel->head;
+		anchor_requested = writer_channel->anchor_requested;
 		/* Losses no channel could count become this channel's to write. */
 		writer_channel->dropped += audit_shared->dropped_unattributed;
 		audit_shared->dropped_unattributed = 0;
 		dropped = writer_channel->dropped;
-		if (head == tail && dropped == 0 &&
+		if (head == tail && dropped == 0 && !writer_head_pending &&
 			TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(),
 									   WRITER_IDLE_EXIT_MS))
 		{
@@ -800,18 +848,22 @@ vecphi_audit_writer_main(Datum main_arg)
 		}
 		LWLockRelease(audit_shared->lock);
 
+		/* verify_audit() waits for the head file: before anything else. */
+		if (anchor_requested)
+		{
+			if (writer_head_pending)
+				writer_write_head();
+			else
+				audit_channel_anchored(writer_channel);
+		}
+
 		if (head != tail || dropped > 0)
 		{
-			volatile uint64 consumed = 0;
-			volatile int n = 0;
 			volatile bool failed = false;
 
 			PG_TRY();
 			{
-				uint64		used;
-
-				n = writer_write_batch(tail, head, dropped, &used, careful);
-				consumed = used;
+				(void) writer_write_batch(tail, head, dropped, careful);
 			}
 			PG_CATCH();
 			{
@@ -823,33 +875,24 @@ vecphi_audit_writer_main(Datum main_arg)
 				FlushErrorState();
 				AbortCurrentTransaction();
 				pgstat_report_activity(STATE_IDLE, NULL);
-				if (writer_batch_committed)
-				{
-					/* After the commit: the records are in, never again. */
-					n = writer_batch_records;
-					consumed = writer_batch_bytes;
-				}
-				else
-					failed = true;
+				/* After the commit the records are in and released. */
+				failed = !writer_batch_committed;
 			}
 			PG_END_TRY();
 			careful = failed;
 			if (failed)
 				continue;
-			LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
-			writer_channel->tail += consumed;
-			writer_channel->durable_ticket += n;
-			/* Counted in the chain now; later losses stay for the next. */
-			writer_channel->dropped -= dropped;
-			LWLockRelease(audit_shared->lock);
-			ConditionVariableBroadcast(&audit_shared->changed);
 			idle_since = GetCurrentTimestamp();
 			continue;
 		}
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 500, PG_WAIT_EXTENSION);
+		/* Nothing queued: the head file once no record came for a moment. */
+		rc = WaitLatch(MyLatch,
+					   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   writer_head_pending ? WRITER_HEAD_DELAY_MS : 500,
+					   PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		if ((rc & WL_TIMEOUT) && writer_head_pending)
+			writer_write_head();
 	}
 }

@@ -232,10 +232,46 @@ is( $node->safe_psql(
 	't',
 	'no gap after the purge');
 
-# Tampering after a purge is still found.
+# Tampering after a purge is still found (and undone, for the last test).
+sub restore_after_purge
+{
+	my ($seq) = @_;
+	tamper("UPDATE vecphi.audit_log SET rows_returned = (SELECT c.rows_returned FROM audit_copy2 c WHERE c.seq = $seq) WHERE seq = $seq");
+	is(verify(), 't -', 'the edit undone, the chain verifies');
+	return;
+}
+$node->safe_psql('postgres', 'CREATE TABLE audit_copy2 AS SELECT * FROM vecphi.audit_log');
 my $mid = $node->safe_psql('postgres', "SELECT min(seq) + 2 FROM vecphi.audit_log");
 tamper("UPDATE vecphi.audit_log SET rows_returned = 0 WHERE seq = $mid");
 is(verify(), "f $mid", 'an edit after the purge is found');
+restore_after_purge($mid);
+
+# The writer releases the searches waiting for a batch before it rewrites
+# the head file, and while records keep coming it rewrites it only every
+# 200 ms (or 10 ms after the queue empties): verify_audit() asks it for the
+# head file and waits.  Three searches in a row (the head file is written
+# after the first, deferred after the next two), then at once, in one
+# transaction that is rolled back, the newest record deleted and
+# verify_audit(): without that wait it would compare with a head file that
+# names the record before.
+my @lines = split /\n/, $node->safe_psql(
+	'postgres', qq{
+	BEGIN;
+	$claims
+	SET LOCAL enable_seqscan = off;
+	SELECT id FROM docs ORDER BY emb <-> '[7,0,0]' LIMIT 2;
+	SELECT id FROM docs ORDER BY emb <-> '[8,0,0]' LIMIT 2;
+	SELECT id FROM docs ORDER BY emb <-> '[9,0,0]' LIMIT 2;
+	COMMIT;
+	BEGIN;
+	ALTER TABLE vecphi.audit_log DISABLE TRIGGER audit_log_append_only;
+	DELETE FROM vecphi.audit_log WHERE seq = (SELECT max(seq) FROM vecphi.audit_log);
+	SELECT CASE WHEN ok THEN 't' ELSE 'f' END || ' ' || coalesce(problem, '-') FROM vecphi.verify_audit();
+	ROLLBACK;
+});
+like($lines[-1], qr/^f newest records missing/,
+	'the newest record deleted at once after its search: verify_audit() sees it');
+is(verify(), 't -', 'rolled back, the chain verifies');
 
 $node->stop;
 done_testing();
