@@ -26,7 +26,8 @@
 #   per round), COPY_ROWS (1000 rows per COPY), PROFILE=1 (perf record of
 #   the vecphi backends in an extra 8-client ef_search 40 run, top 15),
 #   PG_CONFIG or PGBIN, SKIP_SETUP=1 (do not run test/setup.sh), KEEP=1
-#   (keep the cluster directory), PORT (5443).
+#   (keep the cluster directory), PORT (5443), PGVECTOR_TARBALL (the
+#   shared tarball above).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -46,7 +47,7 @@ DO_PROFILE=${PROFILE:-0}
 unset PROFILE
 PORT=${PORT:-5443}
 EFS=(10 40 200)
-PGVECTOR_TARBALL=$REPO/../shared/bench/pgvector-0.8.6.tar.gz
+PGVECTOR_TARBALL=${PGVECTOR_TARBALL:-$REPO/../shared/bench/pgvector-0.8.6.tar.gz}
 # shellcheck source-path=SCRIPTDIR source=benchlib.sh
 . "$REPO/test/bench/benchlib.sh"
 
