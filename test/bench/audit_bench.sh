@@ -25,58 +25,24 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-export PG_CONFIG
+# shellcheck disable=SC2034 # read by benchlib.sh
+BENCH_NAME=audit_bench.sh
 BASE=${BASE:-20000}
 QUERIES=${QUERIES:-200}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-15}
 ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-1 8}
 PORT=${PORT:-5441}
-SECRET='vecphi-bench-secret-0123456789abcdef0123'
+# shellcheck source-path=SCRIPTDIR source=benchlib.sh
+. "$REPO/test/bench/benchlib.sh"
 
-die() { echo "audit_bench.sh: $*" >&2; exit 1; }
-[[ $EUID -eq 0 ]] || die "run as root: sudo bash $0"
-
-if ! dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "install ok installed"; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
-fi
-[[ ${SKIP_SETUP:-0} == 1 ]] || bash "$REPO/test/setup.sh" >/dev/null
-PGBIN=${PGBIN:-$("$PG_CONFIG" --bindir)}
-
-WORK=$(mktemp -d /tmp/vecphi-audit-bench.XXXXXX)
-DATA=$WORK/data
-cleanup() {
-	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-	[[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+bench_prepare
+bench_workdir vecphi-audit-bench
 perl "$REPO/test/bench/fashion_mnist.pl" "$BASE" "$QUERIES" "$WORK"
-install -d -m 0700 "$WORK/keys"
-(umask 077 && printf '%s' "$SECRET" >"$WORK/jwt_secret")
-chown -R postgres:postgres "$WORK"
-
-runuser -u postgres -- "$PGBIN/initdb" -D "$DATA" -A trust >/dev/null
-cat >>"$DATA/postgresql.conf" <<EOF
-shared_preload_libraries = 'vecphi'
-vecphi.key_directory = '$WORK/keys'
-vecphi.jwt_secret_file = '$WORK/jwt_secret'
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-port = $PORT
-shared_buffers = 1GB
+bench_start_server "shared_buffers = 1GB
 maintenance_work_mem = 1GB
 max_wal_size = 8GB
-checkpoint_timeout = 30min
-jit = off
-EOF
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w start >/dev/null
-
-psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$WORK" -p "$PORT" -d postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
-token() { perl -I"$REPO/test/lib" -MVecphiJWT -e 'print VecphiJWT::token(secret => $ARGV[0], tenant => $ARGV[1], role => "clinician", sub => "bench", exp => time() + 86400)' "$SECRET" "$1"; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'; }
+checkpoint_timeout = 30min"
 
 TOK=$(token t0)
 psql_ <<EOF
@@ -121,22 +87,7 @@ EOF
 records() { psql_ -At -c "SELECT count(*) FROM vecphi.audit_log WHERE action = 'index_scan'"; }
 
 # pgbench for a duration: prints "tps latency_ms transactions".
-bench() { # clients, audit on|off, seconds
-	local out
-	out=$(runuser -u postgres -- env PGOPTIONS="-c vecphi.audit=$2" \
-		"$PGBIN/pgbench" -h "$WORK" -p "$PORT" -n -M prepared -c "$1" -j "$(($1 < 2 ? 1 : 2))" \
-		-T "$3" -f "$WORK/search.sql" postgres 2>&1) || {
-		echo "$out" >&2
-		die "pgbench failed"
-	}
-	grep -q 'number of failed transactions: 0 ' <<<"$out" || {
-		echo "$out" >&2
-		die "pgbench reported failed transactions"
-	}
-	awk '/^tps = / { tps = $3 } /^latency average = / { lat = $4 }
-		/^number of transactions actually processed: / { n = $6 }
-		END { printf "%s %s %s\n", tps, lat, n }' <<<"$out"
-}
+bench() { bench_pgbench "$1" "$3" "$WORK/search.sql" "-c vecphi.audit=$2"; }
 
 echo "warm-up: $(bench 2 off 5 | awk '{ printf "%.1f searches/s", $1 }')"
 

@@ -12,59 +12,27 @@
 # 10-tenant row-level-security case (index scan vs. exact scan).  Query
 # rates are timed by the server's clock inside one session, after 20
 # warm-up queries.  Figures
-# only, never assertions.  Environment: BASE, QUERIES, PGBIN, SKIP_SETUP=1
-# (do not run test/setup.sh), KEEP=1 (keep the cluster directory).
+# only, never assertions.  Environment: BASE, QUERIES, PG_CONFIG or PGBIN,
+# SKIP_SETUP=1 (do not run test/setup.sh), KEEP=1 (keep the cluster
+# directory), PORT (5439).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# shellcheck disable=SC2034 # read by benchlib.sh
+BENCH_NAME=ehnsw_bench.sh
 BASE=${BASE:-60000}
 QUERIES=${QUERIES:-100}
-SECRET='vecphi-bench-secret-0123456789abcdef0123'
+PORT=${PORT:-5439}
+# shellcheck source-path=SCRIPTDIR source=benchlib.sh
+. "$REPO/test/bench/benchlib.sh"
 
-die() { echo "ehnsw_bench.sh: $*" >&2; exit 1; }
-[[ $EUID -eq 0 ]] || die "run as root: sudo bash $0"
-
-if ! dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "install ok installed"; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
-fi
-[[ ${SKIP_SETUP:-0} == 1 ]] || bash "$REPO/test/setup.sh" >/dev/null
-
-WORK=$(mktemp -d /tmp/vecphi-bench.XXXXXX)
-DATA=$WORK/data
-PORT=5439
-cleanup() {
-	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-	[[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+bench_prepare
+bench_workdir vecphi-bench
 perl "$REPO/test/bench/fashion_mnist.pl" "$BASE" "$QUERIES" "$WORK"
-install -d -m 0700 "$WORK/keys"
-(umask 077 && printf '%s' "$SECRET" >"$WORK/jwt_secret")
-chown -R postgres:postgres "$WORK"
-
-runuser -u postgres -- "$PGBIN/initdb" -D "$DATA" -A trust >/dev/null
-cat >>"$DATA/postgresql.conf" <<EOF
-shared_preload_libraries = 'vecphi'
-vecphi.key_directory = '$WORK/keys'
-vecphi.jwt_secret_file = '$WORK/jwt_secret'
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-port = $PORT
-shared_buffers = 2GB
+bench_start_server "shared_buffers = 2GB
 maintenance_work_mem = 2GB
 max_wal_size = 8GB
-checkpoint_timeout = 30min
-jit = off
-EOF
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w start >/dev/null
-
-psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$WORK" -p "$PORT" -d postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
-token() { perl -I"$REPO/test/lib" -MVecphiJWT -e 'print VecphiJWT::token(secret => $ARGV[0], tenant => $ARGV[1], role => "clinician", sub => "bench", exp => time() + 86400)' "$SECRET" "$1"; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a / b }'; }
+checkpoint_timeout = 30min"
 
 TOK=$(token t0)
 psql_ <<EOF
