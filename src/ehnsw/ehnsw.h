@@ -189,7 +189,10 @@ typedef struct EhnswElement
 								 * decrypted, skipped like a deleted one */
 	uint16		nslots;
 	ItemPointerData *neighbors; /* copy, nslots entries */
-	float4	   *x;				/* plaintext, NULL if deleted or skipped */
+	float4	   *x;				/* plaintext, NULL if deleted or skipped; in a
+								 * scan, the state's scratch buffer (see
+								 * EhnswState.query) */
+	double		qdist;			/* in a scan: distance to the query */
 } EhnswElement;
 
 /* A candidate in a search: an element and its distance to the query. */
@@ -283,6 +286,26 @@ typedef struct EhnswState
 	bool		traverse_deleted;	/* inserts and VACUUM's repair: walk
 									 * through elements marked deleted but not
 									 * yet removed */
+
+	/*
+	 * A scan's query (ehnsw_state_set_query), or NULL.  When set, an element
+	 * is decrypted into the one scratch buffer, its distance to the query is
+	 * kept in qdist, and its x only says that it has a value: a scan never
+	 * compares two elements, so it keeps no plaintext of them.
+	 */
+	const float4 *query;
+	float4	   *scratch;		/* in opcxt, on the wipe list */
+
+	/*
+	 * The data key of the last element decrypted: an element under the same
+	 * key is decrypted straight from the shared page (ehnsw_load_element).
+	 */
+	uint32		hint_tenant_id;
+	uint32		hint_dek_version;
+
+	/* The hash entry ehnsw_visit last found, for the load that follows. */
+	uint64		last_key;
+	void	   *last_entry;
 } EhnswState;
 
 /* ---------- ehnsw.c ---------- */
@@ -321,6 +344,9 @@ extern float4 *ehnsw_decrypt_vector(EhnswState *state,
 									uint32 *tenant_id);
 extern double ehnsw_distance(EhnswState *state, const float4 *a,
 							 const float4 *b);
+extern void ehnsw_state_set_query(EhnswState *state, const float4 *q);
+extern double ehnsw_element_distance(EhnswState *state, const float4 *q,
+									 EhnswElement *element);
 extern bool ehnsw_indexable(EhnswState *state, const float4 *x);
 extern List *ehnsw_search_layer(EhnswState *state, const float4 *q,
 								List *entries, int ef, int level,

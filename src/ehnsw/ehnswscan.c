@@ -111,6 +111,7 @@ ehnsw_search(IndexScanDesc scan)
 	if (!ehnsw_indexable(state, q))
 		return;
 	state->tenant_id = tenant_id;
+	ehnsw_state_set_query(state, q);
 	so->q = q;
 	so->tenant_id = tenant_id;
 

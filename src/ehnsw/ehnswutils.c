@@ -5,10 +5,16 @@
  *	  elements, distances, and the HNSW layer search shared by insert and
  *	  scan.
  *
- * Every element is loaded into the operation's memory context: its item
- * is copied under a share lock, and the vector is decrypted after the lock
- * is released.  Decrypted vectors are remembered and wiped when the
- * operation's context is reset or deleted.
+ * Every element is loaded into the operation's memory context once per
+ * operation.  Its fixed fields and neighbour list are copied under a share
+ * lock on its page and, when the data key it names is the one the last
+ * element was decrypted under (and is still cached: keys_cached_dek), its
+ * vector is decrypted straight from the page under that lock, with no copy
+ * of the item.  Otherwise the item is copied and decrypted after the lock
+ * is released, as any first use of a key may read the keyring.  Decrypted
+ * vectors are remembered and wiped when the operation's context is reset
+ * or deleted; a scan keeps one scratch buffer and each element's distance
+ * to the query instead of each element's plaintext.
  *
  *-------------------------------------------------------------------------
  */
@@ -84,10 +90,39 @@ ehnsw_state_prepare(EhnswState *state)
 	ctl.keysize = sizeof(uint64);
 	ctl.entrysize = sizeof(EhnswElementEntry);
 	ctl.hcxt = state->opcxt;
-	state->elements = hash_create("ehnsw elements", 256, &ctl,
+	state->elements = hash_create("ehnsw elements", 1024, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	state->plaintexts = ehnsw_wipe_list_create(state->opcxt,
 											   state->dims * sizeof(float4));
+	state->query = NULL;
+	state->scratch = NULL;
+	state->last_key = 0;
+	state->last_entry = NULL;
+}
+
+/*
+ * Make q (plaintext the caller keeps until the operation ends) the query
+ * of a scan: from now on elements keep their distance to q, not their
+ * plaintext (see EhnswState.query).  Before the first element is loaded.
+ */
+void
+ehnsw_state_set_query(EhnswState *state, const float4 *q)
+{
+	state->query = q;
+	state->scratch = MemoryContextAlloc(state->opcxt,
+										state->dims * sizeof(float4));
+	ehnsw_wipe_list_add(state->plaintexts, state->scratch);
+}
+
+/* Distance from q to a loaded element that has a value. */
+double
+ehnsw_element_distance(EhnswState *state, const float4 *q,
+					   EhnswElement *element)
+{
+	Assert(element->x != NULL);
+	if (state->query != NULL && q == state->query)
+		return element->qdist;
+	return ehnsw_distance(state, q, element->x);
 }
 
 /* Read the index parameters and set up an operation's state. */
@@ -354,6 +389,75 @@ ehnsw_indexable(EhnswState *state, const float4 *x)
 }
 
 /*
+ * Decrypt an element's vector from env (an item copied out of its page):
+ * the path of any element ehnsw_load_element cannot decrypt in place.
+ */
+static void
+ehnsw_decrypt_element(EhnswState *state, EhnswElement *element,
+					  const struct varlena *env)
+{
+	uint32		tenant_id;
+	EnvelopeHeader hdr;
+
+	/*
+	 * Index entries do not roll back: a row written under a data key whose
+	 * creation aborted (rotate_dek() or create_tenant() rolled back or lost
+	 * in a crash) leaves an element under a key that never comes to exist.
+	 * Never try to decrypt it: skip it, as a deleted one.  (Its heap row is
+	 * dead; VACUUM removes it.  A live row whose key is lost still fails
+	 * where it is read from the table, and vecphi.index_check() reports its
+	 * element.)
+	 */
+	envelope_read_header(env, ENVELOPE_KIND_VECTOR, &hdr);
+	if (!keys_dek_exists(hdr.tenant_id, hdr.dek_version))
+	{
+		element->keyless = true;
+		return;
+	}
+	if (state->query != NULL)
+	{
+		/* A scan: decrypt into the scratch buffer, keep the distance. */
+		MemoryContext old = MemoryContextSwitchTo(state->opcxt);
+		Size		len;
+		float4	   *x;
+
+		if (hdr.count != state->dims)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("expected %u dimensions, not %u", state->dims, hdr.count)));
+		x = envelope_decrypt(env, ENVELOPE_KIND_VECTOR, &hdr, &len);
+		memcpy(state->scratch, x, len);
+		crypto_wipe(x, len);
+		pfree(x);
+		MemoryContextSwitchTo(old);
+		element->x = state->scratch;
+		tenant_id = hdr.tenant_id;
+#ifdef WORDS_BIGENDIAN
+		{
+			uint32	   *w = (uint32 *) element->x;
+			uint32		i;
+
+			for (i = 0; i < hdr.count; i++)
+				w[i] = pg_bswap32(w[i]);
+		}
+#endif
+	}
+	else
+		element->x = ehnsw_decrypt_vector(state, env, &tenant_id);
+	state->ndecrypted++;
+	if (tenant_id != element->tenant_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has an element whose value belongs to another tenant",
+						RelationGetRelationName(state->index)),
+				 errhint("Please REINDEX it.")));
+	if (state->query != NULL)
+		element->qdist = ehnsw_distance(state, state->query, element->x);
+	state->hint_tenant_id = hdr.tenant_id;
+	state->hint_dek_version = hdr.dek_version;
+}
+
+/*
  * Load the element at tid (once per operation) and, with decrypt, its
  * plaintext.  Deleted elements have no plaintext.
  */
@@ -370,13 +474,22 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
 	ItemId		itemid;
 	EhnswElementTuple etup;
+	EhnswElementTuple copy;
 	Size		size;
+	DataKey    *dek = NULL;
+	struct varlena *env;
+	bool		want;
 
-	entry = hash_search(state->elements, &key, HASH_ENTER, &found);
-	if (!found)
+	if (state->last_entry != NULL && state->last_key == key)
+		entry = (EhnswElementEntry *) state->last_entry;
+	else
 	{
-		entry->element = NULL;
-		entry->visit_stamp = 0;
+		entry = hash_search(state->elements, &key, HASH_ENTER, &found);
+		if (!found)
+		{
+			entry->element = NULL;
+			entry->visit_stamp = 0;
+		}
 	}
 	element = entry->element;
 	if (element != NULL &&
@@ -397,117 +510,151 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 		return entry->element;
 	}
 
-	if (element == NULL)
+	if (element != NULL)
 	{
-		/* Asking the kernel for the size costs a system call: only on need. */
-		if (blkno >= state->nblocks)
-			state->nblocks = RelationGetNumberOfBlocks(state->index);
-		if (blkno == EHNSW_METAPAGE_BLKNO || blkno >= state->nblocks)
-			ereport(ERROR,
-					(errcode(ERRCODE_INDEX_CORRUPTED),
-					 errmsg("index \"%s\" links to block %u, which holds no elements",
-							RelationGetRelationName(state->index), blkno),
-					 errhint("Please REINDEX it.")));
-		buf = ReadBuffer(state->index, blkno);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		if (!ehnsw_page_usable(state->index, buf, blkno) ||
-			offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page) ||
-			!ItemIdIsNormal(itemid = PageGetItemId(page, offno)))
-		{
-			/*
-			 * VACUUM removed it after repairing every live link to it; a
-			 * search that copied a neighbour list before then can still name
-			 * it.  Treat it as deleted.  (index_check reports a live link to
-			 * a removed element.)
-			 */
-			UnlockReleaseBuffer(buf);
-			element = MemoryContextAllocZero(state->opcxt, sizeof(EhnswElement));
-			element->tid = *tid;
-			element->deleted = true;
-			entry->element = element;
-			return element;
-		}
-		if (ItemIdGetLength(itemid) < offsetof(EhnswElementTupleData, neighbors))
-		{
-			UnlockReleaseBuffer(buf);
-			ereport(ERROR,
-					(errcode(ERRCODE_INDEX_CORRUPTED),
-					 errmsg("index \"%s\" has a damaged element at (%u,%u)",
-							RelationGetRelationName(state->index), blkno, offno),
-					 errhint("Please REINDEX it.")));
-		}
-		size = ItemIdGetLength(itemid);
-		etup = MemoryContextAlloc(state->opcxt, size);
-		memcpy(etup, PageGetItem(page, itemid), size);
+		/* Loaded before without plaintext: read the item again to decrypt. */
+		entry->element = NULL;
+		hash_search(state->elements, &key, HASH_REMOVE, NULL);
+		state->last_entry = NULL;
+		return ehnsw_load_element(state, tid, true);
+	}
+
+	/* Asking the kernel for the size costs a system call: only on need. */
+	if (blkno >= state->nblocks)
+		state->nblocks = RelationGetNumberOfBlocks(state->index);
+	if (blkno == EHNSW_METAPAGE_BLKNO || blkno >= state->nblocks)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" links to block %u, which holds no elements",
+						RelationGetRelationName(state->index), blkno),
+				 errhint("Please REINDEX it.")));
+
+	/*
+	 * The key the last element was decrypted under, if it is still cached:
+	 * looked up (invalidations taken in) before the page is locked, as no key
+	 * lookup may run under a buffer lock.
+	 */
+	if (decrypt && state->hint_tenant_id != 0 &&
+		(state->tenant_id == 0 || state->hint_tenant_id == state->tenant_id))
+		dek = keys_cached_dek(state->hint_tenant_id, state->hint_dek_version);
+
+	buf = ReadBuffer(state->index, blkno);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (!ehnsw_page_usable(state->index, buf, blkno) ||
+		offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page) ||
+		!ItemIdIsNormal(itemid = PageGetItemId(page, offno)))
+	{
+		/*
+		 * VACUUM removed it after repairing every live link to it; a search
+		 * that copied a neighbour list before then can still name it.  Treat
+		 * it as deleted.  (index_check reports a live link to a removed
+		 * element.)
+		 */
 		UnlockReleaseBuffer(buf);
-
-		if (offsetof(EhnswElementTupleData, neighbors) +
-			etup->nslots * sizeof(ItemPointerData) > size ||
-			(!etup->deleted && etup->envelope_offset + VARHDRSZ > size))
-			ereport(ERROR,
-					(errcode(ERRCODE_INDEX_CORRUPTED),
-					 errmsg("index \"%s\" has a damaged element at (%u,%u)",
-							RelationGetRelationName(state->index), blkno, offno),
-					 errhint("Please REINDEX it.")));
-
 		element = MemoryContextAllocZero(state->opcxt, sizeof(EhnswElement));
 		element->tid = *tid;
-		element->heaptid = etup->heaptid;
-		element->tenant_id = etup->tenant_id;
-		element->level = etup->level;
-		element->deleted = etup->deleted != 0;
-		element->nslots = etup->nslots;
-		element->neighbors = etup->neighbors;
+		element->deleted = true;
 		entry->element = element;
+		return element;
+	}
+	size = ItemIdGetLength(itemid);
+	etup = (EhnswElementTuple) PageGetItem(page, itemid);
+	if (size < offsetof(EhnswElementTupleData, neighbors) ||
+		offsetof(EhnswElementTupleData, neighbors) +
+		etup->nslots * sizeof(ItemPointerData) > size ||
+		(!etup->deleted && etup->envelope_offset + VARHDRSZ > size))
+	{
+		UnlockReleaseBuffer(buf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has a damaged element at (%u,%u)",
+						RelationGetRelationName(state->index), blkno, offno),
+				 errhint("Please REINDEX it.")));
+	}
 
-		/*
-		 * Never decrypt another tenant's vector for a search or an insert: it
-		 * can only be reached through a link to a slot that VACUUM freed and
-		 * an insert of that tenant reused; callers skip it.
-		 */
-		if (state->tenant_id != 0 && element->tenant_id != state->tenant_id)
-			return element;
-		if ((!element->deleted || state->traverse_deleted) && decrypt &&
-			etup->envelope_offset + VARHDRSZ <= size &&
-			VARSIZE(EhnswElementEnvelope(etup)) > VARHDRSZ)
-		{
-			uint32		tenant_id;
-			EnvelopeHeader hdr;
+	/* The element and its neighbour list in one chunk. */
+	element = MemoryContextAllocZero(state->opcxt,
+									 MAXALIGN(sizeof(EhnswElement)) +
+									 etup->nslots * sizeof(ItemPointerData));
+	element->tid = *tid;
+	element->heaptid = etup->heaptid;
+	element->tenant_id = etup->tenant_id;
+	element->level = etup->level;
+	element->deleted = etup->deleted != 0;
+	element->nslots = etup->nslots;
+	element->neighbors = (ItemPointerData *)
+		((char *) element + MAXALIGN(sizeof(EhnswElement)));
+	memcpy(element->neighbors, etup->neighbors,
+		   etup->nslots * sizeof(ItemPointerData));
+	entry->element = element;
 
-			/*
-			 * Index entries do not roll back: a row written under a data key
-			 * whose creation aborted (rotate_dek() or create_tenant() rolled
-			 * back or lost in a crash) leaves an element under a key that
-			 * never comes to exist.  Never try to decrypt it: skip it, as a
-			 * deleted one.  (Its heap row is dead; VACUUM removes it.  A live
-			 * row whose key is lost still fails where it is read from the
-			 * table, and vecphi.index_check() reports its element.)
-			 */
-			envelope_read_header(EhnswElementEnvelope(etup), ENVELOPE_KIND_VECTOR,
-								 &hdr);
-			if (!keys_dek_exists(hdr.tenant_id, hdr.dek_version))
-			{
-				element->keyless = true;
-				return element;
-			}
-			element->x = ehnsw_decrypt_vector(state, EhnswElementEnvelope(etup),
-											  &tenant_id);
-			state->ndecrypted++;
-			if (tenant_id != element->tenant_id)
-				ereport(ERROR,
-						(errcode(ERRCODE_INDEX_CORRUPTED),
-						 errmsg("index \"%s\" has an element whose value belongs to another tenant",
-								RelationGetRelationName(state->index)),
-						 errhint("Please REINDEX it.")));
-		}
+	/*
+	 * Never decrypt another tenant's vector for a search or an insert: it can
+	 * only be reached through a link to a slot that VACUUM freed and an
+	 * insert of that tenant reused; callers skip it.
+	 */
+	want = (state->tenant_id == 0 || element->tenant_id == state->tenant_id) &&
+		(!element->deleted || state->traverse_deleted) && decrypt &&
+		etup->envelope_offset + VARHDRSZ <= size &&
+		VARSIZE(EhnswElementEnvelope(etup)) > VARHDRSZ;
+	if (!want)
+	{
+		UnlockReleaseBuffer(buf);
 		return element;
 	}
 
-	/* Loaded before without plaintext: read the item again to decrypt. */
-	entry->element = NULL;
-	hash_search(state->elements, &key, HASH_REMOVE, NULL);
-	return ehnsw_load_element(state, tid, true);
+	env = EhnswElementEnvelope(etup);
+	if (dek != NULL)
+	{
+		EnvelopeHeader hdr;
+
+		if (envelope_peek_header(env, size - etup->envelope_offset,
+								 ENVELOPE_KIND_VECTOR, &hdr) &&
+			hdr.tenant_id == dek->tenant_id &&
+			hdr.dek_version == dek->dek_version &&
+			hdr.tenant_id == element->tenant_id &&
+			hdr.count == state->dims)
+		{
+			float4	   *x;
+			bool		ok;
+
+			/* In place, under the share lock: no copy of the item. */
+			if (state->query != NULL)
+				x = state->scratch;
+			else
+			{
+				x = MemoryContextAlloc(state->opcxt, state->dims * sizeof(float4));
+				ehnsw_wipe_list_add(state->plaintexts, x);
+			}
+			ok = envelope_decrypt_with(env, &hdr, dek, x);
+			UnlockReleaseBuffer(buf);
+			if (!ok)
+				envelope_authentication_failed(ENVELOPE_KIND_VECTOR);
+#ifdef WORDS_BIGENDIAN
+			{
+				uint32	   *w = (uint32 *) x;
+				uint32		i;
+
+				for (i = 0; i < hdr.count; i++)
+					w[i] = pg_bswap32(w[i]);
+			}
+#endif
+			element->x = x;
+			state->ndecrypted++;
+			if (state->query != NULL)
+				element->qdist = ehnsw_distance(state, state->query, x);
+			return element;
+		}
+	}
+
+	/* Any other key (or a damaged envelope): copy, then decrypt unlocked. */
+	copy = MemoryContextAlloc(state->opcxt, size);
+	memcpy(copy, etup, size);
+	UnlockReleaseBuffer(buf);
+	ehnsw_decrypt_element(state, element, EhnswElementEnvelope(copy));
+	pfree(copy);
+	return element;
 }
 
 /* Nearest first (pairing heaps keep the greatest on top). */
@@ -547,7 +694,7 @@ ehnsw_make_candidate(EhnswState *state, EhnswElement *element, const float4 *q)
 	EhnswCandidate *c = MemoryContextAllocZero(state->opcxt, sizeof(EhnswCandidate));
 
 	c->element = element;
-	c->distance = element->x != NULL ? ehnsw_distance(state, q, element->x) : DBL_MAX;
+	c->distance = element->x != NULL ? ehnsw_element_distance(state, q, element) : DBL_MAX;
 	return c;
 }
 
@@ -663,6 +810,8 @@ ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp)
 		entry->element = NULL;
 		entry->visit_stamp = 0;
 	}
+	state->last_key = key;
+	state->last_entry = entry;
 	if (entry->visit_stamp == stamp)
 		return false;
 	entry->visit_stamp = stamp;
@@ -767,7 +916,7 @@ ehnsw_search_layer(EhnswState *state, const float4 *q, List *entries,
 			}
 			if (ne->x == NULL || ne->tenant_id != tenant_id)
 				continue;		/* deleted, or a freed slot reused */
-			d = ehnsw_distance(state, q, ne->x);
+			d = ehnsw_element_distance(state, q, ne);
 			if (ne->deleted)
 			{
 				/* A waypoint for VACUUM's repair, never a result. */

@@ -626,6 +626,28 @@ keys_dek_exists(uint32 tenant_id, uint32 dek_version)
 	return exists;
 }
 
+/*
+ * The DEK of a tenant and version if it is unwrapped in the cache, else
+ * NULL; never reads a table or unwraps anything.  Takes in invalidations
+ * first, as keys_get_dek(), so a key a committed shred destroyed is never
+ * returned.  For ehnsw's scans, which look up the key of the last element
+ * they decrypted before reading the next one in place under a buffer lock.
+ */
+DataKey *
+keys_cached_dek(uint32 tenant_id, uint32 dek_version)
+{
+	DataKeyId	id;
+	DataKeyEntry *entry;
+
+	AcceptInvalidationMessages();
+	key_caches_prepare();
+	memset(&id, 0, sizeof(id));
+	id.tenant_id = tenant_id;
+	id.dek_version = dek_version;
+	entry = hash_search(data_keys, &id, HASH_FIND, NULL);
+	return entry != NULL ? &entry->key : NULL;
+}
+
 /* The DEK new values of a tenant are encrypted under. */
 DataKey *
 keys_current_dek(uint32 tenant_id)

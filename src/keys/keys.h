@@ -25,6 +25,7 @@ extern bool keys_tenant_is_shredded(uint32 tenant_id);
 extern DataKey *keys_current_dek(uint32 tenant_id);
 extern DataKey *keys_get_dek(uint32 tenant_id, uint32 dek_version);
 extern bool keys_dek_exists(uint32 tenant_id, uint32 dek_version);
+extern DataKey *keys_cached_dek(uint32 tenant_id, uint32 dek_version);
 extern void keys_init(void);
 
 #endif							/* VECPHI_KEYS_H */

@@ -203,15 +203,99 @@ envelope_decrypt(const struct varlena *env, uint8 kind,
 						  p + hlen + VECPHI_NONCE_LEN, (int) ptlen,
 						  p + hlen + VECPHI_NONCE_LEN + ptlen,
 						  plaintext))
-	{
-		vecphi_deny(ERRCODE_DATA_CORRUPTED,
-					psprintf("%s value failed authentication", kind_type_name(kind)),
-					"ciphertext or header altered, or not sealed under the named key",
-					errdetail("The ciphertext or its header was altered, or it was not encrypted under the data key its header names."));
-	}
+		envelope_authentication_failed(kind);
 	plaintext[ptlen] = '\0';
 	*len = ptlen;
 	return plaintext;
+}
+
+/*
+ * Raise the error of an envelope that failed authentication (recorded as
+ * a denial).
+ */
+void
+envelope_authentication_failed(uint8 kind)
+{
+	vecphi_deny(ERRCODE_DATA_CORRUPTED,
+				psprintf("%s value failed authentication", kind_type_name(kind)),
+				"ciphertext or header altered, or not sealed under the named key",
+				errdetail("The ciphertext or its header was altered, or it was not encrypted under the data key its header names."));
+}
+
+/*
+ * The checks of envelope_read_header without raising anything, for an
+ * envelope of which only avail bytes (its varlena header included) may be
+ * read: true, with *hdr filled in, when envelope_read_header would accept
+ * it.  Raises nothing and allocates nothing, so it may run under a buffer
+ * lock (ehnsw reads elements in place); callers fall back to the raising
+ * path on false.
+ */
+bool
+envelope_peek_header(const struct varlena *env, Size avail, uint8 kind,
+					 EnvelopeHeader *hdr)
+{
+	const uint8 *p;
+	Size		size;
+	uint32		be;
+
+	if (avail < VARHDRSZ || VARATT_IS_EXTENDED(env) || VARSIZE(env) > avail)
+		return false;
+	size = VARSIZE(env) - VARHDRSZ;
+	p = (const uint8 *) VARDATA(env);
+	if (size < ENVELOPE_OVERHEAD_OF(ENVELOPE_HEADER_LEN))
+		return false;
+	hdr->format = p[0];
+	hdr->kind = p[1];
+	if (hdr->format != ENVELOPE_FORMAT_V1 && hdr->format != ENVELOPE_FORMAT_V2)
+		return false;
+	hdr->bound = (hdr->format == ENVELOPE_FORMAT_V2);
+	hdr->header_len = hdr->bound ? ENVELOPE_V2_HEADER_LEN : ENVELOPE_HEADER_LEN;
+	if (hdr->kind != kind || p[2] != 0 || p[3] != 0 ||
+		size < ENVELOPE_OVERHEAD_OF(hdr->header_len))
+		return false;
+	memcpy(&be, p + 4, 4);
+	hdr->tenant_id = pg_ntoh32(be);
+	memcpy(&be, p + 8, 4);
+	hdr->dek_version = pg_ntoh32(be);
+	memcpy(&be, p + 12, 4);
+	hdr->count = pg_ntoh32(be);
+	if (hdr->bound)
+		memcpy(hdr->binding, p + ENVELOPE_HEADER_LEN, ENVELOPE_BINDING_LEN);
+	else
+		memset(hdr->binding, 0, ENVELOPE_BINDING_LEN);
+	if (hdr->tenant_id == 0 || hdr->dek_version == 0)
+		return false;
+	if (kind == ENVELOPE_KIND_VECTOR &&
+		(hdr->count < 1 || hdr->count > VECPHI_MAX_DIM))
+		return false;
+	return size == ENVELOPE_OVERHEAD_OF(hdr->header_len) +
+		plaintext_length(kind, hdr->count);
+}
+
+/*
+ * Decrypt an envelope whose header envelope_peek_header (or
+ * envelope_read_header) accepted into out (exactly the plaintext's length,
+ * no spare byte), under dek, which must be the key the header names.  The
+ * server's own use only, as envelope_decrypt.  Returns false, with out
+ * wiped, when authentication fails: the caller raises the error with
+ * envelope_authentication_failed() once it holds no buffer lock.  Raises
+ * nothing itself but an internal error of the library.
+ */
+bool
+envelope_decrypt_with(const struct varlena *env, const EnvelopeHeader *hdr,
+					  const struct DataKey *dek, void *out)
+{
+	const uint8 *p = (const uint8 *) VARDATA_ANY(env);
+	Size		ptlen = plaintext_length(hdr->kind, hdr->count);
+	Size		hlen = hdr->header_len;
+
+	Assert(dek->tenant_id == hdr->tenant_id &&
+		   dek->dek_version == hdr->dek_version);
+	return crypto_aead_open(dek->aead, p + hlen,
+							p, (int) hlen,
+							p + hlen + VECPHI_NONCE_LEN, (int) ptlen,
+							p + hlen + VECPHI_NONCE_LEN + ptlen,
+							out);
 }
 
 /* Check that the claimant's tenant owns an envelope; 42501 otherwise. */

@@ -78,6 +78,13 @@ extern void *envelope_open(const struct varlena *env, uint8 kind,
 						   EnvelopeHeader *hdr, Size *len);
 extern void *envelope_decrypt(const struct varlena *env, uint8 kind,
 							  const EnvelopeHeader *hdr, Size *len);
+extern void envelope_authentication_failed(uint8 kind) pg_attribute_noreturn();
+extern bool envelope_peek_header(const struct varlena *env, Size avail,
+								 uint8 kind, EnvelopeHeader *hdr);
+struct DataKey;
+extern bool envelope_decrypt_with(const struct varlena *env,
+								  const EnvelopeHeader *hdr,
+								  const struct DataKey *dek, void *out);
 extern void envelope_check_claimant(const EnvelopeHeader *hdr, uint8 kind);
 extern bool envelope_owned_by_claimant(const struct varlena *env, uint8 kind);
 extern void envelope_read_header(const struct varlena *env, uint8 kind,
