@@ -344,15 +344,7 @@ ehnsw_decrypt_vector(EhnswState *state, const struct varlena *env,
 	x = envelope_decrypt(env, ENVELOPE_KIND_VECTOR, &hdr, &len);
 	ehnsw_wipe_list_add(state->plaintexts, x);
 	MemoryContextSwitchTo(old);
-#ifdef WORDS_BIGENDIAN
-	{
-		uint32	   *w = (uint32 *) x;
-		uint32		i;
-
-		for (i = 0; i < hdr.count; i++)
-			w[i] = pg_bswap32(w[i]);
-	}
-#endif
+	envelope_floats_from_le(x, hdr.count);
 	if (tenant_id != NULL)
 		*tenant_id = hdr.tenant_id;
 	return x;
@@ -432,15 +424,7 @@ ehnsw_decrypt_element(EhnswState *state, EhnswElement *element,
 		MemoryContextSwitchTo(old);
 		element->x = state->scratch;
 		tenant_id = hdr.tenant_id;
-#ifdef WORDS_BIGENDIAN
-		{
-			uint32	   *w = (uint32 *) element->x;
-			uint32		i;
-
-			for (i = 0; i < hdr.count; i++)
-				w[i] = pg_bswap32(w[i]);
-		}
-#endif
+		envelope_floats_from_le(element->x, hdr.count);
 	}
 	else
 		element->x = ehnsw_decrypt_vector(state, env, &tenant_id);
@@ -631,15 +615,7 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 			UnlockReleaseBuffer(buf);
 			if (!ok)
 				envelope_authentication_failed(ENVELOPE_KIND_VECTOR);
-#ifdef WORDS_BIGENDIAN
-			{
-				uint32	   *w = (uint32 *) x;
-				uint32		i;
-
-				for (i = 0; i < hdr.count; i++)
-					w[i] = pg_bswap32(w[i]);
-			}
-#endif
+			envelope_floats_from_le(x, hdr.count);
 			element->x = x;
 			state->ndecrypted++;
 			if (state->query != NULL)

@@ -514,6 +514,7 @@ DataKey *
 keys_get_dek(uint32 tenant_id, uint32 dek_version)
 {
 	DataKeyId	id;
+	DataKey    *cached;
 	DataKeyEntry *entry;
 	TenantEntry *tenant;
 	char		tenant_name[VECPHI_TENANT_NAME_MAX + 1];
@@ -526,18 +527,16 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 	VecphiAead *aead;
 
 	/*
-	 * Take in invalidations first, so a shred committed by another backend
-	 * empties our cache before we use a cached key (see the file header).
-	 * Without pending messages this only reads a flag.
+	 * keys_cached_dek() takes in invalidations first, so a shred committed by
+	 * another backend empties our cache before we use a cached key (see the
+	 * file header).  Without pending messages this only reads a flag.
 	 */
-	AcceptInvalidationMessages();
-	key_caches_prepare();
+	cached = keys_cached_dek(tenant_id, dek_version);
+	if (cached != NULL)
+		return cached;
 	memset(&id, 0, sizeof(id));
 	id.tenant_id = tenant_id;
 	id.dek_version = dek_version;
-	entry = hash_search(data_keys, &id, HASH_FIND, NULL);
-	if (entry != NULL)
-		return &entry->key;
 
 	tenant = tenant_lookup(tenant_id);
 	if (tenant == NULL)

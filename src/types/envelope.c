@@ -70,31 +70,42 @@ envelope_damaged(uint8 kind, const char *detail)
 			 errdetail("%s", detail)));
 }
 
+/* What is wrong with a header (decode_header()). */
+typedef enum HeaderProblem
+{
+	HEADER_OK,
+	HEADER_SHORT,
+	HEADER_FORMAT,
+	HEADER_KIND,
+	HEADER_RESERVED,
+	HEADER_NO_KEY,
+	HEADER_COUNT
+} HeaderProblem;
+
 /*
- * Decode and check a header from the first size bytes of an envelope
- * (the whole value, or a slice of at least the header): format, kind,
- * reserved bytes, key and count.  Errors are XX001.
+ * Decode a header from the first size bytes of an envelope and check its
+ * format, kind, reserved bytes, key and count.  Raises and allocates
+ * nothing (envelope_peek_header() runs it under a buffer lock).
  */
-void
-envelope_parse_header(const uint8 *p, Size size, uint8 kind,
-					  EnvelopeHeader *hdr)
+static HeaderProblem
+decode_header(const uint8 *p, Size size, uint8 kind, EnvelopeHeader *hdr)
 {
 	uint32		be;
 
 	if (size < ENVELOPE_HEADER_LEN)
-		envelope_damaged(kind, "The envelope is shorter than its fixed header, nonce and tag.");
+		return HEADER_SHORT;
 	hdr->format = p[0];
 	hdr->kind = p[1];
 	if (hdr->format != ENVELOPE_FORMAT_V1 && hdr->format != ENVELOPE_FORMAT_V2)
-		envelope_damaged(kind, psprintf("Envelope format %u is not supported.", hdr->format));
+		return HEADER_FORMAT;
 	hdr->bound = (hdr->format == ENVELOPE_FORMAT_V2);
 	hdr->header_len = hdr->bound ? ENVELOPE_V2_HEADER_LEN : ENVELOPE_HEADER_LEN;
 	if (size < hdr->header_len)
-		envelope_damaged(kind, "The envelope is shorter than its fixed header, nonce and tag.");
+		return HEADER_SHORT;
 	if (hdr->kind != kind)
-		envelope_damaged(kind, "The envelope holds a value of another type.");
+		return HEADER_KIND;
 	if (p[2] != 0 || p[3] != 0)
-		envelope_damaged(kind, "Reserved header bytes are not zero.");
+		return HEADER_RESERVED;
 	memcpy(&be, p + 4, 4);
 	hdr->tenant_id = pg_ntoh32(be);
 	memcpy(&be, p + 8, 4);
@@ -107,10 +118,45 @@ envelope_parse_header(const uint8 *p, Size size, uint8 kind,
 		memset(hdr->binding, 0, ENVELOPE_BINDING_LEN);
 
 	if (hdr->tenant_id == 0 || hdr->dek_version == 0)
-		envelope_damaged(kind, "The header names no key.");
+		return HEADER_NO_KEY;
 	if (kind == ENVELOPE_KIND_VECTOR &&
 		(hdr->count < 1 || hdr->count > VECPHI_MAX_DIM))
-		envelope_damaged(kind, psprintf("The header claims %u dimensions.", hdr->count));
+		return HEADER_COUNT;
+	return HEADER_OK;
+}
+
+/*
+ * Decode and check a header from the first size bytes of an envelope
+ * (the whole value, or a slice of at least the header): format, kind,
+ * reserved bytes, key and count.  Errors are XX001.
+ */
+void
+envelope_parse_header(const uint8 *p, Size size, uint8 kind,
+					  EnvelopeHeader *hdr)
+{
+	switch (decode_header(p, size, kind, hdr))
+	{
+		case HEADER_OK:
+			break;
+		case HEADER_SHORT:
+			envelope_damaged(kind, "The envelope is shorter than its fixed header, nonce and tag.");
+			break;
+		case HEADER_FORMAT:
+			envelope_damaged(kind, psprintf("Envelope format %u is not supported.", hdr->format));
+			break;
+		case HEADER_KIND:
+			envelope_damaged(kind, "The envelope holds a value of another type.");
+			break;
+		case HEADER_RESERVED:
+			envelope_damaged(kind, "Reserved header bytes are not zero.");
+			break;
+		case HEADER_NO_KEY:
+			envelope_damaged(kind, "The header names no key.");
+			break;
+		case HEADER_COUNT:
+			envelope_damaged(kind, psprintf("The header claims %u dimensions.", hdr->count));
+			break;
+	}
 }
 
 /*
@@ -234,39 +280,12 @@ bool
 envelope_peek_header(const struct varlena *env, Size avail, uint8 kind,
 					 EnvelopeHeader *hdr)
 {
-	const uint8 *p;
 	Size		size;
-	uint32		be;
 
 	if (avail < VARHDRSZ || VARATT_IS_EXTENDED(env) || VARSIZE(env) > avail)
 		return false;
 	size = VARSIZE(env) - VARHDRSZ;
-	p = (const uint8 *) VARDATA(env);
-	if (size < ENVELOPE_OVERHEAD_OF(ENVELOPE_HEADER_LEN))
-		return false;
-	hdr->format = p[0];
-	hdr->kind = p[1];
-	if (hdr->format != ENVELOPE_FORMAT_V1 && hdr->format != ENVELOPE_FORMAT_V2)
-		return false;
-	hdr->bound = (hdr->format == ENVELOPE_FORMAT_V2);
-	hdr->header_len = hdr->bound ? ENVELOPE_V2_HEADER_LEN : ENVELOPE_HEADER_LEN;
-	if (hdr->kind != kind || p[2] != 0 || p[3] != 0 ||
-		size < ENVELOPE_OVERHEAD_OF(hdr->header_len))
-		return false;
-	memcpy(&be, p + 4, 4);
-	hdr->tenant_id = pg_ntoh32(be);
-	memcpy(&be, p + 8, 4);
-	hdr->dek_version = pg_ntoh32(be);
-	memcpy(&be, p + 12, 4);
-	hdr->count = pg_ntoh32(be);
-	if (hdr->bound)
-		memcpy(hdr->binding, p + ENVELOPE_HEADER_LEN, ENVELOPE_BINDING_LEN);
-	else
-		memset(hdr->binding, 0, ENVELOPE_BINDING_LEN);
-	if (hdr->tenant_id == 0 || hdr->dek_version == 0)
-		return false;
-	if (kind == ENVELOPE_KIND_VECTOR &&
-		(hdr->count < 1 || hdr->count > VECPHI_MAX_DIM))
+	if (decode_header((const uint8 *) VARDATA(env), size, kind, hdr) != HEADER_OK)
 		return false;
 	return size == ENVELOPE_OVERHEAD_OF(hdr->header_len) +
 		plaintext_length(kind, hdr->count);

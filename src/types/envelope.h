@@ -29,6 +29,7 @@
 #define VECPHI_ENVELOPE_H
 
 #include "lib/stringinfo.h"
+#include "port/pg_bswap.h"
 #include "utils/memutils.h"
 
 #include "crypto.h"
@@ -95,5 +96,22 @@ extern char *envelope_to_text(const struct varlena *env);
 extern void envelope_rethrow_input_error(MemoryContext cxt) pg_attribute_noreturn();
 extern struct varlena *envelope_recv(StringInfo buf, uint8 kind);
 extern char *envelope_key_id(const struct varlena *env, uint8 kind);
+
+/*
+ * Convert between an evector envelope's little-endian floats and host
+ * floats, in place (the same swap both ways; nothing on little-endian).
+ */
+static inline void
+envelope_floats_to_le(float4 *x, uint32 n)
+{
+#ifdef WORDS_BIGENDIAN
+	uint32	   *w = (uint32 *) x;
+	uint32		i;
+
+	for (i = 0; i < n; i++)
+		w[i] = pg_bswap32(w[i]);
+#endif
+}
+#define envelope_floats_from_le envelope_floats_to_le
 
 #endif							/* VECPHI_ENVELOPE_H */

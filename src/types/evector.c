@@ -49,20 +49,6 @@ typedef struct PlaintextCache
 	MemoryContextCallback wipe;
 } PlaintextCache;
 
-/* Convert between the envelope's little-endian floats and host floats. */
-static inline void
-floats_to_le(float4 *x, uint32 n)
-{
-#ifdef WORDS_BIGENDIAN
-	uint32	   *w = (uint32 *) x;
-	uint32		i;
-
-	for (i = 0; i < n; i++)
-		w[i] = pg_bswap32(w[i]);
-#endif
-}
-#define floats_from_le floats_to_le
-
 /* Check a dimension count against a typmod. */
 static inline void
 check_typmod_dims(int32 typmod, uint32 dim)
@@ -109,7 +95,7 @@ seal_vector(float4 *x, int dim)
 	struct varlena *env;
 
 	check_vector_values(x, dim);
-	floats_to_le(x, dim);
+	envelope_floats_to_le(x, dim);
 	env = envelope_seal(ENVELOPE_KIND_VECTOR, dim, x, (Size) dim * sizeof(float4));
 	crypto_wipe(x, (Size) dim * sizeof(float4));
 	return env;
@@ -385,7 +371,7 @@ vecphi_decrypt_vector(PG_FUNCTION_ARGS)
 
 	x = envelope_open(PG_GETARG_EVECTOR_P(0), ENVELOPE_KIND_VECTOR, &hdr, &len);
 	report_decrypt(false);
-	floats_from_le(x, hdr.count);
+	envelope_floats_from_le(x, hdr.count);
 	elems = palloc(hdr.count * sizeof(Datum));
 	for (i = 0; i < hdr.count; i++)
 		elems[i] = Float4GetDatum(x[i]);
@@ -446,7 +432,7 @@ evector_plaintext_arg(FunctionCallInfo fcinfo, int argno, uint32 *dim)
 	}
 
 	x = envelope_open(env, ENVELOPE_KIND_VECTOR, &hdr, &len);
-	floats_from_le(x, hdr.count);
+	envelope_floats_from_le(x, hdr.count);
 
 	if (slot->envelope_cap < size)
 	{
