@@ -47,7 +47,10 @@ OBJS = \
 	src/erasure/scrub.o \
 	src/vecphi.o
 
-DATA = sql/vecphi--$(EXTVERSION).sql
+# 0.1.0 is the first released version; a new install runs its script and
+# then each update script in turn (PostgreSQL finds the path), so the scripts
+# below are the only place new SQL objects go: never edit a released script.
+DATA = sql/vecphi--0.1.0.sql $(wildcard sql/vecphi--*--*.sql)
 
 # pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
 # server started with shared_preload_libraries = 'vecphi' and test keys, so
