@@ -26,6 +26,8 @@ die() { echo "setup.sh: $*" >&2; exit 1; }
 #   pg-bsd-indent             the indenter behind pgindent (test/check_indent.sh)
 #   openssl                   the CLI, to make ES256/RS256 test keys and tokens
 #   dataset-fashion-mnist     real vectors for the ehnsw recall test and benchmark
+#   python3-psycopg python3-numpy   the Python client helper's tests (psycopg 3)
+#   nodejs                    the Node client helper's tests (node-postgres from npm)
 PACKAGES=(
 	postgresql-15
 	postgresql-server-dev-15
@@ -38,6 +40,9 @@ PACKAGES=(
 	pg-bsd-indent
 	openssl
 	dataset-fashion-mnist
+	python3-psycopg
+	python3-numpy
+	nodejs
 )
 
 # Ask dpkg rather than apt: it works offline and without package lists.
@@ -55,6 +60,21 @@ if ((${#missing[@]} > 0)); then
 	apt-get install -y --no-install-recommends "${missing[@]}"
 else
 	echo "setup.sh: all packages present, skipping apt"
+fi
+
+# Debian's nodejs comes without npm; a nodejs that brings its own does not
+# need Debian's (the two conflict).
+if ! command -v npm >/dev/null 2>&1; then
+	export DEBIAN_FRONTEND=noninteractive
+	{ apt-get update && apt-get install -y --no-install-recommends npm; } ||
+		echo "setup.sh: npm could not be installed: the node-postgres client test will be skipped" >&2
+fi
+
+# node-postgres for test/clients/node, at the version package-lock.json pins.
+# Without the npm registry the client test skips and says why.
+if [[ ! -f $REPO/test/clients/node/node_modules/pg/package.json ]]; then
+	(cd "$REPO/test/clients/node" && npm ci --no-audit --no-fund) ||
+		echo "setup.sh: npm ci failed: the node-postgres client test will be skipped" >&2
 fi
 
 [[ -x $PG_CONFIG ]] || die "$PG_CONFIG not found after installing packages"
