@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -255,6 +256,29 @@ key_event_report(ReportKeyEvent event, const char *tenant, uint32 version)
 	report_key_event(event, -1,
 					 psprintf("tenant %s, version %u", tenant, version),
 					 false);
+}
+
+/*
+ * vecphi.keyring_changed(): AFTER trigger (row level, and statement level
+ * for TRUNCATE) on the key tables, enabled ALWAYS.  Key administration
+ * invalidates the caches itself; this covers the writes it does not make:
+ * a logical replication apply worker writing a publisher's key
+ * administration (a shred included) into a subscriber, which fires row
+ * triggers only, and a superuser's direct DML.  Without it, a subscriber
+ * backend would keep decrypting with a data key it cached before a
+ * replicated shred.
+ */
+PG_FUNCTION_INFO_V1(vecphi_keyring_changed);
+
+Datum
+vecphi_keyring_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("vecphi.keyring_changed() may only be called as a trigger")));
+	keys_invalidate_all();
+	return PointerGetDatum(NULL);
 }
 
 PG_FUNCTION_INFO_V1(vecphi_create_tenant);
