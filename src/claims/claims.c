@@ -36,8 +36,11 @@
 
 #include "access/parallel.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
+#include "executor/tuptable.h"
 #include "nodes/parsenodes.h"
+#include "tcop/dest.h"
 #include "tcop/utility.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
@@ -76,6 +79,8 @@ static char *redacted_query = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static int	utility_slot;		/* of claims_ProcessUtility (hooks.h) */
 static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static char *redact_with(const char *str, const char *marker);
 
 /* A WITH HOLD cursor was declared in this transaction. */
 static bool holdable_cursor_declared = false;
@@ -254,11 +259,86 @@ claims_ExecutorStart(QueryDesc *queryDesc, int eflags)
 }
 
 /*
+ * EXPLAIN prints constants, and a token passed to set_claims() (as a
+ * literal, or as a parameter of EXPLAIN EXECUTE, whose custom plan holds it
+ * as a constant) would come back in its output.  So EXPLAIN's output goes
+ * through this receiver, which redacts every token from each line (text,
+ * JSON, XML or YAML) before it reaches the client.  auto_explain writes to
+ * the log, which claims_emit_log_hook() already redacts.
+ */
+typedef struct RedactingReceiver
+{
+	DestReceiver pub;
+	DestReceiver *inner;
+} RedactingReceiver;
+
+static void
+redacting_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	RedactingReceiver *r = (RedactingReceiver *) self;
+
+	r->inner->rStartup(r->inner, operation, typeinfo);
+}
+
+static bool
+redacting_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	RedactingReceiver *r = (RedactingReceiver *) self;
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+
+	slot_getallattrs(slot);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Oid			type = TupleDescAttr(desc, i)->atttypid;
+		char	   *redacted;
+
+		/* EXPLAIN's output types are all text underneath. */
+		if (slot->tts_isnull[i] ||
+			(type != TEXTOID && type != JSONOID && type != XMLOID))
+			continue;
+		/* The marker must not break an XML document. */
+		redacted = redact_with(TextDatumGetCString(slot->tts_values[i]),
+							   type == XMLOID ? "&lt;token&gt;" : "<token>");
+		if (redacted != NULL)
+			slot->tts_values[i] = CStringGetTextDatum(redacted);
+	}
+	return r->inner->receiveSlot(slot, r->inner);
+}
+
+static void
+redacting_shutdown(DestReceiver *self)
+{
+	RedactingReceiver *r = (RedactingReceiver *) self;
+
+	r->inner->rShutdown(r->inner);
+}
+
+static void
+redacting_destroy(DestReceiver *self)
+{
+	pfree(self);
+}
+
+static DestReceiver *
+redacting_receiver(DestReceiver *inner)
+{
+	RedactingReceiver *r = palloc0(sizeof(RedactingReceiver));
+
+	r->pub.receiveSlot = redacting_receive;
+	r->pub.rStartup = redacting_startup;
+	r->pub.rShutdown = redacting_shutdown;
+	r->pub.rDestroy = redacting_destroy;
+	r->pub.mydest = inner->mydest;
+	r->inner = inner;
+	return &r->pub;
+}
+
+/*
  * A WITH HOLD cursor is run to completion at commit and read afterwards,
  * when the claims that decrypted its rows are gone: the next transaction
  * on the connection (another user's, behind a pooler) would read them.
  * So no such cursor while claims are set, and no claims in a transaction
- * that declared one.
+ * that declared one.  EXPLAIN's output goes through redacting_receiver().
  */
 static void
 claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
@@ -279,6 +359,8 @@ claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 					 errhint("Declare the cursor without WITH HOLD.")));
 		holdable_cursor_declared = true;
 	}
+	if (IsA(parsetree, ExplainStmt) && dest != NULL)
+		dest = redacting_receiver(dest);
 	utility_next(utility_slot, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 }
 
@@ -329,13 +411,13 @@ jwt_like_length(const char *str, const char *p)
 }
 
 /*
- * str with every claims token replaced by "<token>", or NULL when it holds
+ * str with every claims token replaced by marker, or NULL when it holds
  * none.  A token is anything that looks like a JWT, or the exact token last
  * offered to set_claims() in this transaction (when at least 16 bytes long,
  * so that a junk "token" does not blank out ordinary words).
  */
-char *
-claims_redact_text(const char *str)
+static char *
+redact_with(const char *str, const char *marker)
 {
 	StringInfoData out;
 	const char *p;
@@ -360,7 +442,7 @@ claims_redact_text(const char *str)
 			n = offered_len;
 		if (n > 0)
 		{
-			appendStringInfoString(&out, "<token>");
+			appendStringInfoString(&out, marker);
 			p += n;
 			changed = true;
 		}
@@ -373,6 +455,13 @@ claims_redact_text(const char *str)
 		return NULL;
 	}
 	return out.data;
+}
+
+/* str with every claims token replaced by "<token>", or NULL when none. */
+char *
+claims_redact_text(const char *str)
+{
+	return redact_with(str, "<token>");
 }
 
 /*
