@@ -62,11 +62,11 @@ SELECT expect_error($$SELECT ARRAY['a','b']::text[]::evector_query$$) AS wrong_t
 SELECT expect_error($$SELECT 42::evector_query$$) AS not_an_array;
 -- COPY input is plaintext too: its context never shows the line.
 CREATE TEMP TABLE qv_in (q evector_query);
-\set VERBOSITY verbose
+
 COPY qv_in FROM stdin;
 [1,2,secret]
 \.
-\set VERBOSITY default
+
 
 ---------------------------------------------------------------------------
 -- Distances against evector values: the evector side needs its claims
@@ -112,6 +112,9 @@ WHERE 'evector_query'::regtype IN (o.oprleft, o.oprright);
 SELECT o.oprname, o.oprleft::regtype, o.oprright::regtype, c.oprleft::regtype AS commutator_left
 FROM pg_operator o JOIN pg_operator c ON c.oid = o.oprcom
 WHERE 'evector_query'::regtype IN (o.oprleft, o.oprright) ORDER BY 1, 2;
+-- Two untyped literals could be either: type one of them.
+SELECT expect_error($$SELECT '[1,2]' <-> '[3,4]'$$) AS two_untyped;
+SELECT '[1,2]'::evector_query <-> '[3,4]' IS NOT NULL AS one_typed;
 -- Wrong dimension: 22000.
 SELECT expect_error($$SELECT emb <-> '[1,2]'::evector_query FROM qv_docs WHERE id = 1$$) AS dim_mismatch;
 SELECT expect_error($$SELECT '[1,2,3,4]'::evector_query <=> emb FROM qv_docs WHERE id = 1$$) AS dim_mismatch_rev;
@@ -314,7 +317,7 @@ CREATE TEMP TABLE qv_q (q evector_query);
 SELECT qv_bytes_file('qv_good.bin', '00030000' || '3f800000' || '40000000' || '40400000');
 SELECT qv_copy_in('qv_q', 'qv_good.bin') AS good;
 SELECT q, evector_query_send(q) FROM qv_q;
-SELECT qv_bytes_file('qv_short.bin', '0003000040');
+SELECT qv_bytes_file('qv_short.bin', '000300004000');
 SELECT qv_copy_in('qv_q', 'qv_short.bin') AS short_values;
 SELECT qv_bytes_file('qv_unused.bin', '00010001' || '3f800000');
 SELECT qv_copy_in('qv_q', 'qv_unused.bin') AS unused_nonzero;
