@@ -245,10 +245,11 @@ evector_query_dims(PG_FUNCTION_ARGS)
 }
 
 /*
- * Is typid vecphi's evector_query?  Asked of the right-hand type of an
- * ehnsw ordering key and of the audit's query argument; recognised by its
- * input function's link symbol and library, like the audit recognises
- * vecphi's functions, so the answer does not depend on schemas.
+ * Is typid vecphi's evector_query, or a domain over it?  Asked of the
+ * right-hand type of an ehnsw ordering key and of the audit's query
+ * argument; recognised by its input function's link symbol and library,
+ * as the audit recognises vecphi's functions, so the answer does not
+ * depend on schemas.
  */
 bool
 evector_query_is_type(Oid typid)
@@ -257,7 +258,7 @@ evector_query_is_type(Oid typid)
 	Oid			input;
 	bool		result = false;
 
-	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(getBaseType(typid)));
 	if (!HeapTupleIsValid(tup))
 		return false;
 	input = ((Form_pg_type) GETSTRUCT(tup))->typinput;

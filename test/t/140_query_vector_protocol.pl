@@ -104,5 +104,17 @@ like($log, qr/'evector_query\(3 dimensions\)'::evector_query/,
 unlike($log, qr/0\.87654|1\.98765|0\.45678/, 'the log holds none of the query vector values');
 ok(index($log, $token) < 0, 'the log does not hold the token');
 
+# ALTER EXTENSION UPDATE from the released 0.1.0 brings the same objects.
+$node->safe_psql('postgres', 'CREATE DATABASE upd');
+$node->safe_psql('upd', "CREATE EXTENSION vecphi VERSION '0.1.0'");
+is($node->safe_psql('upd', "SELECT to_regtype('evector_query') IS NULL"), 't', '0.1.0 has no evector_query');
+$node->safe_psql('upd', 'ALTER EXTENSION vecphi UPDATE');
+is( $node->safe_psql(
+		'upd', q{SELECT '[1,2,3]'::evector_query,
+		(SELECT count(*) FROM pg_amop WHERE amoprighttype = 'evector_query'::regtype),
+		(SELECT count(*) FROM pg_cast WHERE casttarget = 'evector_query'::regtype)}),
+	'evector_query(3 dimensions)|3|4',
+	'after ALTER EXTENSION UPDATE: the type, its ehnsw members and casts');
+
 $node->stop;
 done_testing();
