@@ -285,11 +285,14 @@ SELECT count(*) FROM (SELECT id FROM qv_docs ORDER BY emb <-> '[2,2,0.5]'::evect
 COMMIT;
 DEALLOCATE qv_fp;
 SELECT vecphi.audit_flush() >= 0 AS flushed;
-SELECT a.action, dense_rank() OVER (ORDER BY a.query_fingerprint) AS fingerprint,
-	a.query_fingerprint ~ '^[0-9a-f]{64}$' AS hex64, a.rows_returned
-FROM vecphi.audit_log a, qv_mark m
-WHERE a.seq > m.seq AND a.backend_pid = pg_backend_pid() AND a.relation LIKE '%qv_docs'
-ORDER BY a.seq;
+-- Fingerprints as labels: 1 for the first seen, 2 for the next different one.
+SELECT l.action, dense_rank() OVER (ORDER BY l.first_fp) AS fingerprint,
+	l.query_fingerprint ~ '^[0-9a-f]{64}$' AS hex64, l.rows_returned
+FROM (SELECT a.*, min(a.seq) OVER (PARTITION BY a.query_fingerprint) AS first_fp
+	  FROM vecphi.audit_log a, qv_mark m
+	  WHERE a.seq > m.seq AND a.backend_pid = pg_backend_pid()
+		AND a.relation LIKE '%qv_docs') l
+ORDER BY l.seq;
 
 ---------------------------------------------------------------------------
 -- Binary input: pgvector's layout for evector_query, envelopes only for
