@@ -6,6 +6,168 @@
 
 \echo Use "ALTER EXTENSION vecphi UPDATE TO '0.2.0'" to load this file. \quit
 
+---------------------------------------------------------------------------
+-- #15 query vectors: evector_query, a plaintext query vector as drivers
+-- pass it (real[], float8[], a '[..]' literal, pgvector's binary layout),
+-- never encrypted and never printed; distances and ehnsw ordering between
+-- evector and evector_query.  No cast evector_query -> evector exists on
+-- purpose: encrypting a search term under the claimant's key is not what
+-- the caller asked for (write real[] or '[..]' to an evector column).
+---------------------------------------------------------------------------
+
+CREATE TYPE evector_query;
+
+CREATE FUNCTION evector_query_in(cstring, oid, integer) RETURNS evector_query
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_query_in(cstring, oid, integer) IS
+	'''[1,2,3]'' as a plaintext query vector (checked as evector input, never encrypted)';
+
+CREATE FUNCTION evector_query_out(evector_query) RETURNS cstring
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_query_out(evector_query) IS
+	'evector_query(N dimensions): never the values, so EXPLAIN and logs cannot show them';
+
+CREATE FUNCTION evector_query_recv(internal, oid, integer) RETURNS evector_query
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_query_recv(internal, oid, integer) IS
+	'binary input: pgvector''s vector layout (int16 dimensions, int16 zero, float4 values; network byte order)';
+
+CREATE FUNCTION evector_query_send(evector_query) RETURNS bytea
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION evector_query_send(evector_query) IS
+	'binary output: pgvector''s vector layout, values included (to the client that asked)';
+
+CREATE TYPE evector_query (
+	INPUT = evector_query_in,
+	OUTPUT = evector_query_out,
+	RECEIVE = evector_query_recv,
+	SEND = evector_query_send,
+	STORAGE = plain,
+	ALIGNMENT = int4
+);
+COMMENT ON TYPE evector_query IS
+	'plaintext query vector for searching evector columns; never encrypted, never printed, not protected data';
+
+CREATE FUNCTION vecphi.array_to_evector_query(real[]) RETURNS evector_query
+	AS 'MODULE_PATHNAME', 'evector_query_from_array'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.array_to_evector_query(real[]) IS
+	'real[] as a query vector (one-dimensional, no NULL, NaN or infinity)';
+CREATE FUNCTION vecphi.array_to_evector_query(double precision[]) RETURNS evector_query
+	AS 'MODULE_PATHNAME', 'evector_query_from_array'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.array_to_evector_query(double precision[]) IS
+	'double precision[] as a query vector (each value must fit real)';
+CREATE FUNCTION vecphi.array_to_evector_query(integer[]) RETURNS evector_query
+	AS 'MODULE_PATHNAME', 'evector_query_from_array'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.array_to_evector_query(integer[]) IS
+	'integer[] as a query vector';
+CREATE FUNCTION vecphi.array_to_evector_query(numeric[]) RETURNS evector_query
+	AS 'MODULE_PATHNAME', 'evector_query_from_array'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.array_to_evector_query(numeric[]) IS
+	'numeric[] as a query vector (each value must fit real)';
+
+CREATE CAST (real[] AS evector_query)
+	WITH FUNCTION vecphi.array_to_evector_query(real[]) AS IMPLICIT;
+CREATE CAST (double precision[] AS evector_query)
+	WITH FUNCTION vecphi.array_to_evector_query(double precision[]) AS IMPLICIT;
+CREATE CAST (integer[] AS evector_query)
+	WITH FUNCTION vecphi.array_to_evector_query(integer[]) AS IMPLICIT;
+CREATE CAST (numeric[] AS evector_query)
+	WITH FUNCTION vecphi.array_to_evector_query(numeric[]) AS IMPLICIT;
+
+CREATE FUNCTION vector_dims(evector_query) RETURNS integer
+	AS 'MODULE_PATHNAME', 'evector_query_dims'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vector_dims(evector_query) IS 'number of dimensions';
+
+-- Distances with a plaintext query vector on either side.  The evector
+-- operand is decrypted as before and needs its tenant's claims; COST as
+-- the evector-evector functions (one envelope per call).
+CREATE FUNCTION l2_distance(evector, evector_query) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_l2_distance_query'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
+COMMENT ON FUNCTION l2_distance(evector, evector_query) IS 'Euclidean distance';
+CREATE FUNCTION l2_distance(evector_query, evector) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_l2_distance_query_rev'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
+COMMENT ON FUNCTION l2_distance(evector_query, evector) IS 'Euclidean distance';
+
+CREATE FUNCTION cosine_distance(evector, evector_query) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_cosine_distance_query'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
+COMMENT ON FUNCTION cosine_distance(evector, evector_query) IS
+	'1 - cosine similarity; NaN when either vector is zero, as pgvector';
+CREATE FUNCTION cosine_distance(evector_query, evector) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_cosine_distance_query_rev'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
+COMMENT ON FUNCTION cosine_distance(evector_query, evector) IS
+	'1 - cosine similarity; NaN when either vector is zero, as pgvector';
+
+CREATE FUNCTION inner_product(evector, evector_query) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_inner_product_query'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
+COMMENT ON FUNCTION inner_product(evector, evector_query) IS 'inner product';
+CREATE FUNCTION inner_product(evector_query, evector) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_inner_product_query_rev'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
+COMMENT ON FUNCTION inner_product(evector_query, evector) IS 'inner product';
+
+CREATE FUNCTION vecphi.negative_inner_product(evector, evector_query) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_negative_inner_product_query'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
+COMMENT ON FUNCTION vecphi.negative_inner_product(evector, evector_query) IS
+	'negative inner product, the <#> operator';
+CREATE FUNCTION vecphi.negative_inner_product(evector_query, evector) RETURNS float8
+	AS 'MODULE_PATHNAME', 'evector_negative_inner_product_query_rev'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 500;
+COMMENT ON FUNCTION vecphi.negative_inner_product(evector_query, evector) IS
+	'negative inner product, the <#> operator';
+
+CREATE OPERATOR <-> (
+	LEFTARG = evector, RIGHTARG = evector_query, FUNCTION = l2_distance,
+	COMMUTATOR = '<->'
+);
+COMMENT ON OPERATOR <-> (evector, evector_query) IS 'Euclidean distance';
+CREATE OPERATOR <-> (
+	LEFTARG = evector_query, RIGHTARG = evector, FUNCTION = l2_distance,
+	COMMUTATOR = '<->'
+);
+COMMENT ON OPERATOR <-> (evector_query, evector) IS 'Euclidean distance';
+
+CREATE OPERATOR <=> (
+	LEFTARG = evector, RIGHTARG = evector_query, FUNCTION = cosine_distance,
+	COMMUTATOR = '<=>'
+);
+COMMENT ON OPERATOR <=> (evector, evector_query) IS 'cosine distance';
+CREATE OPERATOR <=> (
+	LEFTARG = evector_query, RIGHTARG = evector, FUNCTION = cosine_distance,
+	COMMUTATOR = '<=>'
+);
+COMMENT ON OPERATOR <=> (evector_query, evector) IS 'cosine distance';
+
+CREATE OPERATOR <#> (
+	LEFTARG = evector, RIGHTARG = evector_query, FUNCTION = vecphi.negative_inner_product,
+	COMMUTATOR = '<#>'
+);
+COMMENT ON OPERATOR <#> (evector, evector_query) IS 'negative inner product';
+CREATE OPERATOR <#> (
+	LEFTARG = evector_query, RIGHTARG = evector, FUNCTION = vecphi.negative_inner_product,
+	COMMUTATOR = '<#>'
+);
+COMMENT ON OPERATOR <#> (evector_query, evector) IS 'negative inner product';
+
+-- An ehnsw index orders by distance to a plaintext query vector too: the
+-- cross-type member of each family (the scan tells the two apart by the
+-- ordering key's subtype, src/ehnsw/ehnswscan.c).
+ALTER OPERATOR FAMILY evector_l2_ops USING ehnsw ADD
+	OPERATOR 1 <-> (evector, evector_query) FOR ORDER BY float_ops;
+ALTER OPERATOR FAMILY evector_cosine_ops USING ehnsw ADD
+	OPERATOR 1 <=> (evector, evector_query) FOR ORDER BY float_ops;
+ALTER OPERATOR FAMILY evector_ip_ops USING ehnsw ADD
+	OPERATOR 1 <#> (evector, evector_query) FOR ORDER BY float_ops;
 -- #15 key tables written by logical replication: a subscriber's backends
 -- drop their cached keys when the apply worker (which fires row triggers
 -- only, hence FOR EACH ROW, plus TRUNCATE) writes the key tables, as they do

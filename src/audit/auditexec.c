@@ -68,6 +68,7 @@
 #include "claims.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "evector.h"
 #include "report.h"
 #include "vecphi.h"
 #include "auditexec.h"
@@ -514,17 +515,30 @@ audit_ExecutorStart(QueryDesc *qd, int eflags)
 
 /* ---------- queuing the records ---------- */
 
-/* SHA-256 of the query vector's plaintext, when it is a constant/param. */
+/*
+ * SHA-256 of the query vector's plaintext, when it is a constant/param (or
+ * the cast of one to evector_query): the values as little-endian float4,
+ * so an evector and an evector_query with the same values get the same
+ * fingerprint.
+ */
 static void
 audit_query_digest(AuditQuery *aq)
 {
 	Expr	   *arg = aq->query_arg;
+	Oid			cast = InvalidOid;
 	Datum		value = (Datum) 0;
 	bool		isnull = true;
 
 	aq->digest_done = true;
 	if (arg == NULL)
 		return;
+	if (IsA(arg, FuncExpr))		/* the cast auditplan.c accepted */
+	{
+		cast = ((FuncExpr *) arg)->funcid;
+		arg = linitial(((FuncExpr *) arg)->args);
+		while (IsA(arg, RelabelType))
+			arg = ((RelabelType *) arg)->arg;
+	}
 	if (IsA(arg, Const))
 	{
 		value = ((Const *) arg)->constvalue;
@@ -548,7 +562,13 @@ audit_query_digest(AuditQuery *aq)
 			isnull = prm->isnull;
 		}
 	}
-	if (!isnull)
+	if (isnull)
+		return;
+	if (OidIsValid(cast))
+		value = OidFunctionCall1(cast, value);
+	if (evector_query_is_type(exprType((Node *) aq->query_arg)))
+		evector_query_digest(value, aq->digest);
+	else
 	{
 		struct varlena *env = PG_DETOAST_DATUM(value);
 		EnvelopeHeader hdr;
@@ -561,8 +581,8 @@ audit_query_digest(AuditQuery *aq)
 		crypto_sha256(x, len, aq->digest);
 		crypto_wipe(x, len);
 		pfree(x);
-		aq->has_digest = true;
 	}
+	aq->has_digest = true;
 }
 
 static bool

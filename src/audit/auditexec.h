@@ -26,7 +26,8 @@ typedef enum FuncKind
 	FK_NONE = 1,
 	FK_DISTANCE,
 	FK_DECRYPT,
-	FK_PROTECTED_INPUT			/* input function of evector or etext */
+	FK_PROTECTED_INPUT,			/* input function of evector or etext */
+	FK_QUERY_CAST				/* array -> evector_query cast */
 } FuncKind;
 
 typedef struct FuncKindEntry
@@ -40,7 +41,8 @@ typedef struct CallSearch
 {
 	bool		distance;
 	bool		decrypt;
-	Expr	   *query_arg;		/* constant/parameter side of a distance */
+	Expr	   *query_arg;		/* constant/parameter side of a distance, or
+								 * the cast of one to evector_query */
 } CallSearch;
 
 struct AuditQuery;

@@ -86,6 +86,31 @@ kind_cache_create(const char *name)
 }
 
 /*
+ * Is src the link symbol of a distance function: evector_<metric> over two
+ * evectors, or its _query and _query_rev forms with an evector_query?
+ */
+static bool
+is_distance_symbol(const char *src)
+{
+	static const char *const metrics[] = {
+		"evector_l2_distance", "evector_cosine_distance",
+		"evector_inner_product", "evector_negative_inner_product"
+	};
+	int			i;
+
+	for (i = 0; i < lengthof(metrics); i++)
+	{
+		size_t		len = strlen(metrics[i]);
+
+		if (strncmp(src, metrics[i], len) == 0 &&
+			(src[len] == '\0' || strcmp(src + len, "_query") == 0 ||
+			 strcmp(src + len, "_query_rev") == 0))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Recognise vecphi's C functions by their link symbol and library, so the
  * answer does not depend on schemas or search_path.
  */
@@ -120,10 +145,7 @@ func_kind(Oid funcid)
 																	  Anum_pg_proc_prosrc,
 																	  &isnull));
 
-				if (strcmp(src, "evector_l2_distance") == 0 ||
-					strcmp(src, "evector_cosine_distance") == 0 ||
-					strcmp(src, "evector_inner_product") == 0 ||
-					strcmp(src, "evector_negative_inner_product") == 0)
+				if (is_distance_symbol(src))
 					kind = FK_DISTANCE;
 				else if (strcmp(src, "vecphi_decrypt_vector") == 0 ||
 						 strcmp(src, "vecphi_decrypt_text") == 0)
@@ -131,6 +153,8 @@ func_kind(Oid funcid)
 				else if (strcmp(src, "evector_in") == 0 ||
 						 strcmp(src, "etext_in") == 0)
 					kind = FK_PROTECTED_INPUT;
+				else if (strcmp(src, "evector_query_from_array") == 0)
+					kind = FK_QUERY_CAST;
 			}
 		}
 		ReleaseSysCache(tup);
@@ -213,6 +237,21 @@ strip_relabel(Expr * e)
 	return e;
 }
 
+/*
+ * Can e be fingerprinted as a query vector: a constant or parameter, or
+ * the implicit cast of one to evector_query (a generic plan keeps it)?
+ */
+static bool
+query_arg_candidate(Expr * e)
+{
+	if (e == NULL)
+		return false;
+	if (IsA(e, FuncExpr) && func_kind(((FuncExpr *) e)->funcid) == FK_QUERY_CAST &&
+		list_length(((FuncExpr *) e)->args) == 1)
+		e = strip_relabel(linitial(((FuncExpr *) e)->args));
+	return e != NULL && (IsA(e, Const) || IsA(e, Param));
+}
+
 static bool
 call_walker(Node * node, CallSearch *cs)
 {
@@ -246,9 +285,9 @@ call_walker(Node * node, CallSearch *cs)
 				Expr	   *a = strip_relabel(linitial(args));
 				Expr	   *b = strip_relabel(lsecond(args));
 
-				if (b != NULL && (IsA(b, Const) || IsA(b, Param)))
+				if (query_arg_candidate(b))
 					cs->query_arg = b;
-				else if (a != NULL && (IsA(a, Const) || IsA(a, Param)))
+				else if (query_arg_candidate(a))
 					cs->query_arg = a;
 			}
 		}

@@ -3,10 +3,12 @@
  * ehnswscan.c
  *	  Scanning an ehnsw index: ORDER BY col <op> query LIMIT k.
  *
- * The query vector must be encrypted under the claimant's tenant (the
- * claims are checked before anything is decrypted), and the scan walks
- * that tenant's graph only: it never loads, decrypts or returns an element
- * of another tenant, whatever row-level security says.
+ * The query vector is either an evector, which must be encrypted under
+ * the claimant's tenant (the claims are checked before anything is
+ * decrypted), or a plaintext evector_query (the ordering key's subtype
+ * says which), for which the claims name the tenant.  Either way the scan
+ * walks the claimant tenant's graph only: it never loads, decrypts or
+ * returns an element of another tenant, whatever row-level security says.
  *
  * The first vecphi.ef_search rows come from HNSW's search, nearest first.
  * When the executor asks for more (a WHERE clause or row-level security
@@ -26,9 +28,12 @@
 
 #include "access/relscan.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "claims.h"
 #include "ehnsw.h"
+#include "evector.h"
 #include "report.h"
 #include "vecphi.h"
 
@@ -77,14 +82,53 @@ ehnswrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys,
 	so->returned = 0;
 }
 
+/*
+ * The plaintext of the scan's query, in the operation's memory (wiped with
+ * it), and the tenant whose graph to search.  An evector is decrypted for
+ * its owner, who must be the claimant; an evector_query needs no
+ * decryption and searches the claimant's graph.
+ */
+static float4 *
+ehnsw_scan_query(IndexScanDesc scan, uint32 *tenant_id)
+{
+	EhnswState *state = &((EhnswScanOpaque) scan->opaque)->state;
+	ScanKey		key = &scan->orderByData[0];
+	Oid			keytype = scan->indexRelation->rd_opcintype[0];
+	struct varlena *env;
+	EnvelopeHeader hdr;
+
+	if (OidIsValid(key->sk_subtype) && key->sk_subtype != keytype)
+	{
+		EvectorQuery *query;
+		float4	   *q;
+
+		if (!evector_query_is_type(key->sk_subtype))
+			elog(ERROR, "ehnsw cannot order by a value of type %s",
+				 format_type_be(key->sk_subtype));
+		*tenant_id = claims_require_tenant_id();
+		query = DatumGetEvectorQueryP(key->sk_argument);
+		if ((uint32) query->dim != state->dims)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("expected %u dimensions, not %d", state->dims, query->dim)));
+		q = palloc(sizeof(float4) * query->dim);
+		memcpy(q, query->x, sizeof(float4) * query->dim);
+		ehnsw_wipe_list_add(state->plaintexts, q);
+		return q;
+	}
+
+	env = (struct varlena *) PG_DETOAST_DATUM(key->sk_argument);
+	envelope_read_header(env, ENVELOPE_KIND_VECTOR, &hdr);
+	envelope_check_claimant(&hdr, ENVELOPE_KIND_VECTOR);
+	return ehnsw_decrypt_vector(state, env, tenant_id);
+}
+
 /* Run the HNSW search for the query; results go to so->results. */
 static void
 ehnsw_search(IndexScanDesc scan)
 {
 	EhnswScanOpaque so = (EhnswScanOpaque) scan->opaque;
 	EhnswState *state = &so->state;
-	struct varlena *env;
-	EnvelopeHeader hdr;
 	float4	   *q;
 	uint32		tenant_id;
 	EhnswMetaPageData meta;
@@ -104,10 +148,7 @@ ehnsw_search(IndexScanDesc scan)
 	if (scan->orderByData[0].sk_flags & SK_ISNULL)
 		return;
 
-	env = (struct varlena *) PG_DETOAST_DATUM(scan->orderByData[0].sk_argument);
-	envelope_read_header(env, ENVELOPE_KIND_VECTOR, &hdr);
-	envelope_check_claimant(&hdr, ENVELOPE_KIND_VECTOR);
-	q = ehnsw_decrypt_vector(state, env, &tenant_id);
+	q = ehnsw_scan_query(scan, &tenant_id);
 	if (!ehnsw_indexable(state, q))
 		return;
 	state->tenant_id = tenant_id;

@@ -504,7 +504,13 @@ envelope_rethrow_input_error(MemoryContext cxt)
 	ReThrowError(edata);
 }
 
-/* Binary input: the rest of the message is the envelope. */
+/*
+ * Binary input: the rest of the message is the envelope.  Bytes that are
+ * not an envelope at all (a driver sending a float array, pgvector's
+ * binary vector) are bad input, 22P03, not damaged data: the message says
+ * what to send instead.  A well-formed envelope whose authentication fails
+ * is still XX001, where it is decrypted.
+ */
 struct varlena *
 envelope_recv(StringInfo buf, uint8 kind)
 {
@@ -516,7 +522,14 @@ envelope_recv(StringInfo buf, uint8 kind)
 	SET_VARSIZE(env, VARHDRSZ + nbytes);
 	pq_copymsgbytes(buf, VARDATA(env), nbytes);
 	check_kind(env, kind);
-	envelope_read_header(env, kind, &hdr);
+	if (!envelope_peek_header(env, VARSIZE(env), kind, &hdr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid binary representation for type %s", kind_type_name(kind)),
+				 errdetail("The %d bytes received are not a vecphi envelope.", nbytes),
+				 kind == ENVELOPE_KIND_VECTOR ?
+				 errhint("Binary input of evector is the ciphertext envelope evector_send() returns; send a query vector as evector_query, or a plaintext vector as text '[1,2,3]' or real[].") :
+				 errhint("Binary input of etext is the ciphertext envelope etext_send() returns; send plaintext as text.")));
 	return env;
 }
 

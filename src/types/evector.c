@@ -59,31 +59,34 @@ check_typmod_dims(int32 typmod, uint32 dim)
 				 errmsg("expected %d dimensions, not %u", typmod, dim)));
 }
 
-/* Check the values and size of a plaintext vector before encrypting it. */
-static void
-check_vector_values(const float4 *x, int dim)
+/*
+ * Check the values and size of a plaintext vector of type typname (evector
+ * before encrypting it, or evector_query).
+ */
+void
+evector_check_values(const float4 *x, int dim, const char *typname)
 {
 	int			i;
 
 	if (dim < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("evector must have at least 1 dimension")));
+				 errmsg("%s must have at least 1 dimension", typname)));
 	if (dim > VECPHI_MAX_DIM)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("evector cannot have more than %d dimensions", VECPHI_MAX_DIM)));
+				 errmsg("%s cannot have more than %d dimensions", typname, VECPHI_MAX_DIM)));
 	for (i = 0; i < dim; i++)
 	{
 		if (isnan(x[i]))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("NaN not allowed in evector"),
+					 errmsg("NaN not allowed in %s", typname),
 					 errdetail("Element %d is NaN.", i + 1)));
 		if (isinf(x[i]))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("infinite value not allowed in evector"),
+					 errmsg("infinite value not allowed in %s", typname),
 					 errdetail("Element %d is infinite.", i + 1)));
 	}
 }
@@ -94,7 +97,7 @@ seal_vector(float4 *x, int dim)
 {
 	struct varlena *env;
 
-	check_vector_values(x, dim);
+	evector_check_values(x, dim, "evector");
 	envelope_floats_to_le(x, dim);
 	env = envelope_seal(ENVELOPE_KIND_VECTOR, dim, x, (Size) dim * sizeof(float4));
 	crypto_wipe(x, (Size) dim * sizeof(float4));
@@ -102,20 +105,21 @@ seal_vector(float4 *x, int dim)
 }
 
 static void
-syntax_error(const char *detail)
+syntax_error(const char *typname, const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("invalid input syntax for type evector"),
+			 errmsg("invalid input syntax for type %s", typname),
 			 errdetail("%s", detail)));
 }
 
 /*
- * Parse pgvector's text form "[1.5, 2, 3]".  Values are checked later;
- * here only syntax, range and the dimension limit.
+ * Parse pgvector's text form "[1.5, 2, 3]" as a value of type typname
+ * (evector or evector_query).  Values are checked later
+ * (evector_check_values); here only syntax, range and the dimension limit.
  */
-static float4 *
-parse_vector_literal(const char *str, int *dim)
+float4 *
+evector_parse_literal(const char *str, const char *typname, int *dim)
 {
 	const char *p = str;
 	int			cap = 64;
@@ -125,14 +129,16 @@ parse_vector_literal(const char *str, int *dim)
 	while (isspace((unsigned char) *p))
 		p++;
 	if (*p != '[')
-		syntax_error("A vector starts with \"[\", an envelope with \"vecphi:\".");
+		syntax_error(typname, strcmp(typname, "evector") == 0 ?
+					 "A vector starts with \"[\", an envelope with \"vecphi:\"." :
+					 "A vector starts with \"[\".");
 	p++;
 	while (isspace((unsigned char) *p))
 		p++;
 	if (*p == ']')
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("evector must have at least 1 dimension")));
+				 errmsg("%s must have at least 1 dimension", typname)));
 	for (;;)
 	{
 		char	   *end;
@@ -141,17 +147,18 @@ parse_vector_literal(const char *str, int *dim)
 		if (n == VECPHI_MAX_DIM)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("evector cannot have more than %d dimensions", VECPHI_MAX_DIM)));
+					 errmsg("%s cannot have more than %d dimensions", typname,
+							VECPHI_MAX_DIM)));
 		while (isspace((unsigned char) *p))
 			p++;
 		errno = 0;
 		val = strtof(p, &end);
 		if (end == p)
-			syntax_error(psprintf("Element %d is not a number.", n + 1));
+			syntax_error(typname, psprintf("Element %d is not a number.", n + 1));
 		if (errno == ERANGE && isinf(val))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("evector element %d is out of range for type real", n + 1)));
+					 errmsg("%s element %d is out of range for type real", typname, n + 1)));
 		if (n == cap)
 		{
 			cap *= 2;
@@ -171,12 +178,12 @@ parse_vector_literal(const char *str, int *dim)
 			p++;
 			break;
 		}
-		syntax_error(psprintf("Expected \",\" or \"]\" after element %d.", n));
+		syntax_error(typname, psprintf("Expected \",\" or \"]\" after element %d.", n));
 	}
 	while (isspace((unsigned char) *p))
 		p++;
 	if (*p != '\0')
-		syntax_error("Junk after closing \"]\".");
+		syntax_error(typname, "Junk after closing \"]\".");
 	*dim = n;
 	return x;
 }
@@ -206,7 +213,7 @@ evector_in(PG_FUNCTION_ARGS)
 		else
 		{
 			int			dim;
-			float4	   *x = parse_vector_literal(str, &dim);
+			float4	   *x = evector_parse_literal(str, "evector", &dim);
 
 			check_typmod_dims(typmod, dim);
 			env = seal_vector(x, dim);
