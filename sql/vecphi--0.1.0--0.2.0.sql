@@ -63,6 +63,18 @@ CREATE FUNCTION vecphi.array_to_evector_query(integer[]) RETURNS evector_query
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION vecphi.array_to_evector_query(integer[]) IS
 	'integer[] as a query vector';
+-- psycopg sends a Python list of small ints as smallint[], of large ones as
+-- bigint[].
+CREATE FUNCTION vecphi.array_to_evector_query(smallint[]) RETURNS evector_query
+	AS 'MODULE_PATHNAME', 'evector_query_from_array'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.array_to_evector_query(smallint[]) IS
+	'smallint[] as a query vector';
+CREATE FUNCTION vecphi.array_to_evector_query(bigint[]) RETURNS evector_query
+	AS 'MODULE_PATHNAME', 'evector_query_from_array'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.array_to_evector_query(bigint[]) IS
+	'bigint[] as a query vector (values beyond 2^24 lose precision as real does)';
 CREATE FUNCTION vecphi.array_to_evector_query(numeric[]) RETURNS evector_query
 	AS 'MODULE_PATHNAME', 'evector_query_from_array'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -75,6 +87,10 @@ CREATE CAST (double precision[] AS evector_query)
 	WITH FUNCTION vecphi.array_to_evector_query(double precision[]) AS IMPLICIT;
 CREATE CAST (integer[] AS evector_query)
 	WITH FUNCTION vecphi.array_to_evector_query(integer[]) AS IMPLICIT;
+CREATE CAST (smallint[] AS evector_query)
+	WITH FUNCTION vecphi.array_to_evector_query(smallint[]) AS IMPLICIT;
+CREATE CAST (bigint[] AS evector_query)
+	WITH FUNCTION vecphi.array_to_evector_query(bigint[]) AS IMPLICIT;
 CREATE CAST (numeric[] AS evector_query)
 	WITH FUNCTION vecphi.array_to_evector_query(numeric[]) AS IMPLICIT;
 

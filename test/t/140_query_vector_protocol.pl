@@ -113,7 +113,7 @@ is( $node->safe_psql(
 		'upd', q{SELECT '[1,2,3]'::evector_query,
 		(SELECT count(*) FROM pg_amop WHERE amoprighttype = 'evector_query'::regtype),
 		(SELECT count(*) FROM pg_cast WHERE casttarget = 'evector_query'::regtype)}),
-	'evector_query(3 dimensions)|3|4',
+	'evector_query(3 dimensions)|3|6',
 	'after ALTER EXTENSION UPDATE: the type, its ehnsw members and casts');
 
 $node->stop;
