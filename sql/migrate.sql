@@ -130,6 +130,16 @@ SELECT pg_typeof(emb) AS emb FROM mig_docs LIMIT 1;
 -- 4. The owner in vecphi_key_admin migrates real[] (batches of 2) and
 -- text; each row under its own tenant's key.
 ALTER TABLE mig_docs OWNER TO regress_mig_admin;
+-- While another role may write to the table it refuses: the app role
+-- (token for mig_a) could insert a row naming mig_b and have the
+-- migration encrypt it under mig_b's key.  Reading is fine.
+GRANT SELECT, INSERT ON mig_docs TO regress_mig_app;
+GRANT UPDATE (tenant) ON mig_docs TO PUBLIC;
+SET ROLE regress_mig_admin;
+CALL vecphi.migrate_column('mig_docs', 'emb', 'tenant', 2);
+RESET ROLE;
+REVOKE INSERT ON mig_docs FROM regress_mig_app;
+REVOKE UPDATE (tenant) ON mig_docs FROM PUBLIC;
 SET ROLE regress_mig_admin;
 CALL vecphi.migrate_column('mig_docs', 'emb', 'tenant', 2);
 CALL vecphi.migrate_column('mig_docs', 'body', 'tenant');
@@ -197,6 +207,7 @@ RESET ROLE;
 SELECT count(*) AS migrations_of_mig_bad FROM vecphi.migrations WHERE table_name = 'public.mig_bad';
 
 DROP TABLE mig_docs, mig_more, mig_bad;
+
 DROP FUNCTION mig_wrap(real[]);
 DROP DOMAIN mig_evec;
 DELETE FROM vecphi.migrations;

@@ -484,6 +484,59 @@ table_is_protected(Oid relid)
 }
 
 /*
+ * Refuse while a role other than the caller, the owner and superusers may
+ * write to the table: a row it inserted or updated during the migration
+ * would be encrypted under the key of whatever tenant it names, so an
+ * application role with a token for one tenant could have rows planted
+ * under another's key.  Reads go on; writes wait for vecphi.protect().
+ */
+static void
+check_no_writers(const Migration *m)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	PrivSql		ps;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+	char	   *writers = NULL;
+
+	values[0] = ObjectIdGetDatum(m->relid);
+	values[1] = ObjectIdGetDatum(GetUserId());
+	caller_sql_begin(&ps);
+	if (privsql_execute(&ps,
+						"WITH rel AS (SELECT relowner, relacl FROM pg_catalog.pg_class "
+						"  WHERE oid OPERATOR(pg_catalog.=) $1), "
+						"grants AS (SELECT (pg_catalog.aclexplode(relacl)).* FROM rel "
+						"  UNION ALL SELECT (pg_catalog.aclexplode(attacl)).* FROM pg_catalog.pg_attribute "
+						"  WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attacl IS NOT NULL), "
+						"writers AS (SELECT g.grantee FROM grants g WHERE g.privilege_type "
+						"  OPERATOR(pg_catalog.=) ANY (ARRAY['INSERT', 'UPDATE']::pg_catalog.text[]) "
+						"  UNION SELECT r.oid FROM pg_catalog.pg_roles r, rel "
+						"  WHERE pg_catalog.pg_has_role(r.oid, rel.relowner, 'USAGE')) "
+						"SELECT pg_catalog.string_agg(CASE WHEN w.grantee OPERATOR(pg_catalog.=) 0 "
+						"  THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END, ', ' ORDER BY r.rolname) "
+						"FROM writers w LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) w.grantee, rel "
+						"WHERE w.grantee OPERATOR(pg_catalog.<>) rel.relowner AND w.grantee OPERATOR(pg_catalog.<>) $2 "
+						"AND r.rolsuper IS NOT TRUE",
+						2, types, values, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "vecphi: could not read the privileges of \"%s\"", m->relname);
+	if (SPI_processed == 1)
+	{
+		char	   *w = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (w != NULL)
+			writers = MemoryContextStrdup(cxt, w);
+	}
+	privsql_end(&ps);
+	if (writers != NULL)
+		vecphi_deny(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					psprintf("roles other than the owner of \"%s\" may write to it: %s", m->relname, writers),
+					"migrate_column: other roles may write to the table",
+					errdetail("A row they insert or update during the migration would be encrypted under the key of whatever tenant it names."),
+					errhint("Revoke INSERT and UPDATE on %s (and membership in its owner) from them for the migration; the application can keep reading.  Grant writes back after vecphi.protect().",
+							m->qrel));
+}
+
+/*
  * vecphi.migrate_start(tbl, column_name, tenant_column): begin (or resume)
  * a migration; false when the column was migrated already.
  */
@@ -508,6 +561,8 @@ vecphi_migrate_start(PG_FUNCTION_ARGS)
 	check_caller(relid);
 	if (load_migration(relid, column, &m))
 	{
+		if (!m.finished)
+			check_no_writers(&m);
 		if (m.finished)
 		{
 			ereport(NOTICE,
@@ -537,6 +592,7 @@ vecphi_migrate_start(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(true);
 	}
 
+	check_no_writers(&m);
 	if (table_is_protected(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -643,6 +699,7 @@ vecphi_migrate_batch(PG_FUNCTION_ARGS)
 	migration_under_way(relid, column, &m);
 	if (m.finished)
 		PG_RETURN_BOOL(false);
+	check_no_writers(&m);
 	initStringInfo(&tenants);
 	n = run_batch(&m, batch, &tenants);
 	if (n > 0)
@@ -687,6 +744,7 @@ vecphi_migrate_finish(PG_FUNCTION_ARGS)
 	if (m.finished)
 		PG_RETURN_VOID();
 	LockRelationOid(relid, AccessExclusiveLock);
+	check_no_writers(&m);
 	for (;;)
 	{
 		StringInfoData tenants;
