@@ -262,9 +262,11 @@ vector_plaintext(Datum d, int *dim)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("NaN or infinite value not allowed in evector"),
-					 errdetail("Element %d.", i + 1)));
+					 errdetail("Element %d is not a finite number.", i + 1)));
 	}
 	crypto_wipe(elems, n * sizeof(Datum));
+	if ((Pointer) a != DatumGetPointer(d))	/* a detoasted copy */
+		crypto_wipe(a, VARSIZE(a));
 	*dim = n;
 	return x;
 }
@@ -375,6 +377,8 @@ run_batch(const Migration *m, int limit, StringInfo tenants)
 		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE ||
 			SPI_processed != 1)
 			elog(ERROR, "vecphi: could not migrate a row of \"%s\"", m->relname);
+		/* The row as read holds the plaintext (and the tid, used above). */
+		crypto_wipe(t->t_data, t->t_len);
 		if (!list_member(seen, makeString(tenant)))
 		{
 			seen = lappend(seen, makeString(tenant));
