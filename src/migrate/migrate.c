@@ -468,6 +468,30 @@ rows_left(const Migration *m)
 	return n;
 }
 
+/*
+ * Refuse a table whose row-level security applies to its owner (FORCE ROW
+ * LEVEL SECURITY): the owner would not see every row, and the finish would
+ * drop the plaintext of the rows it did not migrate.
+ */
+static void
+check_row_security(const Migration *m)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(m->relid));
+	bool		forced;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", m->relid);
+	forced = ((Form_pg_class) GETSTRUCT(tup))->relrowsecurity &&
+		((Form_pg_class) GETSTRUCT(tup))->relforcerowsecurity;
+	ReleaseSysCache(tup);
+	if (forced)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("row-level security of \"%s\" applies to its owner", m->relname),
+				 errdetail("The migration must see every row, or the finish would drop the plaintext of the rows it did not see."),
+				 errhint("ALTER TABLE %s NO FORCE ROW LEVEL SECURITY for the migration.", m->qrel)));
+}
+
 static bool
 table_is_protected(Oid relid)
 {
@@ -566,7 +590,10 @@ vecphi_migrate_start(PG_FUNCTION_ARGS)
 	if (load_migration(relid, column, &m))
 	{
 		if (!m.finished)
+		{
 			check_no_writers(&m);
+			check_row_security(&m);
+		}
 		if (m.finished)
 		{
 			ereport(NOTICE,
@@ -602,6 +629,7 @@ vecphi_migrate_start(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is protected already", m.relname),
 				 errhint("Migrate its plaintext columns before vecphi.protect() (docs/migration.md).")));
+	check_row_security(&m);
 	attnum = get_attnum(relid, column);
 	if (attnum == InvalidAttrNumber)
 		ereport(ERROR,
@@ -700,10 +728,14 @@ vecphi_migrate_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch_size must be at least 1")));
+	check_caller(relid);
+	/* No finish may swap the columns between the state read and the batch. */
+	LockRelationOid(relid, RowExclusiveLock);
 	migration_under_way(relid, column, &m);
 	if (m.finished)
 		PG_RETURN_BOOL(false);
 	check_no_writers(&m);
+	check_row_security(&m);
 	initStringInfo(&tenants);
 	n = run_batch(&m, batch, &tenants);
 	if (n > 0)
@@ -744,11 +776,13 @@ vecphi_migrate_finish(PG_FUNCTION_ARGS)
 	Oid			evector;
 	Oid			etext;
 
-	migration_under_way(relid, column, &m);
+	check_caller(relid);
+	LockRelationOid(relid, AccessExclusiveLock);
+	migration_under_way(relid, column, &m); /* read under the lock */
 	if (m.finished)
 		PG_RETURN_VOID();
-	LockRelationOid(relid, AccessExclusiveLock);
 	check_no_writers(&m);
+	check_row_security(&m);
 	for (;;)
 	{
 		StringInfoData tenants;
@@ -759,6 +793,14 @@ vecphi_migrate_finish(PG_FUNCTION_ARGS)
 			break;
 		record_batch(&m, n, tenants.data);
 	}
+	n = rows_left(&m);
+	if (n > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg(INT64_FORMAT " rows of \"%s\" still hold plaintext in column \"%s\"",
+						n, m.relname, column),
+				 errdetail("The plaintext column is dropped only when no row holds a value in it."),
+				 errhint("Call vecphi.migrate_column() again.")));
 
 	vecphi_ciphertext_types(&evector, &etext);
 	opcnsp = pstrdup(quote_identifier(get_namespace_name(vecphi_extension_namespace(false))));

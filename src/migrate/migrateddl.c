@@ -31,6 +31,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parse_type.h"
@@ -63,14 +64,39 @@ migrate_cipher_kind(Oid typid, Oid evector, Oid etext)
 	return OidIsValid(elem) ? ciphertext_type_kind(elem, evector, etext) : 0;
 }
 
-/* Is the raw USING expression the column itself, under casts only? */
+/* The type a TypeName names, or InvalidOid (PostgreSQL reports it later). */
+static Oid
+type_of(TypeName * name)
+{
+	Type		tup = LookupTypeName(NULL, name, NULL, true);
+	Oid			typid;
+
+	if (tup == NULL)
+		return InvalidOid;
+	typid = typeTypeId(tup);
+	ReleaseSysCache(tup);
+	return typid;
+}
+
+/*
+ * Is the raw USING expression the column itself, under casts to ciphertext
+ * types or text only?  (A cast to a type of the caller's could run any
+ * function of the caller's; evector -> text -> evector is the envelope.)
+ */
 static bool
-using_is_column(Node * expr, const char *column)
+using_is_column(Node * expr, const char *column, Oid evector, Oid etext)
 {
 	while (expr != NULL)
 	{
 		if (IsA(expr, TypeCast))
+		{
+			Oid			cast_to = type_of(((TypeCast *) expr)->typeName);
+
+			if (cast_to != TEXTOID &&
+				migrate_cipher_kind(cast_to, evector, etext) == 0)
+				return false;
 			expr = ((TypeCast *) expr)->arg;
+		}
 		else if (IsA(expr, CollateClause))
 			expr = ((CollateClause *) expr)->arg;
 		else
@@ -84,20 +110,6 @@ using_is_column(Node * expr, const char *column)
 		return IsA(last, String) && strcmp(strVal(last), column) == 0;
 	}
 	return false;
-}
-
-/* The type a TypeName names, or InvalidOid (PostgreSQL reports it later). */
-static Oid
-type_of(TypeName * name)
-{
-	Type		tup = LookupTypeName(NULL, name, NULL, true);
-	Oid			typid;
-
-	if (tup == NULL)
-		return InvalidOid;
-	typid = typeTypeId(tup);
-	ReleaseSysCache(tup);
-	return typid;
 }
 
 static void
@@ -160,9 +172,9 @@ check_alter_table(AlterTableStmt * stmt)
 				refuse_rewrite(stmt->relation->relname, cmd->name, target, false,
 							   psprintf("Converting a column of type %s", format_type_be(source)));
 			if (def->raw_default != NULL &&
-				!using_is_column(def->raw_default, cmd->name))
+				!using_is_column(def->raw_default, cmd->name, evector, etext))
 				refuse_rewrite(stmt->relation->relname, cmd->name, target, false,
-							   pstrdup("A USING expression other than the column itself"));
+							   pstrdup("A USING expression other than the column itself (cast to ciphertext types or text only)"));
 		}
 		else if (cmd->subtype == AT_AddColumn)
 		{
