@@ -183,6 +183,9 @@ sub migrate_killed
 	ok( $node->poll_query_until('postgres',
 			"SELECT coalesce(max(rows_done), 0) >= $o{kill_after} FROM vecphi.migrations WHERE column_name = '$name'"),
 		"$name: $o{kill_after} rows migrated before the kill");
+	# The application keeps reading while batches run.
+	is( $node->safe_psql('postgres', 'SELECT count(*) FROM docs', extra_params => [ '-U', 'mig_app' ]),
+		$self->{n}, "$name: the application reads every row during the migration");
 	is( $node->safe_psql('postgres', q{
 			SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 			 WHERE usename = 'mig_admin' AND query LIKE 'CALL vecphi.migrate_column%'}),
