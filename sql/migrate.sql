@@ -218,6 +218,19 @@ SET ROLE regress_mig_admin;
 CALL vecphi.migrate_column('mig_rls', 'emb', 'tenant');
 RESET ROLE;
 DROP TABLE mig_rls;
+-- an owner's trigger that keeps the plaintext: refused, not looped on
+CREATE TABLE mig_trig (id int, tenant text, emb real[]);
+INSERT INTO mig_trig VALUES (1, 'mig_a', '{1,2}');
+CREATE FUNCTION mig_keep() RETURNS trigger LANGUAGE plpgsql
+	AS $$BEGIN NEW.emb := OLD.emb; RETURN NEW; END$$;
+CREATE TRIGGER mig_keep BEFORE UPDATE ON mig_trig FOR EACH ROW EXECUTE FUNCTION mig_keep();
+ALTER TABLE mig_trig OWNER TO regress_mig_admin;
+SET ROLE regress_mig_admin;
+CALL vecphi.migrate_column('mig_trig', 'emb', 'tenant');
+RESET ROLE;
+SELECT count(*) AS plaintext_kept FROM mig_trig WHERE emb IS NOT NULL;
+DROP TABLE mig_trig;
+DROP FUNCTION mig_keep();
 
 DROP TABLE mig_docs, mig_more, mig_bad;
 

@@ -335,8 +335,10 @@ run_batch(const Migration *m, int limit, StringInfo tenants)
 	n = (int64) SPI_processed;
 	types[0] = m->target;
 	types[1] = TIDOID;
-	plan = SPI_prepare(psprintf("UPDATE %s SET %s = $1, %s = NULL WHERE ctid OPERATOR(pg_catalog.=) $2",
-								m->qrel, qstaging, qcol), 2, types);
+	/* RETURNING: a trigger of the owner's must not undo the swap. */
+	plan = SPI_prepare(psprintf("UPDATE %s SET %s = $1, %s = NULL WHERE ctid OPERATOR(pg_catalog.=) $2 "
+								"RETURNING %s IS NULL AND %s IS NOT NULL",
+								m->qrel, qstaging, qcol, qcol, qstaging), 2, types);
 	if (plan == NULL)
 		elog(ERROR, "vecphi: could not prepare the migration update: %s",
 			 SPI_result_code_string(SPI_result));
@@ -374,9 +376,15 @@ run_batch(const Migration *m, int limit, StringInfo tenants)
 		}
 		args[0] = PointerGetDatum(env);
 		args[1] = tid;
-		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE ||
-			SPI_processed != 1)
-			elog(ERROR, "vecphi: could not migrate a row of \"%s\"", m->relname);
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+			SPI_processed != 1 ||
+			!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ||
+			isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+					 errmsg("a row of \"%s\" was not migrated as written", m->relname),
+					 errdetail("A trigger on the table skipped the update or changed the columns being migrated."),
+					 errhint("Disable the table's triggers for the migration.")));
 		/* The row as read holds the plaintext (and the tid, used above). */
 		crypto_wipe(t->t_data, t->t_len);
 		if (!list_member(seen, makeString(tenant)))
