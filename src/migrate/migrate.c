@@ -440,7 +440,8 @@ record_batch(const Migration *m, int64 n, const char *tenants)
 static uint8
 source_kind(Oid typid, int32 typmod, int32 *target_typmod)
 {
-	char	   *name;
+	HeapTuple	tup;
+	bool		is_vector;
 
 	*target_typmod = -1;
 	typid = getBaseType(typid);
@@ -448,8 +449,14 @@ source_kind(Oid typid, int32 typmod, int32 *target_typmod)
 		return ENVELOPE_KIND_VECTOR;
 	if (typid == TEXTOID || typid == VARCHAROID)
 		return ENVELOPE_KIND_TEXT;
-	name = get_typ_typrelid(typid) == InvalidOid ? format_type_be(typid) : NULL;
-	if (name != NULL && strcmp(name, "vector") == 0)
+	/* pgvector's type, in whatever schema it was installed */
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	if (!HeapTupleIsValid(tup))
+		return 0;
+	is_vector = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname), "vector") == 0 &&
+		((Form_pg_type) GETSTRUCT(tup))->typtype == TYPTYPE_BASE;
+	ReleaseSysCache(tup);
+	if (is_vector)
 	{
 		*target_typmod = typmod;	/* pgvector: the dimensions */
 		return ENVELOPE_KIND_VECTOR;

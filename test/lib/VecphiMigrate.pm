@@ -153,12 +153,13 @@ sub admin_psql
 	return $self->{node}->safe_psql('postgres', $sql, extra_params => [ '-U', 'mig_admin' ]);
 }
 
-# Migrate a column in one call.
+# Migrate a column in one call (search_path => '...': under that path).
 sub migrate
 {
 	my ($self, $name, %o) = @_;
 	my $batch = $o{batch} // 1000;
-	$self->admin_psql("CALL vecphi.migrate_column('docs', '$name', 'tenant', $batch)");
+	my $path = $o{search_path} ? "SET search_path = $o{search_path};\n" : '';
+	$self->admin_psql("${path}CALL vecphi.migrate_column('public.docs', '$name', 'tenant', $batch)");
 	return;
 }
 
