@@ -46,6 +46,8 @@ OBJS = \
 	src/protect/protectddl.o \
 	src/protect/protectstate.o \
 	src/erasure/scrub.o \
+	src/migrate/migrateddl.o \
+	src/migrate/migrate.o \
 	src/vecphi.o
 
 # 0.1.0 is the first released version; a new install runs its script and
@@ -56,7 +58,7 @@ DATA = sql/vecphi--0.1.0.sql $(wildcard sql/vecphi--*--*.sql)
 # pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
 # server started with shared_preload_libraries = 'vecphi' and test keys, so
 # test/run_tests.sh runs them against a temporary instance; see README.md.
-REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure claims_json ehnsw_debug_settings ehnsw_shred_vacuum inputs inputs_large tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity binding explain_redaction query_vector
+REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure claims_json ehnsw_debug_settings ehnsw_shred_vacuum inputs inputs_large tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity binding explain_redaction query_vector migrate
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
 # pg_isolation_regress specs (specs/<name>.spec, expected/<name>.out): the
@@ -77,7 +79,7 @@ PG_CFLAGS = -std=gnu99 -Wall -Wextra -Werror -Wno-unused-parameter \
 # One -I per layer folder: header names are unique across src/, so a file
 # includes "claims.h" wherever it lives, files that move between folders
 # need no edit, and test/tools/layers.sh maps each header to its folder.
-VECPHI_DIRS = common crypto keys claims types ehnsw audit protect erasure
+VECPHI_DIRS = common crypto keys claims types ehnsw audit protect erasure migrate
 PG_CPPFLAGS = -I$(srcdir)/src $(addprefix -I$(srcdir)/src/,$(VECPHI_DIRS))
 
 # No LLVM bitcode: JIT inlining buys nothing for the crypto-bound paths, and

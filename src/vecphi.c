@@ -27,6 +27,7 @@
 #include "hooks.h"
 #include "keys.h"
 #include "keysettings.h"
+#include "migrate.h"
 #include "protectddl.h"
 #include "scrub.h"
 
@@ -50,6 +51,7 @@ _PG_init(void)
 	scrub_init();				/* erasure: scrub after VACUUM */
 	binding_init();				/* protect: binding catalog hook */
 	protectddl_init();			/* protect: owner code on protected tables */
+	migrate_init();				/* migrate: refuse one-key table rewrites */
 	utility_install();			/* the one ProcessUtility hook (hooks.h) */
 
 	MarkGUCPrefixReserved("vecphi");

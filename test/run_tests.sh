@@ -304,6 +304,11 @@ fi
 if ((${#tap_files[@]} > 0)); then
 	echo "=== TAP tests: ${#tap_files[@]} file(s)"
 fi
+# The migration tests (15x) need pgvector in this PostgreSQL: installed, or
+# built here (as root) from ../shared/bench/; without it they skip.
+if [[ " ${tap_files[*]##*/} " == *" 15"[0-9]_* ]]; then
+	PG_CONFIG="$PG_CONFIG" bash "$REPO/test/tools/pgvector.sh" || true
+fi
 for tap in "${tap_files[@]}"; do
 	name=$(basename "$tap" .pl)
 	# Run from the copy's root so "test/t/NAME.pl" names the log files.

@@ -9,7 +9,7 @@
 
 #include "hooks.h"
 
-/* claims, audit, scrub, binding catalog, protected DDL: five today. */
+/* claims, audit, scrub, binding catalog, protected DDL, migration: six. */
 #define UTILITY_MAX_HANDLERS 8
 
 static ProcessUtility_hook_type utility_handlers[UTILITY_MAX_HANDLERS];

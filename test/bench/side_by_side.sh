@@ -79,26 +79,16 @@ checkpoint_timeout = 30min
 max_worker_processes = 8
 max_parallel_workers = 4"
 
-# pgvector: installed, or built from the shared tarball, or none.
+# pgvector: installed, or built from the shared tarball, or none
+# (test/tools/pgvector.sh).
 HAVE_PGV=1
-PGV_WHY="neither installed nor $PGVECTOR_TARBALL"
+PGV_WHY=""
 if ! psql_ -c 'CREATE EXTENSION vector' 2>/dev/null; then
-	if [[ -f $PGVECTOR_TARBALL ]]; then
-		progress "building pgvector from $(basename "$PGVECTOR_TARBALL") (PG_CONFIG=$PG_CONFIG)"
-		build=$(mktemp -d /tmp/vecphi-pgvector-build.XXXXXX)
-		if tar -xzf "$PGVECTOR_TARBALL" -C "$build" &&
-			src=$(find "$build" -mindepth 1 -maxdepth 1 -type d | head -n 1) &&
-			nice -n 10 make -C "$src" -j2 PG_CONFIG="$PG_CONFIG" >"$build/build.log" 2>&1 &&
-			make -C "$src" PG_CONFIG="$PG_CONFIG" install >>"$build/build.log" 2>&1 &&
-			psql_ -c 'CREATE EXTENSION vector'; then
-			rm -rf "$build"
-		else
-			tail -n 20 "$build/build.log" >&2 || true
-			rm -rf "$build"
-			PGV_WHY="building $(basename "$PGVECTOR_TARBALL") failed"
-			HAVE_PGV=0
-		fi
+	if PGV_WHY=$(PG_CONFIG="$PG_CONFIG" PGVECTOR_TARBALL="$PGVECTOR_TARBALL" bash "$REPO/test/tools/pgvector.sh") &&
+		psql_ -c 'CREATE EXTENSION vector'; then
+		progress "$PGV_WHY"
 	else
+		PGV_WHY=${PGV_WHY#no pgvector: }
 		HAVE_PGV=0
 	fi
 fi

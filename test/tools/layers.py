@@ -21,7 +21,7 @@ import sys
 
 # Bottom up; a file may include and call its own layer and those below.
 LAYERS = ["common", "crypto", "keys", "claims", "types", "ehnsw", "audit",
-          "protect", "erasure", "entry"]
+          "protect", "erasure", "migrate", "entry"]
 
 # Files still at the top of src/ (issue #13: moved after the branches that
 # change them have merged).  Everything else: its folder names its layer.
