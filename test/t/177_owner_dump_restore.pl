@@ -41,7 +41,7 @@ my $readback = qq{
 	$claims
 	SET LOCAL enable_seqscan = off;
 	SELECT id, vecphi.decrypt(body), vecphi.decrypt(embedding)
-	FROM notes ORDER BY embedding <-> '[10,0,1]' LIMIT 5;
+	FROM notes ORDER BY embedding <-> '[10.1,0.7,1]' LIMIT 5;
 	COMMIT;
 };
 my $other_tenant = qq{
@@ -175,7 +175,7 @@ $dst->command_ok(
 # ---- 4. the restored table ----
 is($dst->safe_psql('clinic', $readback), $expected,
 	'the claimant reads the same values through the index');
-like($dst->safe_psql('clinic', "BEGIN; $claims EXPLAIN (COSTS OFF) SELECT id FROM notes ORDER BY embedding <-> '[10,0,1]' LIMIT 5; COMMIT;"),
+like($dst->safe_psql('clinic', "BEGIN; $claims EXPLAIN (COSTS OFF) SELECT id FROM notes ORDER BY embedding <-> '[10.1,0.7,1]' LIMIT 5; COMMIT;"),
 	qr/Index Scan using notes_embedding/, 'through the restored ehnsw index');
 is($dst->safe_psql('clinic', $other_tenant), '1', 'another tenant\'s claimant sees only its own row');
 is($dst->safe_psql('clinic',
