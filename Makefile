@@ -29,6 +29,7 @@ OBJS = \
 	src/ehnsw/ehnswinsert.o \
 	src/ehnsw/ehnswscan.o \
 	src/ehnsw/ehnswsettings.o \
+	src/ehnsw/ehnswvisit.o \
 	src/ehnsw/ehnswutils.o \
 	src/ehnsw/ehnswvacuum.o \
 	src/audit/audit.o \
