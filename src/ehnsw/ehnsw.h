@@ -380,6 +380,7 @@ extern void ehnsw_elements_clear(EhnswState *state);
 extern EhnswElementEntry *ehnsw_element_entry(EhnswState *state, uint64 key);
 extern void ehnsw_element_forget(EhnswState *state, uint64 key);
 extern bool ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp);
+extern Buffer ehnsw_read_element_buffer(Relation index, BlockNumber blkno);
 
 /* ---------- ehnswinsert.c ---------- */
 

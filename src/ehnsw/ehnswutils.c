@@ -492,9 +492,21 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 		(state->tenant_id == 0 || state->hint_tenant_id == state->tenant_id))
 		dek = keys_cached_dek(state->hint_tenant_id, state->hint_dek_version);
 
-	buf = ReadBuffer(state->index, blkno);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	buf = ehnsw_read_element_buffer(state->index, blkno);
 	page = BufferGetPage(buf);
+
+	/*
+	 * The page's header, the element's line pointer and the special space
+	 * that ehnsw_page_usable() checks are three cache misses in a row: ask
+	 * for all of them before taking the lock, so that they overlap.
+	 */
+#if defined(__GNUC__)
+	__builtin_prefetch(page);
+	if (offno <= MaxOffsetNumber)
+		__builtin_prefetch(PageGetItemId(page, offno));
+	__builtin_prefetch((char *) page + BLCKSZ - 1);
+#endif
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	if (!ehnsw_page_usable(state->index, buf, blkno) ||
 		offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page) ||
 		!ItemIdIsNormal(itemid = PageGetItemId(page, offno)))
