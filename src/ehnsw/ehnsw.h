@@ -195,6 +195,15 @@ typedef struct EhnswElement
 	double		qdist;			/* in a scan: distance to the query */
 } EhnswElement;
 
+/* The element table's entry: an element by its location (ehnswvisit.c). */
+typedef struct EhnswElementEntry
+{
+	uint64		key;			/* ehnsw_location_key() */
+	EhnswElement *element;		/* NULL until loaded */
+	uint32		visit_stamp;	/* the last search that visited it */
+	char		status;			/* simplehash's */
+} EhnswElementEntry;
+
 /* A candidate in a search: an element and its distance to the query. */
 typedef struct EhnswCandidate
 {
@@ -276,7 +285,9 @@ typedef struct EhnswState
 	int			ef_construction;
 	int			metric;
 	MemoryContext opcxt;
-	HTAB	   *elements;
+	struct ehnsw_elements_hash *elements;	/* EhnswElementEntry by location:
+											 * ehnswvisit.c */
+	MemoryContext elements_cxt; /* holds it; outlives opcxt's resets */
 	EhnswWipeList *plaintexts;	/* decrypted vectors, in opcxt */
 	uint64		ndecrypted;		/* elements decrypted so far */
 	EhnswBuildGraph *graph;		/* set while building in memory */
@@ -303,9 +314,9 @@ typedef struct EhnswState
 	uint32		hint_tenant_id;
 	uint32		hint_dek_version;
 
-	/* The hash entry ehnsw_visit last found, for the load that follows. */
+	/* The entry ehnsw_visit last found, for the load that follows. */
 	uint64		last_key;
-	void	   *last_entry;
+	EhnswElementEntry *last_entry;
 } EhnswState;
 
 /* ---------- ehnsw.c ---------- */
@@ -351,7 +362,6 @@ extern bool ehnsw_indexable(EhnswState *state, const float4 *x);
 extern List *ehnsw_search_layer(EhnswState *state, const float4 *q,
 								List *entries, int ef, int level,
 								uint32 tenant_id, EhnswSearchRest *rest);
-extern bool ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp);
 extern int	ehnsw_candidate_near_cmp(const pairingheap_node *a,
 									 const pairingheap_node *b, void *arg);
 extern EhnswCandidate *ehnsw_make_candidate(EhnswState *state,
@@ -362,6 +372,15 @@ extern List *ehnsw_entry_candidates(EhnswState *state, EhnswElement *epel,
 									int *level);
 extern int	ehnsw_meta_metric(Relation index);
 extern int	ehnsw_candidate_cmp(const ListCell *a, const ListCell *b);
+
+/* ---------- ehnswvisit.c ---------- */
+
+extern void ehnsw_elements_init(EhnswState *state, MemoryContext cxt);
+extern void ehnsw_elements_clear(EhnswState *state);
+extern EhnswElementEntry *ehnsw_element_entry(EhnswState *state, uint64 key);
+extern void ehnsw_element_forget(EhnswState *state, uint64 key);
+extern bool ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp);
+extern Buffer ehnsw_read_element_buffer(Relation index, BlockNumber blkno);
 
 /* ---------- ehnswinsert.c ---------- */
 

@@ -34,14 +34,6 @@
 #include "kernels.h"
 #include "keys.h"
 
-/* Hash entry: an element by its location in the index. */
-typedef struct EhnswElementEntry
-{
-	uint64		key;
-	EhnswElement *element;
-	uint32		visit_stamp;
-} EhnswElementEntry;
-
 static uint32 visit_stamp_counter = 0;
 
 /* Reset callback of an EhnswWipeList: wipe its buffers. */
@@ -84,20 +76,11 @@ ehnsw_wipe_list_add(EhnswWipeList *list, void *buffer)
 static void
 ehnsw_state_prepare(EhnswState *state)
 {
-	HASHCTL		ctl;
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(EhnswElementEntry);
-	ctl.hcxt = state->opcxt;
-	state->elements = hash_create("ehnsw elements", 1024, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ehnsw_elements_clear(state);
 	state->plaintexts = ehnsw_wipe_list_create(state->opcxt,
 											   state->dims * sizeof(float4));
 	state->query = NULL;
 	state->scratch = NULL;
-	state->last_key = 0;
-	state->last_entry = NULL;
 }
 
 /*
@@ -145,6 +128,7 @@ ehnsw_state_init(EhnswState *state, Relation index, bool need_meta)
 	state->opcxt = AllocSetContextCreate(CurrentMemoryContext,
 										 "ehnsw operation",
 										 ALLOCSET_DEFAULT_SIZES);
+	ehnsw_elements_init(state, CurrentMemoryContext);
 	ehnsw_state_prepare(state);
 }
 
@@ -449,8 +433,7 @@ EhnswElement *
 ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 {
 	uint64		key = ehnsw_tid_key(tid);
-	EhnswElementEntry *entry;
-	bool		found;
+	EhnswElementEntry *entry = ehnsw_element_entry(state, key);
 	EhnswElement *element;
 	Buffer		buf;
 	Page		page;
@@ -464,17 +447,6 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 	struct varlena *env;
 	bool		want;
 
-	if (state->last_entry != NULL && state->last_key == key)
-		entry = (EhnswElementEntry *) state->last_entry;
-	else
-	{
-		entry = hash_search(state->elements, &key, HASH_ENTER, &found);
-		if (!found)
-		{
-			entry->element = NULL;
-			entry->visit_stamp = 0;
-		}
-	}
 	element = entry->element;
 	if (element != NULL &&
 		(!decrypt || element->x != NULL || element->keyless ||
@@ -497,9 +469,7 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 	if (element != NULL)
 	{
 		/* Loaded before without plaintext: read the item again to decrypt. */
-		entry->element = NULL;
-		hash_search(state->elements, &key, HASH_REMOVE, NULL);
-		state->last_entry = NULL;
+		ehnsw_element_forget(state, key);
 		return ehnsw_load_element(state, tid, true);
 	}
 
@@ -522,9 +492,21 @@ ehnsw_load_element(EhnswState *state, ItemPointer tid, bool decrypt)
 		(state->tenant_id == 0 || state->hint_tenant_id == state->tenant_id))
 		dek = keys_cached_dek(state->hint_tenant_id, state->hint_dek_version);
 
-	buf = ReadBuffer(state->index, blkno);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	buf = ehnsw_read_element_buffer(state->index, blkno);
 	page = BufferGetPage(buf);
+
+	/*
+	 * The page's header, the element's line pointer and the special space
+	 * that ehnsw_page_usable() checks are three cache misses in a row: ask
+	 * for all of them before taking the lock, so that they overlap.
+	 */
+#if defined(__GNUC__)
+	__builtin_prefetch(page);
+	if (offno <= MaxOffsetNumber)
+		__builtin_prefetch(PageGetItemId(page, offno));
+	__builtin_prefetch((char *) page + BLCKSZ - 1);
+#endif
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	if (!ehnsw_page_usable(state->index, buf, blkno) ||
 		offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page) ||
 		!ItemIdIsNormal(itemid = PageGetItemId(page, offno)))
@@ -770,28 +752,6 @@ ehnsw_candidate_cmp(const ListCell *a, const ListCell *b)
 	if (ca->distance > cb->distance)
 		return 1;
 	return 0;
-}
-
-/* Mark an element visited by the current search; false if it was. */
-bool
-ehnsw_visit(EhnswState *state, ItemPointer tid, uint32 stamp)
-{
-	uint64		key = ehnsw_tid_key(tid);
-	EhnswElementEntry *entry;
-	bool		found;
-
-	entry = hash_search(state->elements, &key, HASH_ENTER, &found);
-	if (!found)
-	{
-		entry->element = NULL;
-		entry->visit_stamp = 0;
-	}
-	state->last_key = key;
-	state->last_entry = entry;
-	if (entry->visit_stamp == stamp)
-		return false;
-	entry->visit_stamp = stamp;
-	return true;
 }
 
 /*
