@@ -61,8 +61,7 @@ stats_require_reader(void)
 {
 	if (!stats_reader_sees_all())
 		vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE,
-					"permission denied to read vecphi statistics",
-					"vecphi statistics refused",
+					"permission denied to read vecphi statistics", NULL,
 					errhint("Members of pg_read_all_stats, pg_monitor or vecphi_security_officer may read them."));
 }
 
@@ -245,8 +244,7 @@ vecphi_stat_reset(PG_FUNCTION_ARGS)
 	if (!superuser() &&
 		!(OidIsValid(officer) && has_privs_of_role(GetUserId(), officer)))
 		vecphi_deny(ERRCODE_INSUFFICIENT_PRIVILEGE,
-					"permission denied to reset vecphi statistics",
-					"vecphi statistics reset refused",
+					"permission denied to reset vecphi statistics", NULL,
 					errhint("Only a superuser or a member of vecphi_security_officer may reset them."));
 
 	/* Recorded first, and durably: a reset that is not recorded is none. */

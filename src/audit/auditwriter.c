@@ -728,8 +728,9 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, bool careful)
 	writer_last_seq = seq;
 	memcpy(writer_last_hash, prev, AUDIT_DIGEST_LEN);
 	writer_batch_committed = true;
-	writer_release(pos - tail, n, dropped);
+	/* Counted before the waiting backends are released (monitoring). */
 	stats_audit_written(n, quarantined);
+	writer_release(pos - tail, n, dropped);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextReset(writer_batch_cxt);
 	if (!standby)

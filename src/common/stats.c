@@ -16,7 +16,7 @@
  * Data-key cache hits are the hottest counter (one per element an index
  * scan decrypts): each backend adds its hits in steps of
  * STATS_DEK_HIT_BATCH, so a reader sees them up to that many per backend
- * late (its own are added before it reads).
+ * late (its own are added before it reads, the rest when it exits).
  *
  *-------------------------------------------------------------------------
  */
@@ -252,10 +252,24 @@ flush_dek_hits(void)
 	pending_dek_hits = 0;
 }
 
+static void
+flush_dek_hits_at_exit(int code, Datum arg)
+{
+	flush_dek_hits();
+}
+
 /* A data key served from the backend's cache. */
 void
 stats_dek_hit(void)
 {
+	static bool exit_flush_registered = false;
+
+	if (!exit_flush_registered && stats_shared != NULL)
+	{
+		/* A backend's last hits are added when it exits. */
+		before_shmem_exit(flush_dek_hits_at_exit, (Datum) 0);
+		exit_flush_registered = true;
+	}
 	if (++pending_dek_hits >= STATS_DEK_HIT_BATCH)
 		flush_dek_hits();
 }

@@ -145,6 +145,23 @@ write_page(Relation index, BlockNumber blkno, Page page)
 	UnlockReleaseBuffer(buf);
 }
 
+/* The build's phase and its tuples in pg_stat_progress_create_index. */
+static void
+progress_report(int64 phase, int64 total, int64 done)
+{
+	static const int index[] = {
+		PROGRESS_CREATEIDX_SUBPHASE,
+		PROGRESS_CREATEIDX_TUPLES_TOTAL,
+		PROGRESS_CREATEIDX_TUPLES_DONE
+	};
+	int64		val[3];
+
+	val[0] = phase;
+	val[1] = total;
+	val[2] = done;
+	pgstat_progress_update_multi_param(3, index, val);
+}
+
 /*
  * Write an in-memory graph out: its pages, then the metapage's tenant
  * directory, then WAL for all of it.  Wipes the decrypted vectors.
@@ -162,13 +179,7 @@ graph_flush(EhnswState *state)
 	Page		mpage;
 	EhnswMetaPage metap;
 
-	{
-		const int	index[] = {PROGRESS_CREATEIDX_SUBPHASE,
-			PROGRESS_CREATEIDX_TUPLES_TOTAL, PROGRESS_CREATEIDX_TUPLES_DONE};
-		const int64 val[] = {EHNSW_PHASE_WRITE, list_length(graph->items), 0};
-
-		pgstat_progress_update_multi_param(3, index, val);
-	}
+	progress_report(EHNSW_PHASE_WRITE, list_length(graph->items), 0);
 	foreach(lc, graph->items)
 	{
 		EhnswBuildItem *item = lfirst(lc);
@@ -226,14 +237,8 @@ graph_flush(EhnswState *state)
 static void
 progress_load_phase(EhnswBuildState *bs)
 {
-	const int	index[] = {PROGRESS_CREATEIDX_SUBPHASE,
-		PROGRESS_CREATEIDX_TUPLES_TOTAL, PROGRESS_CREATEIDX_TUPLES_DONE};
-	int64		val[3];
-
-	val[0] = EHNSW_PHASE_LOAD;
-	val[1] = (int64) bs->tuples_estimate;
-	val[2] = (int64) bs->heap_tuples;
-	pgstat_progress_update_multi_param(3, index, val);
+	progress_report(EHNSW_PHASE_LOAD, (int64) bs->tuples_estimate,
+					(int64) bs->heap_tuples);
 }
 
 /* table_index_build_scan callback: insert one row. */
