@@ -30,6 +30,7 @@
 #include "migrate.h"
 #include "protectddl.h"
 #include "scrub.h"
+#include "stats.h"
 
 PG_MODULE_MAGIC;
 
@@ -45,6 +46,7 @@ _PG_init(void)
 				 errhint("Add vecphi to shared_preload_libraries in postgresql.conf and restart the server.")));
 
 	keys_settings_init();		/* keys: provider settings */
+	stats_init();				/* monitoring counters: vecphi.stat_max */
 	ehnsw_init();				/* index AM: ef_search */
 	claims_init();				/* claims: token settings and hooks */
 	audit_init();				/* audit: settings, hooks, writer, sink */

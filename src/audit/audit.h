@@ -31,6 +31,7 @@
 #define AUDIT_ACTION_QUARANTINE		"audit_quarantine"
 #define AUDIT_ACTION_PERMISSION_ERROR	"permission_error"
 #define AUDIT_ACTION_BIND			"bind"
+#define AUDIT_ACTION_STATS_RESET	"stats_reset"
 
 /* Outcomes (the audit_log.outcome column). */
 #define AUDIT_OUTCOME_OK			"ok"

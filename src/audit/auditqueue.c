@@ -80,6 +80,7 @@
 #include "auditqueue.h"
 #include "crypto.h"
 #include "privsql.h"
+#include "stats.h"
 
 AuditShared *audit_shared = NULL;
 static shmem_request_hook_type prev_shmem_request = NULL;
@@ -347,6 +348,7 @@ auditqueue_count_dropped(void)
 			latch = audit_shared->channels[i].writer_latch;
 	}
 	LWLockRelease(audit_shared->lock);
+	stats_audit_lost();
 	if (latch != NULL)
 		SetLatch(latch);
 }

@@ -47,6 +47,7 @@
 #include "auditqueue.h"
 #include "crypto.h"
 #include "privsql.h"
+#include "stats.h"
 
 /* ---------- the writer ---------- */
 
@@ -556,6 +557,7 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, bool careful)
 	int64		seq;
 	uint8		prev[AUDIT_DIGEST_LEN];
 	FullTransactionId fxid;
+	int			quarantined = 0;
 
 	if (writer_batch_cxt == NULL)
 		writer_batch_cxt = AllocSetContextCreate(TopMemoryContext, "vecphi audit batch",
@@ -600,6 +602,7 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, bool careful)
 			writer_insert_plan = NULL;
 		}
 		writer_release(head - tail, n, dropped);
+		stats_audit_discarded(n);
 		return n;
 	}
 	if (!writer_chain_loaded || standby != writer_standby_mode)
@@ -694,6 +697,7 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, bool careful)
 								rec.detail)));
 				memcpy(prev, hash, AUDIT_DIGEST_LEN);
 				FreeErrorData(edata);
+				quarantined++;
 			}
 		}
 		else
@@ -724,6 +728,8 @@ writer_write_batch(uint64 tail, uint64 head, uint64 dropped, bool careful)
 	writer_last_seq = seq;
 	memcpy(writer_last_hash, prev, AUDIT_DIGEST_LEN);
 	writer_batch_committed = true;
+	/* Counted before the waiting backends are released (monitoring). */
+	stats_audit_written(n, quarantined);
 	writer_release(pos - tail, n, dropped);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextReset(writer_batch_cxt);

@@ -190,6 +190,8 @@ ehnswbuildphasename(int64 phasenum)
 			return "initializing";
 		case EHNSW_PHASE_LOAD:
 			return "inserting rows into the graph";
+		case EHNSW_PHASE_WRITE:
+			return "writing the graph to the index";
 		default:
 			return NULL;
 	}

@@ -74,6 +74,7 @@
 
 /* Phases reported in pg_stat_progress_create_index. */
 #define EHNSW_PHASE_LOAD	2
+#define EHNSW_PHASE_WRITE	3
 
 /* ---------- on-disk structures ---------- */
 

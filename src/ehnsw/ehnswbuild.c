@@ -39,6 +39,7 @@ typedef struct EhnswBuildState
 	EhnswState	state;
 	double		heap_tuples;
 	double		index_tuples;
+	double		tuples_estimate;	/* the table's rows, estimated */
 } EhnswBuildState;
 
 /* Lay out an empty metapage. */
@@ -144,6 +145,23 @@ write_page(Relation index, BlockNumber blkno, Page page)
 	UnlockReleaseBuffer(buf);
 }
 
+/* The build's phase and its tuples in pg_stat_progress_create_index. */
+static void
+progress_report(int64 phase, int64 total, int64 done)
+{
+	static const int index[] = {
+		PROGRESS_CREATEIDX_SUBPHASE,
+		PROGRESS_CREATEIDX_TUPLES_TOTAL,
+		PROGRESS_CREATEIDX_TUPLES_DONE
+	};
+	int64		val[3];
+
+	val[0] = phase;
+	val[1] = total;
+	val[2] = done;
+	pgstat_progress_update_multi_param(3, index, val);
+}
+
 /*
  * Write an in-memory graph out: its pages, then the metapage's tenant
  * directory, then WAL for all of it.  Wipes the decrypted vectors.
@@ -161,11 +179,15 @@ graph_flush(EhnswState *state)
 	Page		mpage;
 	EhnswMetaPage metap;
 
+	progress_report(EHNSW_PHASE_WRITE, list_length(graph->items), 0);
 	foreach(lc, graph->items)
 	{
 		EhnswBuildItem *item = lfirst(lc);
 		BlockNumber blkno = ItemPointerGetBlockNumber(&item->element->tid);
 		OffsetNumber offno;
+
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+									 foreach_current_index(lc) + 1);
 
 		if (blkno != current)
 		{
@@ -206,6 +228,19 @@ graph_flush(EhnswState *state)
 	pfree(page);
 }
 
+/*
+ * pg_stat_progress_create_index in the load phase: tuples_total is the
+ * table's rows as the planner estimates them (raised when more turn up),
+ * tuples_done the rows taken in so far; blocks_total and blocks_done are
+ * the table scan's, reported by table_index_build_scan().
+ */
+static void
+progress_load_phase(EhnswBuildState *bs)
+{
+	progress_report(EHNSW_PHASE_LOAD, (int64) bs->tuples_estimate,
+					(int64) bs->heap_tuples);
+}
+
 /* table_index_build_scan callback: insert one row. */
 static void
 build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
@@ -215,15 +250,26 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	MemoryContext old;
 
 	bs->heap_tuples++;
+	if (bs->heap_tuples > bs->tuples_estimate)
+	{
+		/* More rows than estimated: the total follows what is known. */
+		bs->tuples_estimate = bs->heap_tuples;
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL,
+									 (int64) bs->tuples_estimate);
+	}
+	if (!isnull[0])
+	{
+		old = MemoryContextSwitchTo(bs->state.opcxt);
+		if (ehnsw_insert_value(&bs->state, values[0], tid))
+			bs->index_tuples++;
+		MemoryContextSwitchTo(old);
+		ehnsw_state_reset(&bs->state);
+	}
+	/* Rows of the table taken in so far, NULLs included. */
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+								 (int64) bs->heap_tuples);
 	if (isnull[0])
 		return;
-	old = MemoryContextSwitchTo(bs->state.opcxt);
-	if (ehnsw_insert_value(&bs->state, values[0], tid))
-		bs->index_tuples++;
-	MemoryContextSwitchTo(old);
-	ehnsw_state_reset(&bs->state);
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
-								 (int64) bs->index_tuples);
 
 	if (bs->state.graph != NULL &&
 		bs->state.graph->memory_used > bs->state.graph->memory_limit)
@@ -234,6 +280,7 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 				 errdetail("The rest of the rows are inserted on disk, which takes much longer."),
 				 errhint("Increase maintenance_work_mem to build faster.")));
 		graph_flush(&bs->state);
+		progress_load_phase(bs);
 	}
 }
 
@@ -261,9 +308,20 @@ ehnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	memset(&bs, 0, sizeof(bs));
 	ehnsw_state_init(&bs.state, index, true);
 	bs.state.graph = graph_create(bs.state.dims);
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, EHNSW_PHASE_LOAD);
+	{
+		BlockNumber pages;
+		double		tuples;
+		double		allvisfrac;
+
+		table_relation_estimate_size(heap, NULL, &pages, &tuples, &allvisfrac);
+		bs.tuples_estimate = Max(tuples, 0);
+	}
+	progress_load_phase(&bs);
 	table_index_build_scan(heap, index, indexInfo, true, true,
 						   build_callback, &bs, NULL);
+	/* Every row is in: the total is exact now. */
+	bs.tuples_estimate = bs.heap_tuples;
+	progress_load_phase(&bs);
 	if (bs.state.graph != NULL)
 		graph_flush(&bs.state);
 	MemoryContextDelete(bs.state.opcxt);

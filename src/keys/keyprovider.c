@@ -29,6 +29,7 @@
 #include "keyfile.h"
 #include "keysettings.h"
 #include "keysint.h"
+#include "stats.h"
 #include "vecphi.h"
 
 #define KEK_HEX_LEN (VECPHI_KEY_LEN * 2)
@@ -163,8 +164,8 @@ kek_parse_hex(const char *buf, size_t len, uint8 *kek)
 }
 
 /* Read a KEK file, refusing one that others could read or replace. */
-void
-keys_kek_read_file(const char *tenant, const char *path, uint8 *kek)
+static void
+kek_read_file(const char *tenant, const char *path, uint8 *kek)
 {
 	int			fd;
 	char		buf[KEK_HEX_LEN + 64 + 1];	/* up to 128 bytes, and a NUL */
@@ -270,9 +271,9 @@ provider_command(const char *template, const char *keyring_id,
 }
 
 /* Run vecphi.kek_command for one tenant and KEK version. */
-void
-keys_kek_run_command(const char *keyring_id, const char *tenant,
-					 uint32 kek_version, uint8 *kek)
+static void
+kek_run_command(const char *keyring_id, const char *tenant,
+				uint32 kek_version, uint8 *kek)
 {
 	char	   *cmd = provider_command(vecphi_kek_command, keyring_id, tenant,
 									   kek_version);
@@ -309,8 +310,8 @@ keys_kek_run_command(const char *keyring_id, const char *tenant,
  * unless it exits 0.  Its output is ignored.
  */
 static void
-kek_run_destroy_command(const char *keyring_id, const char *tenant,
-						uint32 kek_version)
+kek_run_destroy_command_once(const char *keyring_id, const char *tenant,
+							 uint32 kek_version)
 {
 	char	   *cmd = provider_command(vecphi_kek_destroy_command, keyring_id,
 									   tenant, kek_version);
@@ -325,6 +326,61 @@ kek_run_destroy_command(const char *keyring_id, const char *tenant,
 						tenant, kek_version),
 				 errdetail("The command %s.", wait_result_to_str(rc)),
 				 errhint("Nothing was shredded; fix the command or the provider and call vecphi.shred_tenant() again.")));
+}
+
+/*
+ * The provider calls as the rest of vecphi makes them: each counted in
+ * the monitoring counters (common/stats.h), a failure too, with its time
+ * (never the command's output or a key byte).
+ */
+void
+keys_kek_read_file(const char *tenant, const char *path, uint8 *kek)
+{
+	stats_kek_call(STATS_KEY_DIRECTORY);
+	PG_TRY();
+	{
+		kek_read_file(tenant, path, kek);
+	}
+	PG_CATCH();
+	{
+		stats_kek_failure(STATS_KEY_DIRECTORY);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+void
+keys_kek_run_command(const char *keyring_id, const char *tenant,
+					 uint32 kek_version, uint8 *kek)
+{
+	stats_kek_call(STATS_KEK_COMMAND);
+	PG_TRY();
+	{
+		kek_run_command(keyring_id, tenant, kek_version, kek);
+	}
+	PG_CATCH();
+	{
+		stats_kek_failure(STATS_KEK_COMMAND);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+static void
+kek_run_destroy_command(const char *keyring_id, const char *tenant,
+						uint32 kek_version)
+{
+	stats_kek_call(STATS_KEK_DESTROY_COMMAND);
+	PG_TRY();
+	{
+		kek_run_destroy_command_once(keyring_id, tenant, kek_version);
+	}
+	PG_CATCH();
+	{
+		stats_kek_failure(STATS_KEK_DESTROY_COMMAND);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*

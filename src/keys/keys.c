@@ -99,6 +99,7 @@
 #include "crypto.h"
 #include "keys.h"
 #include "keysint.h"
+#include "stats.h"
 #include "vecphi.h"
 
 /* Columns of vecphi.tenants and vecphi.keyring, as in the install script. */
@@ -534,6 +535,7 @@ keys_get_dek(uint32 tenant_id, uint32 dek_version)
 	cached = keys_cached_dek(tenant_id, dek_version);
 	if (cached != NULL)
 		return cached;
+	stats_dek_miss();
 	memset(&id, 0, sizeof(id));
 	id.tenant_id = tenant_id;
 	id.dek_version = dek_version;
@@ -644,7 +646,10 @@ keys_cached_dek(uint32 tenant_id, uint32 dek_version)
 	id.tenant_id = tenant_id;
 	id.dek_version = dek_version;
 	entry = hash_search(data_keys, &id, HASH_FIND, NULL);
-	return entry != NULL ? &entry->key : NULL;
+	if (entry == NULL)
+		return NULL;
+	stats_dek_hit();
+	return &entry->key;
 }
 
 /* The DEK new values of a tenant are encrypted under. */
