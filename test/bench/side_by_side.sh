@@ -27,7 +27,10 @@
 #   the vecphi backends in an extra 8-client ef_search 40 run, top 15),
 #   PG_CONFIG or PGBIN, SKIP_SETUP=1 (do not run test/setup.sh), KEEP=1
 #   (keep the cluster directory), PORT (5443), PGVECTOR_TARBALL (the
-#   shared tarball above).
+#   shared tarball above), QUERY_TYPE (evector_query: the plaintext query
+#   vector type drivers' arrays become, never encrypted; evector: the query
+#   encrypted under the claimant's key and decrypted by the scan, as an
+#   untyped literal is).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -46,6 +49,7 @@ COPY_ROWS=${COPY_ROWS:-1000}
 DO_PROFILE=${PROFILE:-0}
 unset PROFILE
 PORT=${PORT:-5443}
+QUERY_TYPE=${QUERY_TYPE:-evector_query}
 EFS=(10 40 200)
 PGVECTOR_TARBALL=${PGVECTOR_TARBALL:-$REPO/../shared/bench/pgvector-0.8.6.tar.gz}
 # shellcheck source-path=SCRIPTDIR source=benchlib.sh
@@ -171,7 +175,7 @@ progress "ground truth by exact scan of $GT_T: $(printf '%.1f' "$(since "$t")") 
 # Per system: its table, index method and options, ef_search setting, the
 # type a query vector is cast to, and what a transaction starts with.
 declare -A TABLE=([pv]=pv [ev]=ev) AM=([pv]="hnsw (emb vector_l2_ops)" [ev]="ehnsw (emb evector_l2_ops)")
-declare -A EFGUC=([pv]=hnsw.ef_search [ev]=vecphi.ef_search) TYPE=([pv]=vector [ev]=evector)
+declare -A EFGUC=([pv]=hnsw.ef_search [ev]=vecphi.ef_search) TYPE=([pv]=vector [ev]=$QUERY_TYPE)
 declare -A CLAIMS=([pv]="" [ev]="SELECT vecphi.set_claims('$TOK');")
 declare -A CLAIMS_Q=([pv]="" [ev]="SELECT vecphi.set_claims('$TOK') \\g /dev/null")
 declare -A NAME=([pv]=pgvector [ev]=vecphi)
