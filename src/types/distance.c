@@ -64,146 +64,72 @@ query_distance_operands(FunctionCallInfo fcinfo, int ev, const float4 **a,
 	report_distance();
 }
 
-PG_FUNCTION_INFO_V1(evector_l2_distance_query);
-Datum
-evector_l2_distance_query(PG_FUNCTION_ARGS)
+/* The four metrics on two plaintext operands of dim values. */
+static double
+metric_l2(const float4 *a, const float4 *b, uint32 dim)
 {
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	query_distance_operands(fcinfo, 0, &a, &b, &dim);
-	PG_RETURN_FLOAT8(sqrt((double) kernel_l2_squared(a, b, (int) dim)));
+	return sqrt((double) kernel_l2_squared(a, b, (int) dim));
 }
 
-PG_FUNCTION_INFO_V1(evector_l2_distance_query_rev);
-Datum
-evector_l2_distance_query_rev(PG_FUNCTION_ARGS)
+static double
+metric_inner_product(const float4 *a, const float4 *b, uint32 dim)
 {
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	query_distance_operands(fcinfo, 1, &a, &b, &dim);
-	PG_RETURN_FLOAT8(sqrt((double) kernel_l2_squared(a, b, (int) dim)));
+	return (double) kernel_inner_product(a, b, (int) dim);
 }
 
-PG_FUNCTION_INFO_V1(evector_inner_product_query);
-Datum
-evector_inner_product_query(PG_FUNCTION_ARGS)
+static double
+metric_negative_inner_product(const float4 *a, const float4 *b, uint32 dim)
 {
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	query_distance_operands(fcinfo, 0, &a, &b, &dim);
-	PG_RETURN_FLOAT8((double) kernel_inner_product(a, b, (int) dim));
+	return -(double) kernel_inner_product(a, b, (int) dim);
 }
 
-PG_FUNCTION_INFO_V1(evector_inner_product_query_rev);
-Datum
-evector_inner_product_query_rev(PG_FUNCTION_ARGS)
+static double
+metric_cosine(const float4 *a, const float4 *b, uint32 dim)
 {
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	query_distance_operands(fcinfo, 1, &a, &b, &dim);
-	PG_RETURN_FLOAT8((double) kernel_inner_product(a, b, (int) dim));
+	return kernel_cosine_distance(a, b, (int) dim);
 }
 
-PG_FUNCTION_INFO_V1(evector_negative_inner_product_query);
-Datum
-evector_negative_inner_product_query(PG_FUNCTION_ARGS)
-{
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	query_distance_operands(fcinfo, 0, &a, &b, &dim);
-	PG_RETURN_FLOAT8(-(double) kernel_inner_product(a, b, (int) dim));
+/*
+ * Each metric has three SQL entry points that differ only in where the two
+ * plaintext operands come from: NAME (evector, evector), NAME_query
+ * (evector, evector_query) and NAME_query_rev (evector_query, evector).
+ */
+#define DISTANCE_ENTRY_POINTS(name, metric) \
+PG_FUNCTION_INFO_V1(name); \
+Datum \
+name(PG_FUNCTION_ARGS) \
+{ \
+	const float4 *a; \
+	const float4 *b; \
+	uint32		dim; \
+\
+	distance_operands(fcinfo, &a, &b, &dim); \
+	PG_RETURN_FLOAT8(metric(a, b, dim)); \
+} \
+PG_FUNCTION_INFO_V1(name##_query); \
+Datum \
+name##_query(PG_FUNCTION_ARGS) \
+{ \
+	const float4 *a; \
+	const float4 *b; \
+	uint32		dim; \
+\
+	query_distance_operands(fcinfo, 0, &a, &b, &dim); \
+	PG_RETURN_FLOAT8(metric(a, b, dim)); \
+} \
+PG_FUNCTION_INFO_V1(name##_query_rev); \
+Datum \
+name##_query_rev(PG_FUNCTION_ARGS) \
+{ \
+	const float4 *a; \
+	const float4 *b; \
+	uint32		dim; \
+\
+	query_distance_operands(fcinfo, 1, &a, &b, &dim); \
+	PG_RETURN_FLOAT8(metric(a, b, dim)); \
 }
 
-PG_FUNCTION_INFO_V1(evector_negative_inner_product_query_rev);
-Datum
-evector_negative_inner_product_query_rev(PG_FUNCTION_ARGS)
-{
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	query_distance_operands(fcinfo, 1, &a, &b, &dim);
-	PG_RETURN_FLOAT8(-(double) kernel_inner_product(a, b, (int) dim));
-}
-
-PG_FUNCTION_INFO_V1(evector_cosine_distance_query);
-Datum
-evector_cosine_distance_query(PG_FUNCTION_ARGS)
-{
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	query_distance_operands(fcinfo, 0, &a, &b, &dim);
-	PG_RETURN_FLOAT8(kernel_cosine_distance(a, b, (int) dim));
-}
-
-PG_FUNCTION_INFO_V1(evector_cosine_distance_query_rev);
-Datum
-evector_cosine_distance_query_rev(PG_FUNCTION_ARGS)
-{
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	query_distance_operands(fcinfo, 1, &a, &b, &dim);
-	PG_RETURN_FLOAT8(kernel_cosine_distance(a, b, (int) dim));
-}
-
-PG_FUNCTION_INFO_V1(evector_l2_distance);
-Datum
-evector_l2_distance(PG_FUNCTION_ARGS)
-{
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	distance_operands(fcinfo, &a, &b, &dim);
-	PG_RETURN_FLOAT8(sqrt((double) kernel_l2_squared(a, b, (int) dim)));
-}
-
-PG_FUNCTION_INFO_V1(evector_inner_product);
-Datum
-evector_inner_product(PG_FUNCTION_ARGS)
-{
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	distance_operands(fcinfo, &a, &b, &dim);
-	PG_RETURN_FLOAT8((double) kernel_inner_product(a, b, (int) dim));
-}
-
-PG_FUNCTION_INFO_V1(evector_negative_inner_product);
-Datum
-evector_negative_inner_product(PG_FUNCTION_ARGS)
-{
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	distance_operands(fcinfo, &a, &b, &dim);
-	PG_RETURN_FLOAT8(-(double) kernel_inner_product(a, b, (int) dim));
-}
-
-PG_FUNCTION_INFO_V1(evector_cosine_distance);
-Datum
-evector_cosine_distance(PG_FUNCTION_ARGS)
-{
-	const float4 *a;
-	const float4 *b;
-	uint32		dim;
-
-	distance_operands(fcinfo, &a, &b, &dim);
-	PG_RETURN_FLOAT8(kernel_cosine_distance(a, b, (int) dim));
-}
+DISTANCE_ENTRY_POINTS(evector_l2_distance, metric_l2)
+DISTANCE_ENTRY_POINTS(evector_inner_product, metric_inner_product)
+DISTANCE_ENTRY_POINTS(evector_negative_inner_product, metric_negative_inner_product)
+DISTANCE_ENTRY_POINTS(evector_cosine_distance, metric_cosine)
