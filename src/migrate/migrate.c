@@ -60,6 +60,7 @@
 #include "ciphertypes.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "evector.h"
 #include "keys.h"
 #include "migrate.h"
 #include "privsql.h"
@@ -233,41 +234,11 @@ static float4 *
 vector_plaintext(Datum d, int *dim)
 {
 	ArrayType  *a = DatumGetArrayTypeP(d);
-	Datum	   *elems;
-	bool	   *nulls;
-	float4	   *x;
-	int			n;
-	int			i;
+	float4	   *x = evector_floats_from_array(a, dim);
 
-	if (ARR_NDIM(a) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("array must be one-dimensional")));
-	deconstruct_array(a, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	if (n < 1 || n > VECPHI_MAX_DIM)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("evector must have between 1 and %d dimensions, not %d",
-						VECPHI_MAX_DIM, n)));
-	x = palloc(n * sizeof(float4));
-	for (i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("array must not contain nulls")));
-		x[i] = DatumGetFloat4(elems[i]);
-		if (isnan(x[i]) || isinf(x[i]))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("NaN or infinite value not allowed in evector"),
-					 errdetail("Element %d is not a finite number.", i + 1)));
-	}
-	crypto_wipe(elems, n * sizeof(Datum));
 	if ((Pointer) a != DatumGetPointer(d))	/* a detoasted copy */
 		crypto_wipe(a, VARSIZE(a));
-	*dim = n;
+	evector_check_values(x, *dim, "evector");
 	return x;
 }
 

@@ -335,25 +335,27 @@ evector_owned_by_claimant(PG_FUNCTION_ARGS)
 											  ENVELOPE_KIND_VECTOR));
 }
 
-PG_FUNCTION_INFO_V1(vecphi_encrypt_vector);
-Datum
-vecphi_encrypt_vector(PG_FUNCTION_ARGS)
+/*
+ * The values of a one-dimensional real[] without NULLs, palloc'd (room for
+ * at least one), their count in *n; the deconstructed Datums are wiped.  The
+ * values are not checked: see evector_check_values().
+ */
+float4 *
+evector_floats_from_array(ArrayType *a, int *n)
 {
-	ArrayType  *a = PG_GETARG_ARRAYTYPE_P(0);
 	Datum	   *elems;
 	bool	   *nulls;
-	int			n;
-	int			i;
 	float4	   *x;
+	int			i;
 
 	if (ARR_NDIM(a) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("array must be one-dimensional")));
 	deconstruct_array(a, FLOAT4OID, sizeof(float4), true,
-					  TYPALIGN_INT, &elems, &nulls, &n);
-	x = palloc(Max(n, 1) * sizeof(float4));
-	for (i = 0; i < n; i++)
+					  TYPALIGN_INT, &elems, &nulls, n);
+	x = palloc(Max(*n, 1) * sizeof(float4));
+	for (i = 0; i < *n; i++)
 	{
 		if (nulls[i])
 			ereport(ERROR,
@@ -361,7 +363,17 @@ vecphi_encrypt_vector(PG_FUNCTION_ARGS)
 					 errmsg("array must not contain nulls")));
 		x[i] = DatumGetFloat4(elems[i]);
 	}
-	crypto_wipe(elems, n * sizeof(Datum));
+	crypto_wipe(elems, *n * sizeof(Datum));
+	return x;
+}
+
+PG_FUNCTION_INFO_V1(vecphi_encrypt_vector);
+Datum
+vecphi_encrypt_vector(PG_FUNCTION_ARGS)
+{
+	int			n;
+	float4	   *x = evector_floats_from_array(PG_GETARG_ARRAYTYPE_P(0), &n);
+
 	PG_RETURN_POINTER(seal_vector(x, n));
 }
 

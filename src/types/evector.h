@@ -11,6 +11,7 @@
 #define VECPHI_EVECTOR_H
 
 #include "fmgr.h"
+#include "utils/array.h"
 
 /*
  * evector_query: a plaintext query vector, laid out as pgvector's vector
@@ -34,6 +35,7 @@ extern const float4 *evector_plaintext_arg(FunctionCallInfo fcinfo, int argno,
 extern float4 *evector_parse_literal(const char *str, const char *typname,
 									 int *dim);
 extern void evector_check_values(const float4 *x, int dim, const char *typname);
+extern float4 *evector_floats_from_array(ArrayType *a, int *n);
 
 extern bool evector_query_is_type(Oid typid);
 extern void evector_query_digest(Datum value, uint8 *digest);
