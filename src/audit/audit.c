@@ -196,8 +196,10 @@ audit_check_utility(Node * stmt)
 	bool		hit = false;
 	ListCell   *lc;
 
-	if (superuser())
-		return;
+	/*
+	 * The statement kind first: a ROLLBACK of an aborted transaction comes
+	 * here too, and then no catalog may be read (superuser() may have to).
+	 */
 	switch (nodeTag(stmt))
 	{
 		case T_AlterTableStmt:
@@ -214,6 +216,8 @@ audit_check_utility(Node * stmt)
 		default:
 			return;
 	}
+	if (!IsTransactionState() || superuser())
+		return;
 	audit_relid = audit_log_relid();
 	if (!OidIsValid(audit_relid))
 		return;

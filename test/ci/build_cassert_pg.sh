@@ -14,7 +14,7 @@
 #                       ../shared/notes/postgresql-source.md)
 #
 # The cache key is the upstream version plus a "recipe" number below: bump
-# VECPHI_CASSERT_RECIPE when the configure flags change, so that a stale
+# RECIPE when the configure flags or the contrib list change, so that a stale
 # build is never reused.  A finished build is marked by a .complete file;
 # a half-built directory (interrupted run) is removed and built again.
 set -euo pipefail
@@ -26,7 +26,7 @@ say() { echo "build_cassert_pg.sh: $*" >&2; }
 CACHE=${VECPHI_CACHE_DIR:-/var/cache/vecphi}
 DEBVER=${VECPHI_PG_VERSION:-15.18-0+deb12u1}
 UPVER=${DEBVER%%-*}
-RECIPE=1
+RECIPE=2
 PREFIX=$CACHE/pg15-cassert-$UPVER-r$RECIPE
 SRCDIR=$CACHE/src
 
@@ -100,7 +100,7 @@ nice -n 10 make -s -j"$jobs" >"$BUILD/make.log" 2>&1 ||
 make -s install >>"$BUILD/make.log" 2>&1 ||
 	{ tail -n 60 "$BUILD/make.log" >&2; die "make install failed"; }
 # The contrib modules the suites use.
-for c in pgcrypto pageinspect amcheck; do
+for c in pgcrypto pageinspect amcheck auto_explain; do
 	nice -n 10 make -s -C "contrib/$c" -j"$jobs" install >>"$BUILD/make.log" 2>&1 ||
 		{ tail -n 60 "$BUILD/make.log" >&2; die "contrib/$c failed"; }
 done

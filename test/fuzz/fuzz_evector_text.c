@@ -1,7 +1,8 @@
 /*
  * fuzz_evector_text.c
- *	  libFuzzer target: the evector literal parser ("[1.5, 2, 3]") and the
- *	  value and typmod checks that run before encryption.
+ *	  libFuzzer target: the vector literal parser ("[1.5, 2, 3]") of evector
+ *	  and evector_query, and the value and typmod checks that run before
+ *	  encryption.
  */
 #include "../../src/types/evector.c"
 
@@ -15,11 +16,11 @@ parse_literal(const uint8 *data, size_t size)
 {
 	char	   *str = fuzz_cstring(data, size);
 	int			dim;
-	float4	   *x = parse_vector_literal(str, &dim);
+	float4	   *x = evector_parse_literal(str, "evector", &dim);
 
 	if (dim < 1 || dim > VECPHI_MAX_DIM)
 		abort();
-	check_vector_values(x, dim);
+	evector_check_values(x, dim, "evector");
 	check_typmod_dims(size % 7 == 0 ? -1 : (int32) (size % 5), (uint32) dim);
 }
 
