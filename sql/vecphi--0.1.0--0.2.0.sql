@@ -392,3 +392,75 @@ COMMENT ON FUNCTION vecphi.stat_reset() IS
 	'zero every vecphi monitoring counter (all databases); superuser or vecphi_security_officer; recorded in the audit log (stats_reset) first';
 REVOKE ALL ON FUNCTION vecphi.stat_reset() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vecphi.stat_reset() TO vecphi_security_officer;
+
+-- #16 scrubbing a Citus distributed table (docs/citus.md).  The C function
+-- keeps its work under a new name, vecphi.scrub_local(); vecphi.scrub()
+-- runs it on the table itself (on a Citus coordinator: the shell table,
+-- whose file keeps the rows it held before create_distributed_table() until
+-- they are truncated) and, when the table is distributed, on every shard
+-- placement through Citus, and adds the figures up.  Runs as the caller:
+-- the owner check is scrub_local's, here and on every worker.
+CREATE FUNCTION vecphi.scrub_local(tbl regclass,
+	OUT pages bigint, OUT pages_scrubbed bigint, OUT bytes_scrubbed bigint,
+	OUT index_elements_removed bigint, OUT pages_pending bigint,
+	OUT complete boolean)
+RETURNS record
+	AS 'MODULE_PATHNAME', 'vecphi_scrub'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.scrub_local(regclass) IS
+	'vecphi.scrub() of this node''s table only, never its Citus shard placements; table owner only';
+
+CREATE OR REPLACE FUNCTION vecphi.scrub(tbl regclass,
+	OUT pages bigint, OUT pages_scrubbed bigint, OUT bytes_scrubbed bigint,
+	OUT index_elements_removed bigint, OUT pages_pending bigint,
+	OUT complete boolean)
+RETURNS record
+	LANGUAGE plpgsql STRICT VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	placement record;
+	figures text[];
+BEGIN
+	SELECT s.pages, s.pages_scrubbed, s.bytes_scrubbed,
+		   s.index_elements_removed, s.pages_pending, s.complete
+	  INTO pages, pages_scrubbed, bytes_scrubbed,
+		   index_elements_removed, pages_pending, complete
+	  FROM vecphi.scrub_local(tbl) s;
+
+	-- Two statements: the second names a Citus catalog, which a server
+	-- without Citus must never plan.
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RETURN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+				   WHERE d.logicalrelid OPERATOR(pg_catalog.=) tbl) THEN
+		RETURN;
+	END IF;
+
+	FOR placement IN
+		SELECT r.nodename, r.nodeport, r.shardid, r.success, r.result
+		  FROM pg_catalog.run_command_on_placements(tbl,
+			'SELECT pg_catalog.concat_ws('','', s.pages, s.pages_scrubbed, '
+			's.bytes_scrubbed, s.index_elements_removed, s.pages_pending, '
+			's.complete) FROM vecphi.scrub_local(%L) s') r
+	LOOP
+		IF NOT placement.success THEN
+			RAISE EXCEPTION 'could not scrub shard % of "%" on %:%',
+				placement.shardid, tbl::text, placement.nodename, placement.nodeport
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'The node answered: ' OPERATOR(pg_catalog.||) placement.result,
+					  HINT = 'Nothing was rolled back: the placements scrubbed before it stay scrubbed. Fix the cause and run vecphi.scrub() again.';
+		END IF;
+		figures := pg_catalog.string_to_array(placement.result, ',');
+		pages := pages OPERATOR(pg_catalog.+) figures[1]::bigint;
+		pages_scrubbed := pages_scrubbed OPERATOR(pg_catalog.+) figures[2]::bigint;
+		bytes_scrubbed := bytes_scrubbed OPERATOR(pg_catalog.+) figures[3]::bigint;
+		index_elements_removed := index_elements_removed OPERATOR(pg_catalog.+) figures[4]::bigint;
+		pages_pending := pages_pending OPERATOR(pg_catalog.+) figures[5]::bigint;
+		complete := complete AND figures[6]::boolean;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION vecphi.scrub(regclass) IS
+	'erase deleted rows now: prune and zero the free space of the table''s heap and TOAST pages (WAL-logged), remove their ehnsw elements, and record the erasure in the audit log; on a Citus distributed table, on every shard placement too; table owner only';
