@@ -12,7 +12,9 @@
 #                              keeps it)
 #   bench_start_server [CONF]  keys, JWT secret, initdb and start a cluster as
 #                              postgres in DATA, listening on a socket in WORK
-#                              only; CONF: extra postgresql.conf lines
+#                              only; CONF: extra postgresql.conf lines;
+#                              BENCH_PRELOAD (vecphi): shared_preload_libraries,
+#                              BENCH_LOG ($WORK/server.log): its log file
 #   psql_ ARGS...              psql as postgres to that server
 #   token TENANT               an HS256 token for TENANT (role clinician)
 #   now / since T / div A B    wall clock, seconds since T, A / B
@@ -59,7 +61,7 @@ bench_start_server() {
 	chown -R postgres:postgres "$WORK"
 	runuser -u postgres -- "$PGBIN/initdb" -D "$DATA" -A trust >/dev/null
 	cat >>"$DATA/postgresql.conf" <<EOF
-shared_preload_libraries = 'vecphi'
+shared_preload_libraries = '${BENCH_PRELOAD:-vecphi}'
 vecphi.key_directory = '$WORK/keys'
 vecphi.jwt_secret_file = '$WORK/jwt_secret'
 listen_addresses = ''
@@ -68,7 +70,7 @@ port = $PORT
 jit = off
 ${1:-}
 EOF
-	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w start >/dev/null
+	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "${BENCH_LOG:-$WORK/server.log}" -w start >/dev/null
 }
 
 psql_() { runuser -u postgres -- "$PGBIN/psql" -h "$WORK" -p "$PORT" -d postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
