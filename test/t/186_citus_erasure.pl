@@ -1,0 +1,150 @@
+# vecphi on Citus: vecphi.scrub() on a distributed table erases deleted
+# rows' ciphertext from every worker's files (issue #16, "Erasure").
+#
+# A distributed table of 784-dimension embeddings (their envelopes go to
+# TOAST) on a coordinator and two workers.  From every row's envelope, as
+# the coordinator prints it, three 32-byte slices of ciphertext are taken.
+# Every slice is first found in the workers' files (so the search can find
+# bytes); a DELETE leaves the deleted rows' slices there (what PostgreSQL
+# alone does, and what vecphi.scrub_local() on the coordinator, which holds
+# no rows, leaves); vecphi.scrub() on the coordinator then scrubs every
+# shard placement: none of the deleted rows' slices is left on any worker,
+# every kept row's slices are.  A role that does not own the table is
+# refused before any placement is touched.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+
+use MIME::Base64 qw(decode_base64);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use VecphiCheck;
+use VecphiCitus;
+use VecphiTest;
+
+VecphiCitus::skip_unless_citus();
+
+my $dims = 784;
+my $slice_len = 32;
+my $claims = VecphiCheck::claims_do(tenant => 't_erase', role => 'clinician', sub => 'dr_e');
+
+my $c = VecphiCitus::new_cluster('c186', workers => 2, conf => "autovacuum = off\n");
+my $coord = $c->{coordinator};
+$coord->safe_psql(
+	'postgres', qq{
+	SELECT vecphi.create_tenant('t_erase');
+	CREATE TABLE notes (id int PRIMARY KEY, emb evector($dims));
+	SELECT create_distributed_table('notes', 'id');
+});
+
+# 40 rows, inserted through the coordinator (which encrypts them: the
+# workers receive envelopes).
+srand(20261203);
+my @rows;
+for my $id (1 .. 40)
+{
+	push @rows, "($id, '[" . join(',', map { sprintf('%.4f', rand()) } 1 .. $dims) . "]')";
+}
+$coord->safe_psql('postgres',
+	"BEGIN; $claims INSERT INTO notes VALUES " . join(",\n", @rows) . '; COMMIT;');
+
+# id => [three slices of its envelope]: after the 28 bytes of header and
+# nonce, in the middle of the first TOAST chunk, and at the end of the last
+# whole one (TOAST cuts values into chunks of 1996 bytes).
+my %slices;
+for my $line (split /\n/, $coord->safe_psql('postgres', 'SELECT id, emb::text FROM notes ORDER BY id'))
+{
+	my ($id, $text) = split /\|/, $line;
+	my $env = decode_base64(substr($text, length('vecphi:')));
+	my $len = length($env);
+	my $last_chunk = int(($len - 1) / 1996) * 1996;
+	my $end = $len - $last_chunk >= $slice_len ? $len - $slice_len : $last_chunk - $slice_len;
+	$slices{$id} = [ map { substr($env, $_, $slice_len) } (28, 950, $end) ];
+}
+is(scalar keys %slices, 40, 'an envelope for each of the 40 rows');
+
+# How many of the rows' slices all the workers' relation files hold
+# (every file under base/: the shards, their TOAST tables and indexes).
+sub slices_on_workers
+{
+	my @ids = @_;
+	VecphiCitus::on_all($c, 'CHECKPOINT');
+	my $all = '';
+	for my $w (@{ $c->{workers} })
+	{
+		for my $file (split /\n/, `find '${\ $w->data_dir}/base' -type f`)
+		{
+			$all .= slurp_file($file);
+		}
+	}
+	my $found = 0;
+	for my $id (@ids)
+	{
+		$found += scalar grep { index($all, $_) >= 0 } @{ $slices{$id} };
+	}
+	return $found;
+}
+
+my @deleted = grep { $_ % 4 == 0 } 1 .. 40;
+my @kept = grep { $_ % 4 != 0 } 1 .. 40;
+is(slices_on_workers(1 .. 40), 120, 'before any delete: the workers hold every slice');
+
+$coord->safe_psql('postgres',
+	'DELETE FROM notes WHERE id % 4 = 0');
+is(slices_on_workers(@deleted), 30, 'after DELETE: the deleted rows\' slices are still in the workers\' files');
+
+my $local = $coord->safe_psql('postgres',
+	'SELECT pages, bytes_scrubbed FROM vecphi.scrub_local(\'notes\')');
+is($local, '0|0', 'vecphi.scrub_local() on the coordinator: its table holds no page');
+is(slices_on_workers(@deleted), 30, 'and the workers still hold the deleted rows\' slices');
+
+# A role that does not own the table.
+$coord->safe_psql(
+	'postgres', q{
+	CREATE ROLE app_e LOGIN;
+	GRANT SELECT, DELETE ON notes TO app_e;
+});
+like(
+	VecphiCheck::error_of(
+		$coord, 'postgres', q{SET ROLE app_e; SELECT * FROM vecphi.scrub('notes')}),
+	qr/^42501: must be owner of table notes/,
+	'a role that does not own the table cannot scrub it');
+
+my ($pages, $scrubbed, $bytes, $complete) = split /\|/, $coord->safe_psql('postgres',
+	'SELECT pages, pages_scrubbed, bytes_scrubbed, complete FROM vecphi.scrub(\'notes\')');
+cmp_ok($pages, '>', 0, "vecphi.scrub() on the coordinator reads the shards' pages ($pages)");
+cmp_ok($bytes, '>', 0, "and zeroes bytes ($bytes in $scrubbed pages)");
+is($complete, 't', 'and reports the erasure complete');
+is(slices_on_workers(@deleted), 0, 'no worker holds any slice of a deleted row');
+is(slices_on_workers(@kept), 3 * scalar(@kept), 'every kept row\'s slices are still there');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM notes'), scalar(@kept),
+	'the kept rows are all there');
+
+# Each worker recorded its scrubs of its shards in its own audit log.
+for my $w (@{ $c->{workers} })
+{
+	cmp_ok(
+		$w->safe_psql(
+			'postgres', q{SELECT count(*) FROM vecphi.audit_log
+			  WHERE action = 'erasure' AND relation ~ '^public\.notes_[0-9]+$'}),
+		'>', 0, $w->name . ' recorded the erasure of its shards in its audit log');
+}
+
+# A table that is not distributed, on the coordinator: scrubbed as on a
+# single node.
+$coord->safe_psql(
+	'postgres', qq{
+	CREATE TABLE local_notes (id int PRIMARY KEY, emb evector($dims));
+	BEGIN; $claims INSERT INTO local_notes SELECT id, emb FROM notes; COMMIT;
+	DELETE FROM local_notes WHERE id % 2 = 0;
+});
+is( $coord->safe_psql(
+		'postgres', q{SELECT bytes_scrubbed > 0 AND complete FROM vecphi.scrub('local_notes')}),
+	't',
+	'a local table on the coordinator is scrubbed as on a single node');
+
+VecphiCitus::stop_cluster($c);
+done_testing();
