@@ -11,6 +11,7 @@ OBJS = \
 	src/common/tenant.o \
 	src/common/hooks.o \
 	src/common/stats.o \
+	src/common/citus.o \
 	src/crypto/crypto.o \
 	src/crypto/keyfile.o \
 	src/keys/keysettings.o \

@@ -464,3 +464,99 @@ END
 $$;
 COMMENT ON FUNCTION vecphi.scrub(regclass) IS
 	'erase deleted rows now: prune and zero the free space of the table''s heap and TOAST pages (WAL-logged), remove their ehnsw elements, and record the erasure in the audit log; on a Citus distributed table, on every shard placement too; table owner only';
+
+-- #16 the audit across a Citus cluster (docs/citus.md).  Each node keeps
+-- its own chain; these read every node's through Citus, as the caller (a
+-- security officer on every node: Citus propagates roles and grants).  On
+-- a Citus node, records of shards name the distributed table, and the
+-- detail carries "citus: shard N, transaction NODE:NUMBER, gpid G", which
+-- the columns citus_transaction and citus_gpid below take apart.
+CREATE FUNCTION vecphi.cluster_audit_log(since timestamptz DEFAULT now() - interval '1 hour')
+RETURNS TABLE (nodeid integer, seq bigint, at timestamptz, db_user text,
+	backend_pid integer, statement_id bigint, subject text, tenant text,
+	app_role text, purpose text, break_glass boolean, break_glass_reason text,
+	action text, relation text, index_name text, rows_returned bigint,
+	row_ids text[], query_fingerprint text, outcome text, detail text,
+	citus_transaction text, citus_gpid bigint)
+	LANGUAGE plpgsql STRICT VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	node record;
+BEGIN
+	IF pg_catalog.to_regproc('pg_catalog.run_command_on_all_nodes') IS NULL THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'vecphi.audit_log holds this server''s records.';
+	END IF;
+	FOR node IN
+		SELECT r.nodeid, r.success, r.result
+		  FROM pg_catalog.run_command_on_all_nodes(pg_catalog.format(
+			'SELECT COALESCE(pg_catalog.json_agg(a ORDER BY a.seq), ''[]''::pg_catalog.json) '
+			'FROM vecphi.audit_log a WHERE a.at OPERATOR(pg_catalog.>=) %L', since)) r
+		 ORDER BY r.nodeid
+	LOOP
+		IF NOT node.success THEN
+			RAISE EXCEPTION 'could not read the audit log of node %', node.nodeid
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'The node answered: ' OPERATOR(pg_catalog.||) node.result,
+					  HINT = 'The caller needs SELECT on vecphi.audit_log on every node (vecphi_security_officer).';
+		END IF;
+		RETURN QUERY
+			SELECT node.nodeid, a.seq, a.at, a.db_user, a.backend_pid,
+				   a.statement_id, a.subject, a.tenant, a.app_role, a.purpose,
+				   a.break_glass, a.break_glass_reason, a.action, a.relation,
+				   a.index_name, a.rows_returned, a.row_ids, a.query_fingerprint,
+				   a.outcome, a.detail,
+				   pg_catalog.substring(a.detail, 'citus:.* transaction ([0-9]+:[0-9]+)'),
+				   pg_catalog.substring(a.detail, 'citus:.* gpid ([0-9]+)')::bigint
+			  FROM pg_catalog.json_populate_recordset(NULL::vecphi.audit_log,
+													  node.result::json) a;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION vecphi.cluster_audit_log(timestamptz) IS
+	'the audit records of every node of a Citus cluster since a time, with the distributed transaction and global PID that join a worker''s records to the coordinator''s; security officer';
+REVOKE ALL ON FUNCTION vecphi.cluster_audit_log(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.cluster_audit_log(timestamptz) TO vecphi_security_officer;
+
+CREATE FUNCTION vecphi.verify_cluster_audit()
+RETURNS TABLE (nodeid integer, ok boolean, rows_checked bigint,
+	first_bad_seq bigint, problem text, records_lost bigint)
+	LANGUAGE plpgsql STRICT VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	node record;
+BEGIN
+	IF pg_catalog.to_regproc('pg_catalog.run_command_on_all_nodes') IS NULL THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Use vecphi.verify_audit() on a single server.';
+	END IF;
+	FOR node IN
+		SELECT r.nodeid, r.success, r.result
+		  FROM pg_catalog.run_command_on_all_nodes(
+			'SELECT pg_catalog.row_to_json(v) FROM vecphi.verify_audit() v') r
+		 ORDER BY r.nodeid
+	LOOP
+		IF NOT node.success THEN
+			-- A node that cannot answer is a failed check, not an error:
+			-- the others' results still count.
+			RETURN QUERY SELECT node.nodeid, false, NULL::bigint, NULL::bigint,
+				'the node could not verify its audit log: ' OPERATOR(pg_catalog.||) node.result,
+				NULL::bigint;
+			CONTINUE;
+		END IF;
+		RETURN QUERY
+			SELECT node.nodeid, j.ok, j.rows_checked, j.first_bad_seq, j.problem, j.records_lost
+			  FROM pg_catalog.json_to_record(node.result::json)
+				AS j(ok boolean, rows_checked bigint, first_bad_seq bigint,
+					 problem text, records_lost bigint);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION vecphi.verify_cluster_audit() IS
+	'vecphi.verify_audit() on every node of a Citus cluster: one row per node; security officer';
+REVOKE ALL ON FUNCTION vecphi.verify_cluster_audit() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.verify_cluster_audit() TO vecphi_security_officer;

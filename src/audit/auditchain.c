@@ -42,6 +42,7 @@
 #include "utils/timestamp.h"
 
 #include "auditint.h"
+#include "citus.h"
 #include "claims.h"
 #include "crypto.h"
 #include "keyfile.h"
@@ -272,6 +273,40 @@ audit_relation_name(Oid relid)
 	return quote_qualified_identifier(nsp, rel);
 }
 
+/*
+ * On a Citus node: a record of a shard names the shard's distributed table
+ * (the shard goes to the detail), and a record made in a distributed
+ * transaction carries its id and the global PID of the backend that
+ * started it, so that each worker's records join the coordinator's
+ * (docs/citus.md).  Appended to the detail, which the chain covers.
+ */
+static void
+audit_cluster_context(const AuditEvent *event, AuditRecord *rec)
+{
+	uint64		shardid = 0;
+	Oid			table = vecphi_citus_shard_table(event->relid, &shardid);
+	CitusTxn	txn;
+	bool		in_txn = vecphi_citus_current_txn(&txn);
+	StringInfoData buf;
+
+	if (!OidIsValid(table) && !in_txn)
+		return;
+	initStringInfo(&buf);
+	if (rec->detail != NULL)
+		appendStringInfo(&buf, "%s; ", rec->detail);
+	appendStringInfoString(&buf, "citus:");
+	if (OidIsValid(table))
+	{
+		rec->relation = audit_relation_name(table);
+		appendStringInfo(&buf, " shard " UINT64_FORMAT, shardid);
+	}
+	if (in_txn)
+		appendStringInfo(&buf, "%s transaction %d:" UINT64_FORMAT ", gpid " UINT64_FORMAT,
+						 OidIsValid(table) ? "," : "",
+						 txn.initiator_node, txn.number, txn.gpid);
+	rec->detail = buf.data;
+}
+
 void
 audit_emit(const AuditEvent *event, bool wait_durable)
 {
@@ -291,6 +326,7 @@ audit_emit(const AuditEvent *event, bool wait_durable)
 	rec.rows = event->rows;
 	rec.row_ids = (char *) event->row_ids;
 	rec.detail = (char *) event->detail;
+	audit_cluster_context(event, &rec);
 	if (event->query_digest != NULL)
 	{
 		rec.has_digest = true;

@@ -123,15 +123,37 @@ is(slices_on_workers(@kept), 3 * scalar(@kept), 'every kept row\'s slices are st
 is($coord->safe_psql('postgres', 'SELECT count(*) FROM notes'), scalar(@kept),
 	'the kept rows are all there');
 
-# Each worker recorded its scrubs of its shards in its own audit log.
+# Each worker recorded its scrubs of its shards in its own audit log,
+# under the distributed table's name, the shard in the detail; the
+# coordinator reads them all with vecphi.cluster_audit_log(), and every
+# node's chain verifies.
+my %shards_of;
 for my $w (@{ $c->{workers} })
 {
-	cmp_ok(
-		$w->safe_psql(
-			'postgres', q{SELECT count(*) FROM vecphi.audit_log
-			  WHERE action = 'erasure' AND relation ~ '^public\.notes_[0-9]+$'}),
-		'>', 0, $w->name . ' recorded the erasure of its shards in its audit log');
+	my $shards = $w->safe_psql(
+		'postgres', q{SELECT string_agg(substring(detail, 'citus: shard ([0-9]+)'), ' ' ORDER BY 1)
+		  FROM vecphi.audit_log WHERE action = 'erasure' AND relation = 'public.notes'});
+	like($shards, qr/^\d+( \d+)*$/,
+		$w->name . ' recorded the erasure of its shards under the table\'s name, with the shard');
+	$shards_of{$w->name} = $shards;
 }
+is( $coord->safe_psql(
+		'postgres', q{SELECT count(DISTINCT nodeid) || ' nodes, '
+		  || count(DISTINCT nodeid) FILTER (WHERE detail ~ 'citus: shard') || ' with shards, '
+		  || count(DISTINCT substring(detail, 'citus: shard ([0-9]+)')) || ' shards'
+		  FROM vecphi.cluster_audit_log() WHERE action = 'erasure' AND relation = 'public.notes'}),
+	'3 nodes, 2 with shards, 4 shards',
+	'vecphi.cluster_audit_log() on the coordinator returns the erasure records of every node (the coordinator scrubbed its empty table, each worker its shards)');
+is( $coord->safe_psql(
+		'postgres', q{SELECT string_agg(nodeid || ':' || ok, ' ' ORDER BY nodeid)
+		  FROM vecphi.verify_cluster_audit()}),
+	join(' ', map { "$_:true" } 1 .. 3),
+	'vecphi.verify_cluster_audit(): every node\'s chain verifies');
+like(
+	VecphiCheck::error_of(
+		$coord, 'postgres', q{SET ROLE app_e; SELECT count(*) FROM vecphi.cluster_audit_log()}),
+	qr/^42501: permission denied for function cluster_audit_log/,
+	'an application role cannot read the cluster\'s audit');
 
 # A table that is not distributed, on the coordinator: scrubbed as on a
 # single node.
