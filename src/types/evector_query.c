@@ -19,6 +19,17 @@
  *	  it.  Binary output (evector_query_send) is pgvector's layout, values
  *	  included: it goes to the client that sent them.
  *
+ * On Citus the coordinator sends each worker its shard queries as SQL
+ * text, with constants printed by their output function and parsed again
+ * there: "evector_query(3 dimensions)" would not come back.  So where
+ * citus is preloaded and the transaction has claims, the text output is
+ * the vector sealed under the claimant's current data key (an evector
+ * envelope, as evector prints) and the input takes such an envelope back,
+ * decrypting it for the claimant: the worker, holding the same keys and
+ * claims (docs/citus.md), gets the same vector, and EXPLAIN VERBOSE shows
+ * ciphertext, never the values.  Without claims the output stays
+ * "evector_query(N dimensions)".
+ *
  * There is no cast from evector_query to evector: encrypting it would
  * choose a tenant's key for a value the caller means as a search term.
  * Distances between an evector and an evector_query still need the claims
@@ -41,9 +52,12 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "citus.h"
+#include "claims.h"
 #include "crypto.h"
 #include "envelope.h"
 #include "evector.h"
+#include "report.h"
 #include "vecphi.h"
 
 /* A new evector_query holding dim values of x (checked). */
@@ -69,6 +83,21 @@ evector_query_in(PG_FUNCTION_ARGS)
 	MemoryContext cxt = CurrentMemoryContext;
 	EvectorQuery *q = NULL;
 
+	/* A sealed query vector, as the output gives it on Citus (above). */
+	if (envelope_text_is_envelope(str))
+	{
+		struct varlena *env = envelope_from_text(str, ENVELOPE_KIND_VECTOR);
+		EnvelopeHeader hdr;
+		Size		len;
+		float4	   *x = envelope_open(env, ENVELOPE_KIND_VECTOR, &hdr, &len);
+
+		report_decrypt(false);
+		envelope_floats_from_le(x, hdr.count);
+		q = evector_query_make(x, hdr.count);
+		crypto_wipe(x, len);
+		PG_RETURN_POINTER(q);
+	}
+
 	/* str is plaintext: no error may show it (COPY's context would). */
 	PG_TRY();
 	{
@@ -86,13 +115,28 @@ evector_query_in(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(q);
 }
 
-/* Text output: the dimensions only, never the values (see above). */
+/*
+ * Text output: the dimensions only, never the values; on Citus with claims,
+ * the values sealed under the claimant's key (see above).
+ */
 PG_FUNCTION_INFO_V1(evector_query_out);
 Datum
 evector_query_out(PG_FUNCTION_ARGS)
 {
 	EvectorQuery *q = PG_GETARG_EVECTOR_QUERY_P(0);
 
+	if (vecphi_citus_preloaded() && claims_current() != NULL)
+	{
+		Size		len = sizeof(float4) * q->dim;
+		float4	   *x = palloc(len);
+		struct varlena *env;
+
+		memcpy(x, q->x, len);
+		envelope_floats_to_le(x, q->dim);
+		env = envelope_seal(ENVELOPE_KIND_VECTOR, q->dim, x, len);
+		crypto_wipe(x, len);
+		PG_RETURN_CSTRING(envelope_to_text(env));
+	}
 	PG_RETURN_CSTRING(psprintf("evector_query(%d dimensions)", q->dim));
 }
 
