@@ -107,7 +107,12 @@ sub _make_node
 		symlink $c->{key_dir}, $own
 		  or die "could not link \"$own\" to \"$c->{key_dir}\": $!";
 	}
-	$node->append_conf('postgresql.conf', _cluster_conf($c, %{ $c->{opts} }));
+	# citus.local_hostname: how a node reaches itself (shard moves, the
+	# rebalancer); 'localhost' by default, but test nodes listen on a Unix
+	# socket directory only.
+	$node->append_conf('postgresql.conf',
+		_cluster_conf($c, %{ $c->{opts} })
+		  . 'citus.local_hostname = ' . _quote($node->host) . "\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION citus');
 	return $node;
