@@ -168,6 +168,26 @@ sub check_isolation
 		"$when: shard $shard read directly with t1's token: t1's clinical rows only");
 }
 
+# The attack, on 0.1.0's shape (what protect() gives a local table): a
+# permissive "true" base policy and a restrictive tenant rule.  Citus's
+# shard copies are all permissive, so the rule is OR-ed with "true".
+$coord->safe_psql(
+	'postgres', q{
+	CREATE TABLE legacy (tenant text NOT NULL, id int NOT NULL);
+	SELECT create_distributed_table('legacy', 'tenant');
+	ALTER TABLE legacy ENABLE ROW LEVEL SECURITY;
+	ALTER TABLE legacy FORCE ROW LEVEL SECURITY;
+	CREATE POLICY legacy_base ON legacy AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
+	CREATE POLICY legacy_rule ON legacy AS RESTRICTIVE FOR ALL
+		USING (tenant = vecphi.tenant()) WITH CHECK (tenant = vecphi.tenant());
+	GRANT SELECT ON legacy TO app;
+	INSERT INTO legacy SELECT 't' || t, t FROM generate_series(1, 6) t;
+});
+my $leak = app_sql($coord, 'SELECT count(*) FROM legacy');
+note("0.1.0's policy shape on a distributed table: an app role without claims reads $leak of 6 rows"
+	  . ' (Citus recreates shard policies without AS RESTRICTIVE)');
+is(app_sql($coord, $per_tenant), 'none', 'the same query on the table protect() made: 0 rows');
+
 check_isolation('before a move');
 
 # Move t1's shard to the other worker: Citus recreates its policies there.
