@@ -188,6 +188,15 @@ note("0.1.0's policy shape on a distributed table: an app role without claims re
 	  . ' (Citus recreates shard policies without AS RESTRICTIVE)');
 is(app_sql($coord, $per_tenant), 'none', 'the same query on the table protect() made: 0 rows');
 
+# protect() before create_distributed_table(): 0.1.0's shape (subqueries,
+# whole-row references), which Citus cannot copy to the shards.
+$coord->safe_psql('postgres', q{
+	CREATE TABLE early (tenant text NOT NULL, id int NOT NULL, PRIMARY KEY (tenant, id));
+	SELECT vecphi.protect('early', 'tenant');});
+my ($eret, $eout, $eerr) = $coord->psql('postgres', "SELECT create_distributed_table('early', 'tenant')");
+note("create_distributed_table() of a table protected before: exit $eret: $eerr");
+isnt($eret, 0, 'distributing a table protected before fails (protect() after distributing)');
+
 check_isolation('before a move');
 
 # Move t1's shard to the other worker: Citus recreates its policies there.
