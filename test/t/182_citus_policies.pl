@@ -155,6 +155,16 @@ sub check_isolation
 			ROLLBACK;"),
 		"\nt3/clinical\n0", "$when: UPDATE reaches only t3's clinical rows, DELETE of others none");
 
+	# Committed writes (Citus's two-phase commit on the workers).
+	is( app_sql(
+			$coord, "BEGIN; SELECT vecphi.set_claims('$t3');
+			INSERT INTO notes VALUES ('t3', 100, 'clinical', 'mine'); COMMIT;
+			BEGIN; SELECT vecphi.set_claims('$t3'); SELECT count(*) FROM notes; COMMIT;
+			BEGIN; SELECT vecphi.set_claims('$t3');
+			DELETE FROM notes WHERE id = 100; COMMIT;
+			SELECT count(*) FROM notes;"),
+		"\n\n4\n\n0", "$when: a committed insert and delete by t3, seen by t3 only");
+
 	# A shard read directly on its worker: the shard's own policies.
 	my ($shard, $w) = shard_of('t1');
 	is( app_sql($w, VecphiCitus::SHOW_SHARDS . "SELECT count(*) FROM notes_$shard"),
