@@ -409,6 +409,14 @@ CREATE FUNCTION vecphi.category_visible(category text) RETURNS boolean
 COMMENT ON FUNCTION vecphi.category_visible(text) IS
 	'true when the claimant may see rows of this category: granted to its role, or any under break-glass';
 
+-- The write check of protect() over plain columns: Citus cannot copy a
+-- policy holding a whole-row reference (row_owned_by_claimant(t.*)).
+CREATE FUNCTION vecphi.values_owned_by_claimant(VARIADIC "any") RETURNS boolean
+	AS 'MODULE_PATHNAME', 'vecphi_values_owned_by_claimant'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.values_owned_by_claimant("any") IS
+	'true when every evector and etext value in the arguments (domains, arrays and composites included) is NULL or the claimant tenant''s ciphertext';
+
 CREATE OR REPLACE FUNCTION vecphi.protect(tbl regclass, tenant_column name,
 							   category_column name DEFAULT NULL,
 							   binding_label text DEFAULT NULL)
@@ -468,13 +476,27 @@ BEGIN
 			INTO distributed USING tbl;
 	END IF;
 	IF distributed THEN
-		-- Tenant (and category) only: ciphertext ownership of written rows
-		-- (row_owned_by_claimant) and binding (row_bound, the binding
-		-- trigger) take a whole row and are not checked on such a table
-		-- yet (docs/threat-model.md).
+		-- Tenant (and category); writes also carry only the claimant's
+		-- ciphertext, checked over the columns that can hold some (every
+		-- column but those of plain base types other than evector/etext:
+		-- a column added later needs protect() again).  Binding (row_bound,
+		-- the binding trigger) is not checked on such a table yet
+		-- (docs/threat-model.md).
 		visible := format('%I OPERATOR(pg_catalog.=) vecphi.tenant()', tenant_column);
 		IF category_column IS NOT NULL THEN
 			visible := visible || format(' AND vecphi.category_visible(%I)', category_column);
+		END IF;
+		SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO bound_visible
+		FROM pg_attribute a
+		JOIN pg_type t ON t.oid = a.atttypid
+		LEFT JOIN pg_type b ON b.oid = t.typbasetype
+		WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+		  AND NOT (coalesce(b.typtype, t.typtype) = 'b'
+				   AND coalesce(b.typcategory, t.typcategory) <> 'A'
+				   AND coalesce(b.typname, t.typname) NOT IN ('evector', 'etext'));
+		writable := visible;
+		IF bound_visible IS NOT NULL THEN
+			writable := writable || format(' AND vecphi.values_owned_by_claimant(%s)', bound_visible);
 		END IF;
 		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
 		EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
@@ -488,13 +510,13 @@ BEGIN
 			EXECUTE format('DROP POLICY %I ON %s', pol.polname, tbl);
 		END LOOP;
 		EXECUTE format('CREATE POLICY vecphi_base ON %s AS PERMISSIVE FOR ALL USING (%s) WITH CHECK (%s)',
-					   tbl, visible, visible);
+					   tbl, visible, writable);
 		EXECUTE format('CREATE POLICY vecphi_select ON %s AS RESTRICTIVE FOR SELECT USING (%s)',
 					   tbl, visible);
 		EXECUTE format('CREATE POLICY vecphi_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK (%s)',
-					   tbl, visible);
+					   tbl, writable);
 		EXECUTE format('CREATE POLICY vecphi_update ON %s AS RESTRICTIVE FOR UPDATE USING (%s) WITH CHECK (%s)',
-					   tbl, visible, visible);
+					   tbl, visible, writable);
 		EXECUTE format('CREATE POLICY vecphi_delete ON %s AS RESTRICTIVE FOR DELETE USING (%s)',
 					   tbl, visible);
 		RETURN;

@@ -39,7 +39,7 @@ $coord->safe_psql(
 	'postgres', q{
 	CREATE ROLE app LOGIN;
 	CREATE TABLE notes (tenant text NOT NULL, id int NOT NULL, category text NOT NULL,
-		body text, PRIMARY KEY (tenant, id));
+		body text, emb evector(3), PRIMARY KEY (tenant, id));
 	SELECT create_distributed_table('notes', 'tenant');
 	SELECT vecphi.protect('notes', 'tenant', 'category');
 	GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO app;
@@ -74,6 +74,19 @@ for my $w (@workers)
 	is($p, 5 * $n, $w->name . ": every shard has row security forced and vecphi's 5 policies ($pol)");
 }
 is($total, $nshards, 'the shards of both workers together are all the shards');
+# The write check over plain columns reached the shards (a whole-row
+# reference would not have).
+for my $w (@workers)
+{
+	my ($n) = shard_policies($w) =~ /^(\d+)/;
+	is( $w->safe_psql(
+			'postgres', VecphiCitus::SHOW_SHARDS . q{
+			SELECT count(*) FROM pg_policies
+			WHERE tablename ~ '^notes_[0-9]+$' AND policyname IN ('vecphi_insert', 'vecphi_update')
+			  AND with_check LIKE '%values_owned_by_claimant(emb)%'}),
+		2 * $n,
+		$w->name . ': insert and update policies of every shard check the ciphertext column');
+}
 
 my %app = (extra_params => [ '-U', 'app' ]);
 sub app_sql
