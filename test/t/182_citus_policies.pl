@@ -8,7 +8,8 @@
 # multi-shard, and a shard read directly on its worker); each tenant sees
 # and writes only its rows of the categories its role is granted (all of
 # them under break-glass); the same after citus_move_shard_placement, on
-# the moved shard at its new worker.
+# the moved shard at its new worker, and after adding a worker and
+# rebalancing.
 use strict;
 use warnings;
 
@@ -239,6 +240,22 @@ is( $to->safe_psql(
 	'5', "the moved shard has vecphi's 5 policies on " . $to->name);
 
 check_isolation('after citus_move_shard_placement');
+
+# A third worker, then the rebalancer moves shards onto it.
+my $w3 = VecphiCitus::add_worker($c, 'c182_w3');
+push @workers, $w3;
+$w3->safe_psql('postgres', q{
+	INSERT INTO vecphi.role_categories
+	SELECT 'clinician', 'clinical'
+	WHERE NOT EXISTS (SELECT 1 FROM vecphi.role_categories
+	                  WHERE app_role = 'clinician' AND category = 'clinical')});
+$coord->safe_psql('postgres',
+	"SELECT rebalance_table_shards('notes', shard_transfer_mode => 'block_writes')");
+my ($n3, $p3) = shard_policies($w3) =~ /^(\d+) shards, (\d+) policies/;
+cmp_ok($n3 // 0, '>', 0, 'the rebalancer moved shards to the new worker');
+is($p3, 5 * ($n3 // 0), "the new worker's shards have vecphi's 5 policies each");
+
+check_isolation('after adding a worker and rebalancing');
 
 VecphiCitus::stop_cluster($c);
 done_testing();
