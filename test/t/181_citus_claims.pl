@@ -150,6 +150,21 @@ is( app_sql(
 	"\n5\n\nt4:5\nt1:5",
 	'ROLLBACK TO a savepoint restores the claims held there, on every node alike');
 
+# ---- set_claims() inside a function with a SET clause ----
+# The function's SET clause makes the SET LOCAL of the token end when the
+# function returns; coordinator and workers must agree on what is left.
+$coord->safe_psql(
+	'postgres', q{
+	CREATE FUNCTION app_login(tok text) RETURNS void LANGUAGE plpgsql
+	SET search_path = pg_catalog AS $$BEGIN PERFORM vecphi.set_claims(tok); END$$;
+	GRANT EXECUTE ON FUNCTION app_login(text) TO app;});
+my $login = app_sql(
+	$coord, "BEGIN; SELECT app_login('$ta');
+	SELECT coalesce(vecphi.tenant(), 'none'); $per_tenant
+	SELECT count(*) FROM notes WHERE tenant = 't1'; COMMIT;");
+ok($login eq "\nnone\n\n0" || $login eq "\nt1\nt1:5\n5",
+	"set_claims() in a function with a SET clause: coordinator and workers agree ($login)");
+
 # ---- claims never outlive the transaction ----
 # One session, so that Citus reuses its connections to the workers.
 is( app_sql(
