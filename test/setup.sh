@@ -87,3 +87,15 @@ jobs=$(nproc 2>/dev/null || echo 2)
 make -j"$jobs" PG_CONFIG="$PG_CONFIG"
 make PG_CONFIG="$PG_CONFIG" install
 echo "setup.sh: vecphi built and installed into $("$PG_CONFIG" --pkglibdir)"
+
+# Citus (not packaged in Debian 12) for the scale-out tests (test/t/18*):
+# built from ../shared/citus beside the repository into the same PostgreSQL
+# (its build.sh skips when that version is already installed).  A failed
+# build fails setup: the Citus tests must not silently skip.
+CITUS_DIR=$REPO/../shared/citus
+if [[ -f $CITUS_DIR/build.sh ]]; then
+	PG_CONFIG="$PG_CONFIG" bash "$CITUS_DIR/build.sh" ||
+		die "building Citus from $CITUS_DIR failed (the Citus TAP tests need it)"
+else
+	echo "setup.sh: $CITUS_DIR/build.sh not found: Citus not built, the Citus TAP tests will skip unless Citus is installed"
+fi
