@@ -250,7 +250,7 @@ my $pol_rows = $coord->safe_psql('postgres',
 note("check_cluster on a table with a restrictive policy:\n$pol_rows");
 # Citus may or may not keep AS RESTRICTIVE: compare with the shards themselves.
 my $shard_restrictive = join '', map {
-	$_->safe_psql('postgres', q{SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+	$_->safe_psql('postgres', VecphiCitus::SHOW_SHARDS . q{SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
 		WHERE c.relname LIKE 'pol\_%' AND p.polname = 'mine' AND NOT p.polpermissive})
 } @workers;
 if ($shard_restrictive eq '11')
@@ -307,6 +307,12 @@ like(VecphiCheck::error_of($coord, 'postgres', "SELECT vecphi.sync_node('nowhere
 	qr/^42704: nowhere:1 is not a worker of this Citus cluster/, 'sync_node of an unknown node is refused');
 
 # Move the shard with row 500 to the new worker: it serves queries there.
+# A shard move connects to the nodes themselves by citus.local_hostname
+# ('localhost' by default, TCP): here the nodes listen on a socket directory.
+for my $n (@{ $c->{nodes} })
+{
+	$n->safe_psql('postgres', "ALTER SYSTEM SET citus.local_hostname = '" . $n->host . "'; SELECT pg_reload_conf()");
+}
 my $shardid = $coord->safe_psql('postgres', "SELECT get_shard_id_for_distribution_column('docs', 500)");
 $coord->safe_psql('postgres', "SELECT citus_move_shard_placement($shardid, '$w3name', " . $w500->port
 	  . ", '$w3name', " . $w3->port . ", shard_transfer_mode => 'block_writes')");
