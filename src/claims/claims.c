@@ -29,6 +29,25 @@
  * from there.  (Send it as a bind parameter all the same; see
  * docs/security.md.)
  *
+ * On a Citus cluster (Citus loaded in this server) the claims must reach
+ * the workers, whose backends run the shard queries of the transaction.
+ * There the token itself travels: set_claims() runs SET LOCAL
+ * vecphi.claims_token through ProcessUtility (a set_config_option() call
+ * would bypass Citus), with citus.propagate_set_commands = 'local' for
+ * that statement, so Citus sends it to every worker in the transaction and
+ * with each remote BEGIN after it.  Each node verifies the token itself
+ * and the claims are derived purely from the setting's current value:
+ * when it changes (another set_claims(), clear_claims(), a savepoint
+ * rolled back) the claims derived from the old value are dropped, and
+ * SET LOCAL ends with the transaction on every node.  So on such a server
+ * SET LOCAL vecphi.claims_token is accepted from anyone, but only inside a
+ * transaction block and only with a token that verifies (it is exactly
+ * set_claims()); SET without LOCAL, set_config() and a function's SET
+ * clause stay refused.  Claims then follow the rules of SET LOCAL across
+ * savepoints (ROLLBACK TO restores the claims that held at the savepoint),
+ * and set_claims() outside a transaction block is an error, since no
+ * worker would see those claims.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -40,6 +59,7 @@
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "tcop/dest.h"
 #include "tcop/utility.h"
 #include "tcop/tcopprot.h"
@@ -67,6 +87,15 @@ static char *claims_token_setting = NULL;
 static bool claims_token_setting_allowed = false;
 
 /*
+ * Citus is loaded: claims follow vecphi.claims_token on every node (see
+ * the header comment).  Decided once, in claims_init().
+ */
+static bool claims_follow_token = false;
+
+/* set_claims()/clear_claims() are running SET LOCAL vecphi.claims_token. */
+static bool claims_internal_set = false;
+
+/*
  * The token last offered to set_claims() in this transaction, kept so that
  * the log hook can take it out of messages even when it does not look like
  * a JWT.  In TopMemoryContext; dropped at the end of the transaction.
@@ -81,6 +110,13 @@ static int	utility_slot;		/* of claims_ProcessUtility (hooks.h) */
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 static char *redact_with(const char *str, const char *marker);
+static void claims_redact_activity(void);
+static void claims_follow_setting(bool verify);
+static void claims_token_set_stmt(VariableSetStmt * stmt, PlannedStmt * pstmt,
+								  const char *queryString, bool readOnlyTree,
+								  ProcessUtilityContext context, ParamListInfo params,
+								  QueryEnvironment * queryEnv, DestReceiver *dest,
+								  QueryCompletion * qc);
 
 /* A WITH HOLD cursor was declared in this transaction. */
 static bool holdable_cursor_declared = false;
@@ -151,16 +187,57 @@ claims_token_set(const char *token)
 }
 
 /*
+ * Make the claims those of vecphi.claims_token's current value: drop claims
+ * derived from another value, and (when verify) verify a token not yet
+ * verified.  A token that fails to verify raises, leaving no claims.
+ */
+static void
+claims_follow_setting(bool verify)
+{
+	const char *token = claims_token_setting != NULL ? claims_token_setting : "";
+
+	if (current_claims != NULL &&
+		(current_claims->token == NULL || strcmp(current_claims->token, token) != 0))
+		claims_clear();
+	if (verify && current_claims == NULL && token[0] != '\0')
+		claims_install(jwt_verify(token));
+}
+
+/*
+ * On a Citus node whose transaction carries a token: no
+ * citus.log_remote_commands for the rest of the transaction.  Citus sends
+ * the SET LOCAL carrying the token with each remote BEGIN and reports every
+ * command it sends as a NOTICE; a NOTICE below log_min_messages goes to the
+ * client without passing emit_log_hook, so it could not be redacted.
+ */
+static void
+claims_quiet_remote_log(bool always)
+{
+	const char *log;
+
+	if (!always && (!claims_follow_token || claims_token_setting == NULL ||
+					claims_token_setting[0] == '\0'))
+		return;
+	log = GetConfigOption("citus.log_remote_commands", true, false);
+	if (log != NULL && strcmp(log, "off") != 0)
+		(void) set_config_option("citus.log_remote_commands", "off",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+}
+
+/*
  * The claims of this transaction, or NULL.  Claims whose token expired
  * since they were set are refused, judged at the statement's start.
  */
 const VecphiClaims *
 claims_current(void)
 {
-	/* A parallel worker verifies the leader's token once. */
-	if (current_claims == NULL && IsParallelWorker() &&
-		claims_token_setting != NULL && claims_token_setting[0] != '\0')
-		claims_install(jwt_verify(claims_token_setting));
+	/*
+	 * A parallel worker verifies the leader's token once; on a Citus node the
+	 * claims are whatever the setting's current token says.
+	 */
+	if (claims_follow_token || IsParallelWorker())
+		claims_follow_setting(true);
 
 	if (current_claims != NULL && current_claims->expires != 0 &&
 		unix_now(GetCurrentStatementStartTimestamp()) >
@@ -183,6 +260,8 @@ claims_current(void)
 const VecphiClaims *
 claims_peek(void)
 {
+	if (claims_follow_token)
+		claims_follow_setting(false);
 	return current_claims;
 }
 
@@ -245,7 +324,9 @@ claims_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 static void
 claims_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
-	if (!IsParallelWorker() && !IsInParallelMode() && IsTransactionState())
+	if (claims_follow_token && IsTransactionState())
+		claims_quiet_remote_log(false);
+	else if (!IsParallelWorker() && !IsInParallelMode() && IsTransactionState())
 	{
 		const char *want = current_claims != NULL ? current_claims->token : "";
 
@@ -348,6 +429,16 @@ claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
+	if (claims_follow_token && IsA(parsetree, VariableSetStmt) &&
+		((VariableSetStmt *) parsetree)->name != NULL &&
+		pg_strcasecmp(((VariableSetStmt *) parsetree)->name, "vecphi.claims_token") == 0)
+	{
+		claims_token_set_stmt((VariableSetStmt *) parsetree, pstmt, queryString,
+							  readOnlyTree, context, params, queryEnv, dest, qc);
+		return;
+	}
+	if (IsTransactionState())
+		claims_quiet_remote_log(false);
 	if (IsA(parsetree, DeclareCursorStmt) &&
 		(((DeclareCursorStmt *) parsetree)->options & CURSOR_OPT_HOLD) != 0)
 	{
@@ -362,6 +453,157 @@ claims_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 	if (IsA(parsetree, ExplainStmt) && dest != NULL)
 		dest = redacting_receiver(dest);
 	utility_next(utility_slot, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+/*
+ * Raise unless a WITH HOLD cursor and the audit allow the claims to change
+ * now.
+ */
+static void
+claims_check_change(bool setting)
+{
+	if (claims_change_check != NULL)
+		claims_change_check();
+	if (setting && holdable_cursor_declared)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot set vecphi claims in a transaction that declared a WITH HOLD cursor"),
+				 errdetail("The cursor's rows would be computed under these claims and outlive them.")));
+}
+
+/* Keep the token last offered, to redact it even when it is not JWT-like. */
+static void
+claims_remember_offered(const char *token)
+{
+	if (offered_token != NULL)
+	{
+		crypto_wipe(offered_token, strlen(offered_token));
+		pfree(offered_token);
+	}
+	offered_token = MemoryContextStrdup(TopMemoryContext, token);
+}
+
+/*
+ * SET LOCAL vecphi.claims_token (or RESET, SET ... TO DEFAULT) on a server
+ * with Citus: from set_claims()/clear_claims() of this backend, from the
+ * coordinator (Citus sends it with each remote BEGIN), or from a client.
+ * A token is verified here, before the setting changes, so that a forged
+ * or expired one is refused on every node; setting it is set_claims()
+ * (same checks).  Citus propagates the statement to the workers of the
+ * transaction when citus.propagate_set_commands is 'local': it is, for
+ * this statement.
+ */
+static void
+claims_token_set_stmt(VariableSetStmt * stmt, PlannedStmt * pstmt,
+					  const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment * queryEnv, DestReceiver *dest,
+					  QueryCompletion * qc)
+{
+	char	   *value = NULL;
+	VecphiClaims *volatile verified = NULL;
+	const char *propagate;
+
+	switch (stmt->kind)
+	{
+		case VAR_SET_VALUE:
+			if (stmt->is_local)
+				value = ExtractSetVariableArgs(stmt);
+			break;
+		case VAR_SET_DEFAULT:
+			if (stmt->is_local)
+				value = "";
+			break;
+		case VAR_RESET:
+			value = "";
+			break;
+		default:
+			break;
+	}
+	if (value == NULL || (value[0] != '\0' && !IsTransactionBlock()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("vecphi.claims_token can only be set with SET LOCAL inside a transaction block"),
+				 errhint("Call vecphi.set_claims() after BEGIN.")));
+
+	if (!claims_internal_set)
+	{
+		claims_check_change(value[0] != '\0');
+		if (value[0] != '\0')
+		{
+			claims_remember_offered(value);
+			claims_redact_activity();
+			verified = jwt_verify(value);
+		}
+	}
+
+	propagate = GetConfigOption("citus.propagate_set_commands", true, false);
+	if (propagate != NULL)
+		propagate = pstrdup(propagate);
+	/* Quiet before the setting changes: Citus sends it at once. */
+	if (value[0] != '\0')
+		claims_quiet_remote_log(true);
+	claims_token_setting_allowed = true;
+	PG_TRY();
+	{
+		if (propagate != NULL)
+			(void) set_config_option("citus.propagate_set_commands", "local",
+									 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+									 true, 0, false);
+		utility_next(utility_slot, pstmt, queryString, readOnlyTree, context,
+					 params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		claims_token_setting_allowed = false;
+	}
+	PG_END_TRY();
+	if (propagate != NULL)
+		(void) set_config_option("citus.propagate_set_commands", propagate,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+
+	/* The claims are now the new token's (or none). */
+	claims_clear();
+	if (verified != NULL)
+		claims_install(verified);
+}
+
+/*
+ * On a Citus node: SET LOCAL vecphi.claims_token = token, through
+ * ProcessUtility so that Citus sees and propagates it.
+ */
+static void
+claims_token_publish(const char *token)
+{
+	StringInfoData sql;
+	List	   *parsed;
+	PlannedStmt *pstmt;
+	QueryCompletion qc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SET LOCAL vecphi.claims_token = %s", quote_literal_cstr(token));
+	parsed = raw_parser(sql.data, RAW_PARSE_DEFAULT);
+	pstmt = makeNode(PlannedStmt);
+	pstmt->commandType = CMD_UTILITY;
+	pstmt->canSetTag = false;
+	pstmt->utilityStmt = linitial_node(RawStmt, parsed)->stmt;
+	pstmt->stmt_location = -1;
+	pstmt->stmt_len = 0;
+	InitializeQueryCompletion(&qc);
+
+	claims_internal_set = true;
+	PG_TRY();
+	{
+		ProcessUtility(pstmt, sql.data, false, PROCESS_UTILITY_QUERY, NULL, NULL,
+					   None_Receiver, &qc);
+	}
+	PG_FINALLY();
+	{
+		claims_internal_set = false;
+		crypto_wipe(sql.data, sql.len);
+	}
+	PG_END_TRY();
 }
 
 /* A character that may occur in a base64url segment. */
@@ -546,6 +788,10 @@ claims_init(void)
 							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_NO_RESET_ALL |
 							   GUC_SUPERUSER_ONLY | GUC_DISALLOW_IN_FILE,
 							   claims_token_check, NULL, NULL);
+	/* Citus, preloaded before vecphi, has defined its settings by now. */
+	claims_follow_token =
+		(GetConfigOption("citus.propagate_set_commands", true, false) != NULL &&
+		 (GetConfigOptionFlags("citus.propagate_set_commands", true) & GUC_CUSTOM_PLACEHOLDER) == 0);
 	RegisterXactCallback(claims_xact_callback, NULL);
 	RegisterSubXactCallback(claims_subxact_callback, NULL);
 	prev_emit_log_hook = emit_log_hook;
@@ -573,16 +819,12 @@ vecphi_set_claims(PG_FUNCTION_ARGS)
 		claims_change_check();
 	/* A failed attempt leaves no claims at all, not the previous ones. */
 	claims_clear();
-	claims_token_set("");
+	if (!claims_follow_token)
+		claims_token_set("");
 	if (PG_ARGISNULL(0))
 		token_reject("The token is NULL.");
 	token = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (offered_token != NULL)
-	{
-		crypto_wipe(offered_token, strlen(offered_token));
-		pfree(offered_token);
-	}
-	offered_token = MemoryContextStrdup(TopMemoryContext, token);
+	claims_remember_offered(token);
 	claims_redact_activity();
 	if (holdable_cursor_declared)
 		ereport(ERROR,
@@ -591,13 +833,26 @@ vecphi_set_claims(PG_FUNCTION_ARGS)
 				 errdetail("The cursor's rows would be computed under these claims and outlive them.")));
 	verified = jwt_verify(token);
 	if (!IsTransactionBlock())
+	{
+		/* On Citus the workers would never see them: refused. */
+		if (claims_follow_token)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+					 errmsg("vecphi.set_claims() must be called inside a transaction block on a Citus cluster"),
+					 errdetail("Claims reach the worker nodes only with the transaction that carries them."),
+					 errhint("Call it after BEGIN.")));
 		ereport(WARNING,
 				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
 				 errmsg("vecphi.set_claims() outside a transaction block lasts only for this statement"),
 				 errhint("Claims end with the transaction; call it after BEGIN.")));
+	}
 
+	if (claims_follow_token)
+		claims_token_publish(token);
+	else
+		claims_token_set(token);
+	claims_clear();
 	claims_install(verified);
-	claims_token_set(token);
 
 	/*
 	 * Break-glass access is flagged in the server log until the audit log
@@ -618,7 +873,10 @@ vecphi_clear_claims(PG_FUNCTION_ARGS)
 	if (claims_change_check != NULL)
 		claims_change_check();
 	claims_clear();
-	claims_token_set("");
+	if (claims_follow_token)
+		claims_token_publish("");
+	else
+		claims_token_set("");
 	PG_RETURN_VOID();
 }
 
