@@ -120,6 +120,21 @@ sub top_k
 }
 my $ann = top_k('hosp_a', 5, 0);
 is($ann, top_k('hosp_a', 5, 1), 'ORDER BY emb <-> q LIMIT 5 across shards (ehnsw) equals the exact answer');
+# The same through the coordinator: claims travel with the distributed
+# transaction (citus-base), each shard answers from its ehnsw index with the
+# keys sent to its worker, the coordinator merges.  The query vector goes
+# encrypted (an evector envelope under hosp_a's key): Citus deparses the
+# shard queries, and an evector_query constant prints as
+# "evector_query(4 dimensions)" (never its values), which the workers cannot
+# read back (an evector prints as its envelope, which they can).
+my $QE = $coord->safe_psql('postgres', "BEGIN;\n" . claims('hosp_a') . "\nSELECT '$Q'::evector::text; COMMIT;");
+my $via = $coord->safe_psql('postgres', "BEGIN;\n" . VecphiTest::claims_sql(tenant => 'hosp_a', role => 'clinician', sub => 'dr') . qq{
+	SELECT string_agg(id::text, ',' ORDER BY d, id) FROM (
+		SELECT id, emb <-> '$QE'::evector AS d FROM docs WHERE tenant = 'hosp_a'
+		ORDER BY emb <-> '$QE'::evector LIMIT 5) s;
+	COMMIT;});
+$via =~ s/^\s+//;
+is($via, $ann, 'ORDER BY emb <-> q LIMIT 5 through the coordinator equals the exact answer');
 my $plan = $workers[0]->safe_psql('postgres', "BEGIN; SET LOCAL enable_seqscan = off;\n" . claims('hosp_a')
 	. "\nEXPLAIN (COSTS OFF) SELECT id FROM " . (placements($workers[0]))[0]
 	. " ORDER BY emb <-> '$Q'::evector_query LIMIT 5; COMMIT;");
@@ -234,6 +249,10 @@ for my $w (@workers)
 	like(VecphiCheck::error_of($w, 'postgres', "BEGIN;\n" . claims('hosp_b') . "\nSELECT vecphi.decrypt(emb) FROM $shard WHERE tenant = 'hosp_b';"),
 		qr/^58P01: .*hosp_b/, 'after the shred, hosp_b does not decrypt on worker ' . $w->port);
 }
+
+like(VecphiCheck::error_of($coord, 'postgres', "BEGIN;\n" . VecphiTest::claims_sql(tenant => 'hosp_b', role => 'clinician', sub => 'dr')
+		. "\nSELECT count(vecphi.decrypt(emb)) FROM docs WHERE tenant = 'hosp_b';"),
+	qr/58P01: .*hosp_b/, 'after the shred, hosp_b does not decrypt through the coordinator either');
 
 # --- check_cluster: no rows when consistent; a restrictive policy that a
 # shard placement lost is reported ---
