@@ -241,7 +241,26 @@ for my $w (@workers)
 		'before the shred, hosp_b decrypts on worker ' . $w->port);
 	$w->{_hosp_b_shard} = $shard;
 }
-$coord->safe_psql('postgres', "SET ROLE keyadm; SELECT vecphi.shred_tenant('hosp_b')");
+# One coordinator session: it decrypts hosp_b through the workers (Citus
+# keeps those worker connections, whose backends cache hosp_b's data key),
+# shreds, and tries again over the same connections.
+{
+	my $cl = VecphiTest::claims_sql(tenant => 'hosp_b', role => 'clinician', sub => 'dr');
+	my ($out, $err) = ('', '');
+	$coord->psql('postgres', qq{
+		BEGIN; $cl
+		SELECT 'before ' || count(vecphi.decrypt(emb)) FROM docs WHERE tenant = 'hosp_b';
+		COMMIT;
+		SET ROLE keyadm; SELECT 'shredded ' || vecphi.shred_tenant('hosp_b'); RESET ROLE;
+		BEGIN; $cl
+		SELECT 'after ' || count(vecphi.decrypt(emb)) FROM docs WHERE tenant = 'hosp_b';
+		COMMIT;},
+		stdout => \$out, stderr => \$err, on_error_stop => 1);
+	like($out, qr/^before 30$/m, 'before the shred, hosp_b decrypts through the coordinator (30 rows)');
+	like($out, qr/^shredded \d+$/m, 'shred_tenant in the same session');
+	unlike($out, qr/^after /m, 'after the shred, the same session cannot decrypt hosp_b over its cached worker connections');
+	like($err, qr/ERROR:.*hosp_b/, '... it fails naming the tenant');
+}
 same_keys_everywhere('shred_tenant');
 for my $w (@workers)
 {
