@@ -393,6 +393,235 @@ COMMENT ON FUNCTION vecphi.stat_reset() IS
 REVOKE ALL ON FUNCTION vecphi.stat_reset() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vecphi.stat_reset() TO vecphi_security_officer;
 
+-- #16 citus policies: protect() on a table Citus manages gets a policy
+-- shape that survives Citus's copies on the shards (docs/threat-model.md,
+-- "Row security on a Citus cluster").
+
+-- The category rule of protect() as one function of a plain column: Citus
+-- cannot copy a policy holding a subquery or "IS NOT NULL" over a function
+-- call.  SQL, inlined into the shard's plan.
+CREATE FUNCTION vecphi.category_visible(category text) RETURNS boolean
+	LANGUAGE sql STABLE PARALLEL SAFE
+	AS $$
+		SELECT vecphi.break_glass() IS NOT NULL
+			OR category OPERATOR(pg_catalog.=) ANY (vecphi.allowed_categories())
+	$$;
+COMMENT ON FUNCTION vecphi.category_visible(text) IS
+	'true when the claimant may see rows of this category: granted to its role, or any under break-glass';
+
+-- The write check of protect() over plain columns: Citus cannot copy a
+-- policy holding a whole-row reference (row_owned_by_claimant(t.*)).
+CREATE FUNCTION vecphi.values_owned_by_claimant(VARIADIC "any") RETURNS boolean
+	AS 'MODULE_PATHNAME', 'vecphi_values_owned_by_claimant'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vecphi.values_owned_by_claimant("any") IS
+	'true when every evector and etext value in the arguments (domains, arrays and composites included) is NULL or the claimant tenant''s ciphertext';
+
+CREATE OR REPLACE FUNCTION vecphi.protect(tbl regclass, tenant_column name,
+							   category_column name DEFAULT NULL,
+							   binding_label text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $protect$
+DECLARE
+	visible text;
+	writable text;
+	bound_visible text;
+	part record;
+	pol record;
+	colname name;
+	coltype regtype;
+	kind "char";
+	distributed boolean := false;
+BEGIN
+	IF tbl IS NULL OR tenant_column IS NULL THEN
+		RAISE EXCEPTION 'table and tenant column must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	SELECT relkind INTO kind FROM pg_class WHERE oid = tbl;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
+	END IF;
+	FOREACH colname IN ARRAY ARRAY[tenant_column, category_column] LOOP
+		CONTINUE WHEN colname IS NULL;
+		SELECT atttypid::regtype INTO coltype FROM pg_attribute
+		WHERE attrelid = tbl AND attname = colname AND attnum > 0 AND NOT attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'column "%" of relation % does not exist', colname, tbl
+				USING ERRCODE = '42703';
+		END IF;
+		IF coltype NOT IN ('text'::regtype, 'character varying'::regtype) THEN
+			RAISE EXCEPTION 'column "%" of relation % has type %, not text', colname, tbl, coltype
+				USING ERRCODE = '42804',
+					  DETAIL = 'Tenant and category columns are compared with the text claims.';
+		END IF;
+	END LOOP;
+
+	-- Owner code and weakening: refused (or vouched for by the security
+	-- officer) before anything changes; locks the table and its inheritors.
+	PERFORM vecphi.protect_check(tbl, tenant_column, category_column);
+
+	-- A table Citus manages (distributed, reference or Citus local table):
+	-- Citus recreates a table's policies on its shards from their
+	-- deparsed text, and that copy loses AS RESTRICTIVE, cannot take a
+	-- subquery, an IS NULL over a function call or a whole-row reference.
+	-- So such a table gets policies of plain function calls over plain
+	-- columns whose meaning does not depend on AS RESTRICTIVE: the
+	-- permissive base policy holds the same condition as the restrictive
+	-- ones (not "true"), so whether a shard's copies are restrictive or
+	-- permissive (OR-ed), a row is allowed exactly when that condition
+	-- holds.
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid OPERATOR(pg_catalog.=) $1)'
+			INTO distributed USING tbl;
+	END IF;
+	IF distributed THEN
+		-- Tenant (and category); writes also carry only the claimant's
+		-- ciphertext, checked over the columns that can hold some (every
+		-- column but those of plain base types other than evector/etext:
+		-- a column added later needs protect() again).  Binding (row_bound,
+		-- the binding trigger) is not checked on such a table yet
+		-- (docs/threat-model.md).
+		visible := format('%I OPERATOR(pg_catalog.=) vecphi.tenant()', tenant_column);
+		IF category_column IS NOT NULL THEN
+			visible := visible || format(' AND vecphi.category_visible(%I)', category_column);
+		END IF;
+		SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO bound_visible
+		FROM pg_attribute a
+		JOIN pg_type t ON t.oid = a.atttypid
+		LEFT JOIN pg_type b ON b.oid = t.typbasetype
+		WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+		  AND NOT (coalesce(b.typtype, t.typtype) = 'b'
+				   AND coalesce(b.typcategory, t.typcategory) <> 'A'
+				   AND coalesce(b.typname, t.typname) NOT IN ('evector', 'etext'));
+		writable := visible;
+		IF bound_visible IS NOT NULL THEN
+			writable := writable || format(' AND vecphi.values_owned_by_claimant(%s)', bound_visible);
+		END IF;
+		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+		EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+		EXECUTE format('ALTER TABLE %s SET (vacuum_index_cleanup = on)', tbl);
+		FOR pol IN
+			SELECT polname FROM pg_policy
+			WHERE polrelid = tbl
+			  AND polname IN ('vecphi_base', 'vecphi_select', 'vecphi_insert',
+							  'vecphi_update', 'vecphi_delete')
+		LOOP
+			EXECUTE format('DROP POLICY %I ON %s', pol.polname, tbl);
+		END LOOP;
+		EXECUTE format('CREATE POLICY vecphi_base ON %s AS PERMISSIVE FOR ALL USING (%s) WITH CHECK (%s)',
+					   tbl, visible, writable);
+		EXECUTE format('CREATE POLICY vecphi_select ON %s AS RESTRICTIVE FOR SELECT USING (%s)',
+					   tbl, visible);
+		EXECUTE format('CREATE POLICY vecphi_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK (%s)',
+					   tbl, writable);
+		EXECUTE format('CREATE POLICY vecphi_update ON %s AS RESTRICTIVE FOR UPDATE USING (%s) WITH CHECK (%s)',
+					   tbl, visible, writable);
+		EXECUTE format('CREATE POLICY vecphi_delete ON %s AS RESTRICTIVE FOR DELETE USING (%s)',
+					   tbl, visible);
+		RETURN;
+	END IF;
+
+	-- (SELECT ...) makes each claim an init plan: evaluated once per
+	-- statement, not once per row.
+	visible := format('%I = (SELECT vecphi.tenant())', tenant_column);
+	IF category_column IS NOT NULL THEN
+		visible := visible || format(
+			' AND ((SELECT vecphi.break_glass()) IS NOT NULL'
+			' OR %I = ANY ((SELECT vecphi.allowed_categories())::text[]))', category_column);
+	END IF;
+
+	-- A partitioned table's partitions are tables of their own: a query
+	-- naming a partition directly sees only the partition's policies.
+	-- Partitions attached later need protect() too.
+	FOR part IN
+		SELECT relid FROM pg_partition_tree(tbl)
+		UNION SELECT tbl
+	LOOP
+		-- Writes must carry only the claimant's ciphertext: every evector or
+		-- etext value in the new row, whatever column, domain or array.
+		writable := visible || format(' AND vecphi.row_owned_by_claimant(%I.*)',
+									  (SELECT relname FROM pg_class WHERE oid = part.relid));
+		-- Binding (section 4): rows read or written must hold ciphertext
+		-- bound to them (row_bound last: tenant and ownership first).
+		bound_visible := visible || format(' AND vecphi.row_bound(%I.*)',
+										   (SELECT relname FROM pg_class WHERE oid = part.relid));
+		writable := writable || format(' AND vecphi.row_bound(%I.*)',
+									   (SELECT relname FROM pg_class WHERE oid = part.relid));
+
+		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part.relid::regclass);
+		EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part.relid::regclass);
+		-- VACUUM must always clean the indexes, so that a deleted row's
+		-- ciphertext leaves ehnsw pages too; by default PostgreSQL skips
+		-- index cleanup when few pages have dead rows.
+		IF (SELECT relkind FROM pg_class WHERE oid = part.relid) = 'r' THEN
+			EXECUTE format('ALTER TABLE %s SET (vacuum_index_cleanup = on)', part.relid::regclass);
+		END IF;
+
+		-- Calling protect() again replaces its policies (say, after a new
+		-- category column).
+		FOR pol IN
+			SELECT polname FROM pg_policy
+			WHERE polrelid = part.relid
+			  AND polname IN ('vecphi_base', 'vecphi_select', 'vecphi_insert',
+							  'vecphi_update', 'vecphi_delete')
+		LOOP
+			EXECUTE format('DROP POLICY %I ON %s', pol.polname, part.relid::regclass);
+		END LOOP;
+
+		-- vecphi's rules are RESTRICTIVE: they hold whatever other
+		-- (permissive) policies the table has or gets.  Row-level security
+		-- needs one permissive policy to allow anything at all.
+		EXECUTE format('CREATE POLICY vecphi_base ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)',
+					   part.relid::regclass);
+		EXECUTE format('CREATE POLICY vecphi_select ON %s AS RESTRICTIVE FOR SELECT USING (%s)',
+					   part.relid::regclass, bound_visible);
+		EXECUTE format('CREATE POLICY vecphi_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK (%s)',
+					   part.relid::regclass, writable);
+		EXECUTE format('CREATE POLICY vecphi_update ON %s AS RESTRICTIVE FOR UPDATE USING (%s) WITH CHECK (%s)',
+					   part.relid::regclass, bound_visible, writable);
+		EXECUTE format('CREATE POLICY vecphi_delete ON %s AS RESTRICTIVE FOR DELETE USING (%s)',
+					   part.relid::regclass, bound_visible);
+	END LOOP;
+
+	-----------------------------------------------------------------------
+	-- Binding (issue #11 section 4, src/binding.c): register the table's
+	-- binding label and install the trigger that binds every evector and
+	-- etext value written to its table, column and row.  ENABLE ALWAYS:
+	-- it fires under session_replication_role = replica (logical
+	-- replication apply) too; values already bound to their row pass.
+	-----------------------------------------------------------------------
+	PERFORM vecphi.register_binding(tbl, binding_label);
+	IF NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = tbl AND indisprimary)
+	   AND EXISTS (SELECT 1 FROM pg_attribute a
+				   JOIN pg_type t ON t.oid = a.atttypid
+				   LEFT JOIN pg_type b ON b.oid = t.typbasetype
+				   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+					 AND (CASE WHEN t.typtype = 'd' THEN b.typname ELSE t.typname END)
+						 IN ('evector', 'etext'))
+	THEN
+		RAISE WARNING 'table % has no primary key: its ciphertext is bound to the table and column only', tbl
+			USING DETAIL = 'A value copied from one row to another of the same table and column is not detected.',
+				  HINT = 'Add a primary key and call vecphi.protect() again.';
+	END IF;
+	-- The binding trigger goes on every leaf table, not on a partitioned
+	-- parent: partitions would inherit a parent's trigger, which clashes
+	-- with their own when a partition protected on its own is attached.
+	FOR part IN
+		SELECT t.relid FROM pg_partition_tree(tbl) t WHERE t.isleaf
+		UNION SELECT tbl WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'r'
+	LOOP
+		IF EXISTS (SELECT 1 FROM pg_trigger
+				   WHERE tgrelid = part.relid AND tgname = 'vecphi_binding') THEN
+			EXECUTE format('DROP TRIGGER vecphi_binding ON %s', part.relid::regclass);
+		END IF;
+		EXECUTE format('CREATE TRIGGER vecphi_binding BEFORE INSERT OR UPDATE ON %s '
+					   'FOR EACH ROW EXECUTE FUNCTION vecphi.bind_row()', part.relid::regclass);
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER vecphi_binding', part.relid::regclass);
+	END LOOP;
+END
+$protect$;
+
 -- #16 citus keys: key administration on a Citus coordinator reaches every
 -- worker in the same distributed transaction (docs/citus-keys.md).  The
 -- coordinator sends its rows (wrapped data keys only) as one jsonb value to

@@ -142,3 +142,38 @@ vecphi_row_owned_by_claimant(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_BOOL(row_owned(PG_GETARG_HEAPTUPLEHEADER(0), types, 0));
 }
+
+/*
+ * vecphi.values_owned_by_claimant(VARIADIC "any"): the same check over the
+ * values given, for the policies of a table Citus manages, which cannot
+ * hold a whole-row reference (protect() passes the columns that can hold
+ * ciphertext).
+ */
+PG_FUNCTION_INFO_V1(vecphi_values_owned_by_claimant);
+Datum
+vecphi_values_owned_by_claimant(PG_FUNCTION_ARGS)
+{
+	RowCheckTypes *types = (RowCheckTypes *) fcinfo->flinfo->fn_extra;
+	int			i;
+
+	if (types == NULL)
+	{
+		types = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(RowCheckTypes));
+		row_check_types(types);
+		fcinfo->flinfo->fn_extra = types;
+	}
+	for (i = 0; i < PG_NARGS(); i++)
+	{
+		Oid			typid = get_fn_expr_argtype(fcinfo->flinfo, i);
+
+		if (PG_ARGISNULL(i))
+			continue;
+		if (!OidIsValid(typid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INDETERMINATE_DATATYPE),
+					 errmsg("could not determine the type of argument %d", i + 1)));
+		if (!value_owned(PG_GETARG_DATUM(i), typid, types, 0))
+			PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(true);
+}

@@ -107,7 +107,12 @@ sub _make_node
 		symlink $c->{key_dir}, $own
 		  or die "could not link \"$own\" to \"$c->{key_dir}\": $!";
 	}
-	$node->append_conf('postgresql.conf', _cluster_conf($c, %{ $c->{opts} }));
+	# citus.local_hostname: how a node reaches itself (shard moves, the
+	# rebalancer); 'localhost' by default, but test nodes listen on a Unix
+	# socket directory only.
+	$node->append_conf('postgresql.conf',
+		_cluster_conf($c, %{ $c->{opts} })
+		  . 'citus.local_hostname = ' . _quote($node->host) . "\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION citus');
 	return $node;
@@ -180,13 +185,23 @@ sub new_cluster
 }
 
 # One more worker like the others, registered with citus_add_node (Citus
-# creates the extensions the cluster has on it).  Does not call
-# vecphi.sync_node.  Returns the node.
+# creates the extensions the cluster has on it; vecphi is created on it
+# first, see below).  Does not call vecphi.sync_node.  Returns the node.
 sub add_worker
 {
 	my ($c, $name) = @_;
 	$c->{next_worker}++;
 	my $node = _make_node($c, $name);
+	# vecphi first, in a transaction of its own.  Otherwise citus_add_node
+	# creates it in the transaction that also creates the shells of the
+	# distributed tables: for a protected one vecphi's audit records the
+	# DDL and waits for its writer, which cannot write into an audit log
+	# that transaction has not committed yet; the record times out
+	# (vecphi.audit_timeout) and citus_add_node fails.
+	$node->safe_psql('postgres', 'CREATE EXTENSION vecphi')
+	  if $c->{coordinator}
+	  && $c->{coordinator}->safe_psql('postgres',
+		"SELECT count(*) FROM pg_extension WHERE extname = 'vecphi'") eq '1';
 	_register($c, $node);
 	push @{ $c->{workers} }, $node;
 	push @{ $c->{nodes} }, $node;

@@ -21,6 +21,7 @@ use lib "$FindBin::RealBin/../lib";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VecphiJWT;
 use VecphiTest;
 use VecphiCitus;
 
@@ -149,6 +150,21 @@ is( app_sql(
 	"\n5\n\nt4:5\nt1:5",
 	'ROLLBACK TO a savepoint restores the claims held there, on every node alike');
 
+# ---- set_claims() inside a function with a SET clause ----
+# The function's SET clause makes the SET LOCAL of the token end when the
+# function returns; coordinator and workers must agree on what is left.
+$coord->safe_psql(
+	'postgres', q{
+	CREATE FUNCTION app_login(tok text) RETURNS void LANGUAGE plpgsql
+	SET search_path = pg_catalog AS $$BEGIN PERFORM vecphi.set_claims(tok); END$$;
+	GRANT EXECUTE ON FUNCTION app_login(text) TO app;});
+my $login = app_sql(
+	$coord, "BEGIN; SELECT app_login('$ta');
+	SELECT coalesce(vecphi.tenant(), 'none'); $per_tenant
+	SELECT count(*) FROM notes WHERE tenant = 't1'; COMMIT;");
+ok($login eq "\nnone\n\n0" || $login eq "\nt1\nt1:5\n5",
+	"set_claims() in a function with a SET clause: coordinator and workers agree ($login)");
+
 # ---- claims never outlive the transaction ----
 # One session, so that Citus reuses its connections to the workers.
 is( app_sql(
@@ -256,6 +272,51 @@ for my $node (@{ $c->{nodes} })
 }
 $bg->query_safe('COMMIT;');
 $bg->quit;
+
+# ---- RS256: every node holds only the public key ----
+# The issuer keeps the private key; the nodes verify with the public one,
+# and no node holds anything that signs tokens.
+my $keydir = PostgreSQL::Test::Utils::tempdir('c181_rsa');
+my ($kout, $kerr) = run_command([ 'openssl', 'genrsa', '-out', "$keydir/issuer.key", '2048' ]);
+($kout, $kerr) = run_command(
+	[ 'openssl', 'pkey', '-in', "$keydir/issuer.key", '-pubout', '-out', "$keydir/issuer.pub" ]);
+ok(-s "$keydir/issuer.pub", 'an RS256 issuer key pair');
+sub rs_token
+{
+	my (%claims) = @_;
+	$claims{exp} = time() + 3600 unless exists $claims{exp};
+	my $input = VecphiJWT::b64url(VecphiJWT::json({ alg => 'RS256', typ => 'JWT' })) . '.'
+	  . VecphiJWT::b64url(VecphiJWT::json(\%claims));
+	my $in = "$keydir/input";
+	open my $fh, '>', $in or die $!;
+	print $fh $input;
+	close $fh;
+	run_command([ 'openssl', 'dgst', '-sha256', '-sign', "$keydir/issuer.key", '-out', "$in.sig", $in ]);
+	return $input . '.' . VecphiJWT::b64url(slurp_file("$in.sig"));
+}
+for my $node (@{ $c->{nodes} })
+{
+	my $pub = $node->basedir . '/jwt_public_key.pem';
+	open my $fh, '>', $pub or die $!;
+	print $fh slurp_file("$keydir/issuer.pub");
+	close $fh;
+	chmod 0644, $pub;
+	$node->append_conf('postgresql.conf',
+		"vecphi.jwt_secret_file = ''\nvecphi.jwt_public_key_file = '$pub'\n");
+	$node->reload;
+}
+my $rs5 = rs_token(tenant => 't5', role => 'clinician', sub => 'u_t5');
+is( app_sql(
+		$coord, "BEGIN; SELECT vecphi.set_claims('$rs5'); $per_tenant
+		SELECT count(*) FROM notes WHERE tenant = 't5'; COMMIT;"),
+	"\nt5:5\n5",
+	'RS256, public key only on every node: the tenant sees its rows, router and multi-shard');
+($ret, $out, $err) = $coord->psql('postgres',
+	"BEGIN; SELECT vecphi.set_claims('$ta'); SELECT count(*) FROM notes; COMMIT;", %app);
+isnt($ret, 0, 'an HS256 token is refused once no node holds the secret');
+($ret, $out, $err) = $workers[0]->psql('postgres',
+	"BEGIN; SET LOCAL vecphi.claims_token = '$ta'; SELECT vecphi.tenant(); COMMIT;", %app);
+isnt($ret, 0, '... by a worker too');
 
 VecphiCitus::stop_cluster($c);
 for my $node (@{ $c->{nodes} })
