@@ -880,6 +880,43 @@ COMMENT ON FUNCTION vecphi.relation_policies(regclass) IS
 	'internal (Citus): a relation''s row-level security flags and policies, compared across shard placements by vecphi.check_cluster()';
 REVOKE ALL ON FUNCTION vecphi.relation_policies(regclass) FROM PUBLIC;
 
+-- Whether a policy that is restrictive on the distributed table but came
+-- out permissive on a shard placement (Citus drops AS RESTRICTIVE when it
+-- copies policies) still allows exactly the same rows: true when the table
+-- has at least one permissive policy for the policy's command, and every
+-- such permissive policy has the policy's roles and its very expressions
+-- (USING, and WITH CHECK, a missing one read as USING).  Then both
+-- "permissive OR this" and "permissive AND this" are that one condition:
+-- the shape protect() gives a table Citus manages.  Anything else is
+-- reported by vecphi.check_cluster().
+CREATE FUNCTION vecphi.restrictive_loss_is_harmless(policies jsonb, want jsonb, got jsonb)
+	RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+		SELECT NOT ($2->>'permissive')::boolean AND ($3->>'permissive')::boolean
+		   AND ($2->'cmd', $2->'roles', $2->'using', $2->'check')
+			   IS NOT DISTINCT FROM ($3->'cmd', $3->'roles', $3->'using', $3->'check')
+		   AND EXISTS (
+			SELECT 1 FROM pg_catalog.jsonb_each($1) q
+			WHERE (q.value->>'permissive')::boolean
+			  AND ($2->>'cmd' OPERATOR(pg_catalog.=) '*'
+				   OR q.value->>'cmd' OPERATOR(pg_catalog.=) ANY (ARRAY['*', $2->>'cmd'])))
+		   AND NOT EXISTS (
+			SELECT 1 FROM pg_catalog.jsonb_each($1) q
+			WHERE (q.value->>'permissive')::boolean
+			  AND ($2->>'cmd' OPERATOR(pg_catalog.=) '*'
+				   OR q.value->>'cmd' OPERATOR(pg_catalog.=) ANY (ARRAY['*', $2->>'cmd']))
+			  AND (q.value->'roles' IS DISTINCT FROM $2->'roles'
+				   OR ($2->>'using' IS NOT NULL
+					   AND q.value->>'using' IS DISTINCT FROM $2->>'using')
+				   OR ($2->>'check' IS NOT NULL
+					   AND coalesce(q.value->>'check', q.value->>'using') IS DISTINCT FROM $2->>'check')))
+	$$;
+COMMENT ON FUNCTION vecphi.restrictive_loss_is_harmless(jsonb, jsonb, jsonb) IS
+	'internal (Citus): whether a restrictive policy copied as permissive to a shard still allows the same rows (every permissive policy for its command has its roles and expressions)';
+REVOKE ALL ON FUNCTION vecphi.restrictive_loss_is_harmless(jsonb, jsonb, jsonb) FROM PUBLIC;
+
 -- One row per problem found across the Citus cluster; no rows when every
 -- node has the coordinator's keys, role categories and vecphi version, and
 -- every shard placement of a table with row-level security has the
@@ -1019,7 +1056,8 @@ BEGIN
 					problem := pg_catalog.format('missing on this placement of %s', tbl);
 				ELSIF c IS NULL THEN
 					problem := pg_catalog.format('exists only on this placement, not on %s', tbl);
-				ELSIF (c->>'permissive')::boolean IS DISTINCT FROM (w->>'permissive')::boolean THEN
+				ELSIF (c->>'permissive')::boolean IS DISTINCT FROM (w->>'permissive')::boolean
+					  AND NOT vecphi.restrictive_loss_is_harmless(want->'policies', c, w) THEN
 					problem := pg_catalog.format('%s here, %s on %s',
 						CASE WHEN (w->>'permissive')::boolean THEN 'permissive' ELSE 'restrictive' END,
 						CASE WHEN (c->>'permissive')::boolean THEN 'permissive' ELSE 'restrictive' END, tbl);

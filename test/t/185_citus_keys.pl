@@ -313,6 +313,19 @@ like($coord->safe_psql('postgres', "SELECT placement || ' ' || item || ': ' || p
 	'check_cluster reports a policy dropped on one placement');
 $coord->safe_psql('postgres', 'DROP TABLE pol');
 
+# protect() on a distributed table (citus-base's policies): Citus copies its
+# restrictive policies as permissive, but every permissive policy holds the
+# same condition, so the rows allowed are the same: nothing to report.
+$coord->safe_psql('postgres', q{
+	CREATE TABLE pnotes (tenant text NOT NULL, id int NOT NULL, category text NOT NULL,
+		body text, emb evector(4), PRIMARY KEY (tenant, id));
+	SELECT create_distributed_table('pnotes', 'tenant');
+	SELECT vecphi.protect('pnotes', 'tenant', 'category');});
+is($coord->safe_psql('postgres', "SELECT count(*) FROM vecphi.check_cluster() WHERE placement LIKE '%pnotes%'"),
+	'0', 'check_cluster: no rows for the placements of a protect()ed distributed table');
+like($coord->safe_psql('postgres', q{SELECT count(*) FROM pg_policy WHERE polrelid = 'pnotes'::regclass}),
+	qr/^[1-9]/, '(it has policies to compare)');
+
 # --- a new worker: check_cluster reports it until vecphi.sync_node() ---
 my $w3 = VecphiCitus::add_worker($c, 'citus_keys_w3');
 my $w3name = $coord->safe_psql('postgres', 'SELECT nodename FROM pg_dist_node WHERE nodeport = ' . $w3->port);
