@@ -18,6 +18,7 @@ OBJS = \
 	src/keys/keys.o \
 	src/keys/keyprovider.o \
 	src/keys/keyadmin.o \
+	src/keys/keysync.o \
 	src/claims/claims.o \
 	src/claims/jwt.o \
 	src/types/envelope.o \

@@ -788,3 +788,465 @@ BEGIN
 	END LOOP;
 END
 $protect$;
+
+-- #16 citus keys: key administration on a Citus coordinator reaches every
+-- worker in the same distributed transaction (docs/citus-keys.md).  The
+-- coordinator sends its rows (wrapped data keys only) as one jsonb value to
+-- vecphi.keysync_apply() on each worker with metadata, over Citus's
+-- coordinated transaction (two-phase commit): an abort anywhere aborts all.
+-- Without Citus nothing here is called.
+
+-- The key state of this node as one jsonb value: the keyring identity, the
+-- rows of vecphi.tenants, vecphi.keyring (wrapped data keys) and
+-- vecphi.shredded_tenants of the tenants named (NULL: all), the positions of
+-- the id sequences, and with role_categories, vecphi.role_categories.
+-- Only the extension's owner (and superusers) may call it.
+CREATE FUNCTION vecphi.keysync_state(tenant_ids integer[], role_categories boolean)
+	RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+		SELECT pg_catalog.jsonb_build_object(
+			'keyring_identity',
+				(SELECT pg_catalog.to_jsonb(i) FROM vecphi.keyring_identity i),
+			'tenants',
+				(SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t) ORDER BY t.tenant_id), '[]')
+				 FROM vecphi.tenants t
+				 WHERE $1 IS NULL OR t.tenant_id OPERATOR(pg_catalog.=) ANY ($1)),
+			'keyring',
+				(SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(k) ORDER BY k.tenant_id, k.dek_version), '[]')
+				 FROM vecphi.keyring k
+				 WHERE $1 IS NULL OR k.tenant_id OPERATOR(pg_catalog.=) ANY ($1)),
+			'shredded_tenants',
+				(SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s) ORDER BY s.tenant_id), '[]')
+				 FROM vecphi.shredded_tenants s
+				 WHERE $1 IS NULL OR s.tenant_id OPERATOR(pg_catalog.=) ANY ($1)),
+			'tenant_ids',
+				(SELECT pg_catalog.jsonb_build_object('last_value', q.last_value, 'is_called', q.is_called)
+				 FROM vecphi.tenant_ids q),
+			'dek_versions',
+				(SELECT pg_catalog.jsonb_build_object('last_value', q.last_value, 'is_called', q.is_called)
+				 FROM vecphi.dek_versions q))
+		|| CASE WHEN $2 THEN pg_catalog.jsonb_build_object('role_categories',
+				(SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r.app_role, r.category), '[]')
+				 FROM vecphi.role_categories r))
+		   ELSE '{}'::pg_catalog.jsonb END
+	$$;
+COMMENT ON FUNCTION vecphi.keysync_state(integer[], boolean) IS
+	'internal (Citus): this node''s key state (wrapped data keys only) for vecphi.keysync_apply() on the workers';
+REVOKE ALL ON FUNCTION vecphi.keysync_state(integer[], boolean) FROM PUBLIC;
+
+-- Apply a coordinator's key state (vecphi.keysync_state()) on a Citus
+-- worker: the rows are written as the coordinator has them (same tenant
+-- ids, versions and wrapped keys).  Superuser only (Citus connects as the
+-- extension's owner), and refused on the coordinator, whose rows are the
+-- ones every node copies.  A tenant name held here under another id stops
+-- it (and with it the distributed transaction).  Returns the tenants
+-- applied.
+CREATE FUNCTION vecphi.keysync_apply(state jsonb) RETURNS integer
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	groupid integer;
+	clash record;
+	scope integer[];
+	seq text;
+BEGIN
+	IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r
+					 WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER), false) THEN
+		RAISE EXCEPTION 'permission denied for function vecphi.keysync_apply'
+			USING ERRCODE = '42501',
+				  DETAIL = 'Only the Citus coordinator''s key administration, connected as a superuser, writes key rows on a worker.';
+	END IF;
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL THEN
+		EXECUTE 'SELECT groupid FROM pg_catalog.pg_dist_local_group' INTO groupid;
+		IF groupid OPERATOR(pg_catalog.=) 0 THEN
+			RAISE EXCEPTION 'vecphi.keysync_apply() runs on Citus workers only'
+				USING ERRCODE = '55000',
+					  DETAIL = 'The coordinator''s key rows are the ones the workers copy.';
+		END IF;
+	END IF;
+	IF state IS NULL OR pg_catalog.jsonb_typeof(state) OPERATOR(pg_catalog.<>) 'object' THEN
+		RAISE EXCEPTION 'malformed key state' USING ERRCODE = '22023';
+	END IF;
+
+	IF pg_catalog.jsonb_typeof(state->'keyring_identity') OPERATOR(pg_catalog.=) 'object' THEN
+		INSERT INTO vecphi.keyring_identity AS i
+			SELECT * FROM pg_catalog.jsonb_populate_record(NULL::vecphi.keyring_identity,
+														   state->'keyring_identity')
+		ON CONFLICT (singleton) DO UPDATE
+			SET keyring_id = excluded.keyring_id, forked_from = excluded.forked_from,
+				created_at = excluded.created_at
+			WHERE (i.keyring_id, i.forked_from) IS DISTINCT FROM (excluded.keyring_id, excluded.forked_from);
+	END IF;
+
+	SELECT w.tenant, w.tenant_id AS here, c.tenant_id AS there INTO clash
+	FROM vecphi.tenants w
+	JOIN pg_catalog.jsonb_populate_recordset(NULL::vecphi.tenants, state->'tenants') c
+		ON c.tenant OPERATOR(pg_catalog.=) w.tenant
+		AND c.tenant_id OPERATOR(pg_catalog.<>) w.tenant_id
+	LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'tenant "%" has id % on this node but % on the coordinator',
+			clash.tenant, clash.here, clash.there
+			USING ERRCODE = '55000',
+				  HINT = 'The tenant was created on this node by hand; see docs/citus-keys.md.';
+	END IF;
+
+	SELECT coalesce(pg_catalog.array_agg(c.tenant_id), '{}') INTO scope
+	FROM pg_catalog.jsonb_populate_recordset(NULL::vecphi.tenants, state->'tenants') c;
+
+	INSERT INTO vecphi.tenants AS t
+		SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::vecphi.tenants, state->'tenants')
+	ON CONFLICT (tenant_id) DO UPDATE
+		SET tenant = excluded.tenant, kek_version = excluded.kek_version,
+			current_dek = excluded.current_dek, created_at = excluded.created_at
+		WHERE (t.tenant, t.kek_version, t.current_dek)
+			IS DISTINCT FROM (excluded.tenant, excluded.kek_version, excluded.current_dek);
+
+	DELETE FROM vecphi.keyring k
+	WHERE k.tenant_id OPERATOR(pg_catalog.=) ANY (scope)
+	  AND NOT EXISTS (
+		SELECT 1 FROM pg_catalog.jsonb_populate_recordset(NULL::vecphi.keyring, state->'keyring') c
+		WHERE c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id
+		  AND c.dek_version OPERATOR(pg_catalog.=) k.dek_version);
+
+	INSERT INTO vecphi.keyring AS k
+		SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::vecphi.keyring, state->'keyring') c
+		WHERE c.tenant_id OPERATOR(pg_catalog.=) ANY (scope)
+	ON CONFLICT (tenant_id, dek_version) DO UPDATE
+		SET kek_version = excluded.kek_version, wrapped_dek = excluded.wrapped_dek,
+			created_at = excluded.created_at
+		WHERE (k.kek_version, k.wrapped_dek)
+			IS DISTINCT FROM (excluded.kek_version, excluded.wrapped_dek);
+
+	INSERT INTO vecphi.shredded_tenants AS s
+		SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::vecphi.shredded_tenants,
+														  state->'shredded_tenants') c
+		WHERE c.tenant_id OPERATOR(pg_catalog.=) ANY (scope)
+	ON CONFLICT (tenant_id) DO NOTHING;
+
+	IF state ? 'role_categories' THEN
+		DELETE FROM vecphi.role_categories r
+		WHERE NOT EXISTS (
+			SELECT 1 FROM pg_catalog.jsonb_populate_recordset(NULL::vecphi.role_categories,
+															  state->'role_categories') c
+			WHERE c.app_role OPERATOR(pg_catalog.=) r.app_role
+			  AND c.category OPERATOR(pg_catalog.=) r.category);
+		INSERT INTO vecphi.role_categories
+			SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::vecphi.role_categories,
+															  state->'role_categories')
+		ON CONFLICT DO NOTHING;
+	END IF;
+
+	-- Sequences only move forward: a worker never hands out an id the
+	-- coordinator has handed out (should it ever take over).
+	FOREACH seq IN ARRAY ARRAY['tenant_ids', 'dek_versions'] LOOP
+		IF coalesce((state->seq->>'is_called')::boolean, false) THEN
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.setval(%L::pg_catalog.regclass, $1, true) FROM vecphi.%I q '
+				'WHERE NOT q.is_called OR q.last_value OPERATOR(pg_catalog.<) $1',
+				'vecphi.' OPERATOR(pg_catalog.||) seq, seq)
+				USING (state->seq->>'last_value')::bigint;
+		END IF;
+	END LOOP;
+	RETURN pg_catalog.cardinality(scope);
+END
+$$;
+COMMENT ON FUNCTION vecphi.keysync_apply(jsonb) IS
+	'internal (Citus workers, superuser only): write the coordinator''s key rows sent by its key administration or vecphi.sync_node()';
+REVOKE ALL ON FUNCTION vecphi.keysync_apply(jsonb) FROM PUBLIC;
+
+-- Bring a node added with citus_add_node up to date, in the calling
+-- transaction: every tenant, wrapped data key, shred record, the role
+-- categories and the id sequences' positions.  Idempotent.
+CREATE FUNCTION vecphi.sync_node(nodename text, nodeport integer) RETURNS integer
+	AS 'MODULE_PATHNAME', 'vecphi_sync_node'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.sync_node(text, integer) IS
+	'Citus: copy the coordinator''s tenants, wrapped data keys, shred records, role categories and id sequence positions to a worker (run after citus_add_node, before moving shards to it); returns the tenants sent';
+REVOKE ALL ON FUNCTION vecphi.sync_node(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.sync_node(text, integer) TO vecphi_key_admin;
+
+-- vecphi.role_categories changes on the coordinator reach the workers in
+-- the same transaction; on a worker only a superuser (the coordinator's
+-- vecphi.keysync_apply()) may change them.
+CREATE FUNCTION vecphi.role_categories_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'vecphi_role_categories_changed'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION vecphi.role_categories_changed() IS
+	'trigger (Citus): send vecphi.role_categories to the workers after a change on the coordinator; refuse changes made on a worker';
+REVOKE ALL ON FUNCTION vecphi.role_categories_changed() FROM PUBLIC;
+CREATE TRIGGER role_categories_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vecphi.role_categories
+	FOR EACH STATEMENT EXECUTE FUNCTION vecphi.role_categories_changed();
+
+-- A digest of this node's key state, for vecphi.check_cluster(): per
+-- tenant its name, KEK version, current data key, whether it is shredded,
+-- and a SHA-256 over its wrapped data keys (never the keys themselves).
+CREATE FUNCTION vecphi.keyring_digest() RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+		SELECT pg_catalog.jsonb_build_object(
+			'version', (SELECT e.extversion FROM pg_catalog.pg_extension e
+						WHERE e.extname OPERATOR(pg_catalog.=) 'vecphi'),
+			'keyring_id', (SELECT i.keyring_id FROM vecphi.keyring_identity i),
+			'role_categories', (SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+									coalesce(pg_catalog.string_agg(r.app_role OPERATOR(pg_catalog.||) '/'
+										OPERATOR(pg_catalog.||) r.category, ',' ORDER BY r.app_role, r.category), ''),
+									'UTF8')), 'hex')
+								FROM vecphi.role_categories r),
+			'tenants', coalesce((
+				SELECT pg_catalog.jsonb_object_agg(t.tenant_id::text, pg_catalog.jsonb_build_object(
+					'tenant', t.tenant,
+					'kek_version', t.kek_version,
+					'current_dek', t.current_dek,
+					'shredded', EXISTS (SELECT 1 FROM vecphi.shredded_tenants s
+										WHERE s.tenant_id OPERATOR(pg_catalog.=) t.tenant_id),
+					'data_keys', (SELECT pg_catalog.count(*) FROM vecphi.keyring k
+								  WHERE k.tenant_id OPERATOR(pg_catalog.=) t.tenant_id),
+					'wrapped', (SELECT pg_catalog.encode(pg_catalog.sha256(coalesce(pg_catalog.string_agg(
+									pg_catalog.int4send(k.dek_version) OPERATOR(pg_catalog.||)
+									pg_catalog.int4send(k.kek_version) OPERATOR(pg_catalog.||)
+									k.wrapped_dek, '' ORDER BY k.dek_version), '')), 'hex')
+								FROM vecphi.keyring k
+								WHERE k.tenant_id OPERATOR(pg_catalog.=) t.tenant_id)))
+				FROM vecphi.tenants t), '{}'))
+	$$;
+COMMENT ON FUNCTION vecphi.keyring_digest() IS
+	'internal (Citus): digest of this node''s tenants, wrapped data keys (SHA-256 only), shred records and role categories, compared by vecphi.check_cluster()';
+REVOKE ALL ON FUNCTION vecphi.keyring_digest() FROM PUBLIC;
+
+-- The row-level security of one relation in a form that compares across
+-- nodes: flags and each policy's command, roles, permissive or restrictive,
+-- and expressions (printed under a pinned search_path, so a shard's and
+-- the distributed table's print alike).
+CREATE FUNCTION vecphi.relation_policies(rel regclass) RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+		SELECT pg_catalog.jsonb_build_object(
+			'rls', c.relrowsecurity,
+			'force', c.relforcerowsecurity,
+			'policies', coalesce((
+				SELECT pg_catalog.jsonb_object_agg(p.polname, pg_catalog.jsonb_build_object(
+					'permissive', p.polpermissive,
+					'cmd', p.polcmd,
+					'roles', p.polroles::pg_catalog.regrole[]::text,
+					'using', pg_catalog.pg_get_expr(p.polqual, p.polrelid),
+					'check', pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)))
+				FROM pg_catalog.pg_policy p
+				WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid), '{}'))
+		FROM pg_catalog.pg_class c
+		WHERE c.oid OPERATOR(pg_catalog.=) $1
+	$$;
+COMMENT ON FUNCTION vecphi.relation_policies(regclass) IS
+	'internal (Citus): a relation''s row-level security flags and policies, compared across shard placements by vecphi.check_cluster()';
+REVOKE ALL ON FUNCTION vecphi.relation_policies(regclass) FROM PUBLIC;
+
+-- Whether a policy that is restrictive on the distributed table but came
+-- out permissive on a shard placement (Citus drops AS RESTRICTIVE when it
+-- copies policies) still allows exactly the same rows: true when the table
+-- has at least one permissive policy for the policy's command, and every
+-- such permissive policy has the policy's roles and its very expressions
+-- (USING, and WITH CHECK, a missing one read as USING).  Then both
+-- "permissive OR this" and "permissive AND this" are that one condition:
+-- the shape protect() gives a table Citus manages.  Anything else is
+-- reported by vecphi.check_cluster().
+CREATE FUNCTION vecphi.restrictive_loss_is_harmless(policies jsonb, want jsonb, got jsonb)
+	RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+		SELECT NOT ($2->>'permissive')::boolean AND ($3->>'permissive')::boolean
+		   AND ($2->'cmd', $2->'roles', $2->'using', $2->'check')
+			   IS NOT DISTINCT FROM ($3->'cmd', $3->'roles', $3->'using', $3->'check')
+		   AND EXISTS (
+			SELECT 1 FROM pg_catalog.jsonb_each($1) q
+			WHERE (q.value->>'permissive')::boolean
+			  AND ($2->>'cmd' OPERATOR(pg_catalog.=) '*'
+				   OR q.value->>'cmd' OPERATOR(pg_catalog.=) ANY (ARRAY['*', $2->>'cmd'])))
+		   AND NOT EXISTS (
+			SELECT 1 FROM pg_catalog.jsonb_each($1) q
+			WHERE (q.value->>'permissive')::boolean
+			  AND ($2->>'cmd' OPERATOR(pg_catalog.=) '*'
+				   OR q.value->>'cmd' OPERATOR(pg_catalog.=) ANY (ARRAY['*', $2->>'cmd']))
+			  AND (q.value->'roles' IS DISTINCT FROM $2->'roles'
+				   OR ($2->>'using' IS NOT NULL
+					   AND q.value->>'using' IS DISTINCT FROM $2->>'using')
+				   OR ($2->>'check' IS NOT NULL
+					   AND coalesce(q.value->>'check', q.value->>'using') IS DISTINCT FROM $2->>'check')))
+	$$;
+COMMENT ON FUNCTION vecphi.restrictive_loss_is_harmless(jsonb, jsonb, jsonb) IS
+	'internal (Citus): whether a restrictive policy copied as permissive to a shard still allows the same rows (every permissive policy for its command has its roles and expressions)';
+REVOKE ALL ON FUNCTION vecphi.restrictive_loss_is_harmless(jsonb, jsonb, jsonb) FROM PUBLIC;
+
+-- One row per problem found across the Citus cluster; no rows when every
+-- node has the coordinator's keys, role categories and vecphi version, and
+-- every shard placement of a table with row-level security has the
+-- distributed table's flags and policies.  Without Citus, no rows.
+--   node       host:port of the node with the problem
+--   placement  the shard placement (schema.shard name), NULL for a node problem
+--   item       what differs: 'vecphi version', 'keyring id', 'role categories',
+--              'tenant <name>', 'row security', 'policy <name>', 'node'
+--   problem    what is wrong there, compared with the coordinator
+CREATE FUNCTION vecphi.check_cluster(OUT node text, OUT placement text,
+									 OUT item text, OUT problem text)
+	RETURNS SETOF record
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	mine jsonb;
+	theirs jsonb;
+	r record;
+	t record;
+	p record;
+	c jsonb;
+	w jsonb;
+	tbl regclass;
+	want jsonb;
+	got jsonb;
+	pname text;
+BEGIN
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_node') IS NULL THEN
+		RETURN;
+	END IF;
+	mine := vecphi.keyring_digest();
+
+	FOR r IN EXECUTE 'SELECT nodename, nodeport, success, result '
+					 'FROM pg_catalog.run_command_on_workers('
+					 '$c$SELECT vecphi.keyring_digest()$c$) ORDER BY nodename, nodeport'
+	LOOP
+		node := r.nodename OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) r.nodeport;
+		placement := NULL;
+		IF NOT r.success THEN
+			item := 'node';
+			problem := 'cannot read its keys: ' OPERATOR(pg_catalog.||) r.result;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		theirs := r.result::jsonb;
+		IF theirs->>'version' IS DISTINCT FROM mine->>'version' THEN
+			item := 'vecphi version';
+			problem := pg_catalog.format('vecphi %s here, %s on the coordinator',
+										 coalesce(theirs->>'version', 'missing'), mine->>'version');
+			RETURN NEXT;
+		END IF;
+		IF theirs->>'keyring_id' IS DISTINCT FROM mine->>'keyring_id' THEN
+			item := 'keyring id';
+			problem := pg_catalog.format('keyring %s here, %s on the coordinator: run vecphi.sync_node()',
+										 coalesce(theirs->>'keyring_id', 'missing'),
+										 coalesce(mine->>'keyring_id', 'missing'));
+			RETURN NEXT;
+		END IF;
+		IF theirs->>'role_categories' IS DISTINCT FROM mine->>'role_categories' THEN
+			item := 'role categories';
+			problem := 'vecphi.role_categories differs from the coordinator''s: run vecphi.sync_node()';
+			RETURN NEXT;
+		END IF;
+		FOR t IN SELECT k AS id, mine->'tenants'->k AS c, theirs->'tenants'->k AS w
+				 FROM (SELECT pg_catalog.jsonb_object_keys(mine->'tenants') AS k
+					   UNION SELECT pg_catalog.jsonb_object_keys(theirs->'tenants')) ks
+				 ORDER BY k::integer
+		LOOP
+			c := t.c;
+			w := t.w;
+			item := 'tenant ' OPERATOR(pg_catalog.||) coalesce(c->>'tenant', w->>'tenant');
+			IF w IS NULL THEN
+				problem := CASE WHEN (c->>'shredded')::boolean
+					THEN 'missing here (shredded on the coordinator): run vecphi.sync_node()'
+					ELSE 'missing here: shards of this tenant on this node cannot be read, written or indexed; run vecphi.sync_node()' END;
+			ELSIF c IS NULL THEN
+				problem := pg_catalog.format('tenant id %s exists only on this node', t.id);
+			ELSIF (c->>'shredded')::boolean AND NOT (w->>'shredded')::boolean THEN
+				problem := 'shredded on the coordinator but not here: this node still decrypts it';
+			ELSIF c->>'tenant' IS DISTINCT FROM w->>'tenant' THEN
+				problem := pg_catalog.format('tenant id %s is "%s" here', t.id, w->>'tenant');
+			ELSIF (c->>'current_dek', c->>'kek_version') IS DISTINCT FROM (w->>'current_dek', w->>'kek_version') THEN
+				problem := pg_catalog.format('current data key %s under KEK version %s here, %s under %s on the coordinator',
+											 w->>'current_dek', w->>'kek_version',
+											 c->>'current_dek', c->>'kek_version');
+			ELSIF (c->>'data_keys', c->>'wrapped') IS DISTINCT FROM (w->>'data_keys', w->>'wrapped') THEN
+				problem := pg_catalog.format('wrapped data keys differ (%s here, %s on the coordinator)',
+											 w->>'data_keys', c->>'data_keys');
+			ELSIF (c->>'shredded')::boolean IS DISTINCT FROM (w->>'shredded')::boolean THEN
+				problem := 'shredded here but not on the coordinator';
+			ELSE
+				CONTINUE;
+			END IF;
+			RETURN NEXT;
+		END LOOP;
+	END LOOP;
+
+	-- Shard placements of distributed tables with row-level security or
+	-- policies on the coordinator.
+	FOR tbl IN EXECUTE
+		'SELECT d.logicalrelid FROM pg_catalog.pg_dist_partition d '
+		'JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.logicalrelid '
+		'WHERE c.relrowsecurity OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p '
+		'WHERE p.polrelid OPERATOR(pg_catalog.=) d.logicalrelid) '
+		'ORDER BY d.logicalrelid::pg_catalog.text'
+	LOOP
+		want := vecphi.relation_policies(tbl);
+		FOR p IN EXECUTE 'SELECT nodename, nodeport, shardid, success, result '
+						 'FROM pg_catalog.run_command_on_placements($1, '
+						 '$c$SELECT vecphi.relation_policies(%L)$c$) ORDER BY shardid, nodename, nodeport'
+				 USING tbl
+		LOOP
+			node := p.nodename OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) p.nodeport;
+			EXECUTE 'SELECT pg_catalog.shard_name($1, $2, false)' INTO placement USING tbl, p.shardid;
+			IF NOT p.success THEN
+				item := 'row security';
+				problem := 'cannot read the placement''s policies: ' OPERATOR(pg_catalog.||) p.result;
+				RETURN NEXT;
+				CONTINUE;
+			END IF;
+			got := p.result::jsonb;
+			IF (got->'rls', got->'force') IS DISTINCT FROM (want->'rls', want->'force') THEN
+				item := 'row security';
+				problem := pg_catalog.format('row security %s, forced %s here; %s, forced %s on %s',
+											 got->>'rls', got->>'force', want->>'rls', want->>'force', tbl);
+				RETURN NEXT;
+			END IF;
+			FOR pname IN SELECT k FROM (SELECT pg_catalog.jsonb_object_keys(want->'policies') AS k
+										UNION SELECT pg_catalog.jsonb_object_keys(got->'policies')) ks
+						 ORDER BY k
+			LOOP
+				c := want->'policies'->pname;
+				w := got->'policies'->pname;
+				item := 'policy ' OPERATOR(pg_catalog.||) pname;
+				IF w IS NULL THEN
+					problem := pg_catalog.format('missing on this placement of %s', tbl);
+				ELSIF c IS NULL THEN
+					problem := pg_catalog.format('exists only on this placement, not on %s', tbl);
+				ELSIF (c->>'permissive')::boolean IS DISTINCT FROM (w->>'permissive')::boolean
+					  AND NOT vecphi.restrictive_loss_is_harmless(want->'policies', c, w) THEN
+					problem := pg_catalog.format('%s here, %s on %s',
+						CASE WHEN (w->>'permissive')::boolean THEN 'permissive' ELSE 'restrictive' END,
+						CASE WHEN (c->>'permissive')::boolean THEN 'permissive' ELSE 'restrictive' END, tbl);
+				ELSIF (c->'cmd', c->'roles') IS DISTINCT FROM (w->'cmd', w->'roles') THEN
+					problem := pg_catalog.format('command %s for %s here, %s for %s on %s',
+												 w->>'cmd', w->>'roles', c->>'cmd', c->>'roles', tbl);
+				ELSIF c->'using' IS DISTINCT FROM w->'using' THEN
+					problem := pg_catalog.format('USING (%s) here, (%s) on %s',
+												 w->>'using', c->>'using', tbl);
+				ELSIF c->'check' IS DISTINCT FROM w->'check' THEN
+					problem := pg_catalog.format('WITH CHECK (%s) here, (%s) on %s',
+												 w->>'check', c->>'check', tbl);
+				ELSE
+					CONTINUE;
+				END IF;
+				RETURN NEXT;
+			END LOOP;
+		END LOOP;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION vecphi.check_cluster() IS
+	'Citus: one row per problem on a node or shard placement (keys, role categories, vecphi version, row-level security policies) compared with the coordinator; no rows when consistent';
+REVOKE ALL ON FUNCTION vecphi.check_cluster() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vecphi.check_cluster() TO vecphi_key_admin, vecphi_security_officer;

@@ -21,6 +21,7 @@
 
 #include "crypto.h"
 #include "keysettings.h"
+#include "keys.h"
 #include "keysint.h"
 #include "privsql.h"
 #include "report.h"
@@ -292,6 +293,8 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 	uint32		tenant_id;
 	char	   *keyring_id;
 
+	keysync_require_coordinator("vecphi.create_tenant()");
+
 	keys_provider_check_config();
 	privsql_begin(&keys_sql, InvalidOid);
 	spi_run("LOCK TABLE vecphi.tenants IN SHARE ROW EXCLUSIVE MODE",
@@ -333,6 +336,7 @@ vecphi_create_tenant(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	privsql_end(&keys_sql);
+	keysync_tenant(tenant_id);
 	keys_invalidate_all();
 	key_event_report(REPORT_KEY_CREATE, name, 1);
 	PG_RETURN_INT32(tenant_id);
@@ -353,6 +357,8 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 	bool		embedded = keys_provider_is_embedded();
 	bool		stale_before;
 	char	   *keyring_id;
+
+	keysync_require_coordinator("vecphi.rotate_kek()");
 
 	privsql_begin(&keys_sql, InvalidOid);
 	tenant_id = tenant_lock_for_admin(name, &old_version);
@@ -457,6 +463,7 @@ vecphi_rotate_kek(PG_FUNCTION_ARGS)
 		if (stale_before)
 			keys_pending_file_add(keys_kek_file_path(keyring_id, name, old_version - 1), true);
 	}
+	keysync_tenant(tenant_id);
 	keys_invalidate_all();
 	key_event_report(REPORT_KEY_ROTATE_KEK, name, new_version);
 	PG_RETURN_INT32(new_version);
@@ -476,6 +483,7 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 
 	char	   *keyring_id;
 
+	keysync_require_coordinator("vecphi.rotate_dek()");
 	keys_provider_check_config();
 	privsql_begin(&keys_sql, InvalidOid);
 	tenant_id = tenant_lock_for_admin(name, &kek_version);
@@ -502,6 +510,7 @@ vecphi_rotate_dek(PG_FUNCTION_ARGS)
 			"WHERE tenant_id OPERATOR(pg_catalog.=) $1",
 			2, types, values, false, SPI_OK_UPDATE);
 	privsql_end(&keys_sql);
+	keysync_tenant(tenant_id);
 	keys_invalidate_all();
 	key_event_report(REPORT_KEY_ROTATE_DEK, name, new_dek);
 	PG_RETURN_INT32(new_dek);
@@ -521,6 +530,8 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 	bool		already;
 	int			ndeks;
 	char	   *keyring_id;
+
+	keysync_require_coordinator("vecphi.shred_tenant()");
 
 	if (!embedded &&
 		(vecphi_kek_destroy_command == NULL || vecphi_kek_destroy_command[0] == '\0'))
@@ -582,6 +593,7 @@ vecphi_shred_tenant(PG_FUNCTION_ARGS)
 		else if (v <= kek_version)
 			keys_pending_add(PENDING_DESTROY_COMMAND, name, keyring_id, v);
 	}
+	keysync_tenant(tenant_id);
 	keys_invalidate_all();
 	if (already)
 		ereport(NOTICE,
@@ -611,6 +623,7 @@ vecphi_keyring_id(PG_FUNCTION_ARGS)
 			0, NULL, NULL, false, SPI_OK_UTILITY);
 	keyring_id = admin_keyring_id(true);
 	privsql_end(&keys_sql);
+	keysync_tenant(0);
 	CacheInvalidateRelcacheByRelid(keys_table_oid("keyring_identity"));
 	PG_RETURN_TEXT_P(cstring_to_text(keyring_id));
 }
@@ -633,6 +646,8 @@ vecphi_fork_keyring(PG_FUNCTION_ARGS)
 	uint8		kek[VECPHI_KEY_LEN];
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
+
+	keysync_require_coordinator("vecphi.fork_keyring()");
 
 	if (!keys_provider_is_embedded())
 		ereport(ERROR,
@@ -680,6 +695,7 @@ vecphi_fork_keyring(PG_FUNCTION_ARGS)
 	spi_run("UPDATE vecphi.keyring_identity SET keyring_id = $1, forked_from = $2",
 			2, types, values, false, SPI_OK_UPDATE);
 	privsql_end(&keys_sql);
+	keysync_tenant(0);
 	keys_invalidate_all();
 
 	report_key_event(REPORT_KEY_CREATE, (int64) nrows,

@@ -28,4 +28,8 @@ extern bool keys_dek_exists(uint32 tenant_id, uint32 dek_version);
 extern DataKey *keys_cached_dek(uint32 tenant_id, uint32 dek_version);
 extern void keys_init(void);
 
+/* keysync.c: keys across a Citus cluster */
+extern void keysync_require_coordinator(const char *what);
+extern void keysync_tenant(uint32 tenant_id);
+
 #endif							/* VECPHI_KEYS_H */
