@@ -83,9 +83,8 @@ vecphi_citus_function(const char *name)
 	return (void *) load_external_function("citus", name, false, NULL);
 }
 
-/* Is the citus extension created in this database (its catalogs there)? */
-static bool
-citus_extension_exists(void)
+bool
+vecphi_citus_active(void)
 {
 	return IsTransactionState() && vecphi_citus_preloaded() &&
 		OidIsValid(get_extension_oid("citus", true));
@@ -98,7 +97,7 @@ vecphi_citus_current_txn(CitusTxn * txn)
 	GetGpidFn	get_gpid;
 	CitusDistributedTransactionId *id;
 
-	if (!citus_extension_exists())
+	if (!vecphi_citus_active())
 		return false;
 	get_txn = (GetTxnFn) vecphi_citus_function("GetCurrentDistributedTransactionId");
 	get_gpid = (GetGpidFn) vecphi_citus_function("GetGlobalPID");
@@ -121,7 +120,7 @@ vecphi_citus_shard_table(Oid relid, uint64 *shardid)
 	ShardTableFn shard_table;
 	char	   *name;
 
-	if (!OidIsValid(relid) || !citus_extension_exists())
+	if (!OidIsValid(relid) || !vecphi_citus_active())
 		return InvalidOid;
 	is_shard = (IsShardFn) vecphi_citus_function("RelationIsAKnownShard");
 	shard_id = (ShardIdFn) vecphi_citus_function("ExtractShardIdFromTableName");

@@ -26,6 +26,12 @@ typedef struct CitusTxn
 /* Is citus in shared_preload_libraries (so its symbols can be looked up)? */
 extern bool vecphi_citus_preloaded(void);
 
+/*
+ * Is Citus active in this database: preloaded, and its extension created
+ * (its catalogs there)?  In a transaction.
+ */
+extern bool vecphi_citus_active(void);
+
 /* A function of the loaded citus library, or NULL without Citus. */
 extern void *vecphi_citus_function(const char *name);
 

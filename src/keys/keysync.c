@@ -48,8 +48,8 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
-#include "utils/varlena.h"
 
+#include "citus.h"
 #include "keys.h"
 #include "privsql.h"
 
@@ -58,32 +58,6 @@ typedef void (*CitusSendAllFn) (const char *command);
 typedef void (*CitusSendOneFn) (const char *node, int32 port,
 								const char *user, const char *command);
 
-/* Is the name one of shared_preload_libraries ("citus", "$libdir/citus")? */
-static bool
-preloaded(const char *lib)
-{
-	char	   *copy;
-	List	   *names;
-	ListCell   *lc;
-	bool		found = false;
-
-	if (shared_preload_libraries_string == NULL)
-		return false;
-	copy = pstrdup(shared_preload_libraries_string);
-	if (!SplitDirectoriesString(copy, ',', &names))
-		return false;
-	foreach(lc, names)
-	{
-		const char *name = lfirst(lc);
-		const char *base = strrchr(name, '/');
-
-		base = base ? base + 1 : name;
-		if (strcmp(base, lib) == 0 || strcmp(base, psprintf("%s.so", lib)) == 0)
-			found = true;
-	}
-	return found;
-}
-
 /*
  * Citus is active in this database: its extension exists, and its library
  * is preloaded (so looking up its symbols never loads it).
@@ -91,14 +65,21 @@ preloaded(const char *lib)
 static bool
 citus_active(void)
 {
-	return OidIsValid(get_extension_oid("citus", true)) && preloaded("citus");
+	return vecphi_citus_active();
 }
 
 /* An exported Citus function (citus_active() must be true). */
 static void *
 citus_function(const char *name)
 {
-	return load_external_function("citus", name, true, NULL);
+	void	   *fn = vecphi_citus_function(name);
+
+	if (fn == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the loaded Citus has no function %s", name),
+				 errhint("vecphi's key synchronisation needs Citus 13.2.")));
+	return fn;
 }
 
 /* Is this node a Citus worker (Citus active, group id not 0)? */
