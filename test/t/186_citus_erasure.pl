@@ -10,7 +10,8 @@
 # no rows, leaves); vecphi.scrub() on the coordinator then scrubs every
 # shard placement: none of the deleted rows' slices is left on any worker,
 # every kept row's slices are.  A role that does not own the table is
-# refused before any placement is touched.
+# refused before any placement is touched.  A VACUUM on the coordinator,
+# which Citus runs on every shard, erases as well.
 use strict;
 use warnings;
 
@@ -122,6 +123,16 @@ is(slices_on_workers(@deleted), 0, 'no worker holds any slice of a deleted row')
 is(slices_on_workers(@kept), 3 * scalar(@kept), 'every kept row\'s slices are still there');
 is($coord->safe_psql('postgres', 'SELECT count(*) FROM notes'), scalar(@kept),
 	'the kept rows are all there');
+
+# VACUUM on the coordinator: Citus runs it on every shard, and vecphi
+# scrubs after VACUUM on each worker as on a single node.
+my @vacuumed = grep { $_ % 4 == 1 } 1 .. 40;
+@kept = grep { $_ % 4 != 0 && $_ % 4 != 1 } 1 .. 40;
+$coord->safe_psql('postgres', 'DELETE FROM notes WHERE id % 4 = 1');
+is(slices_on_workers(@vacuumed), 30, 'after a second DELETE: those rows\' slices are on the workers');
+$coord->safe_psql('postgres', 'VACUUM notes');
+is(slices_on_workers(@vacuumed), 0, 'VACUUM on the coordinator: none of them is left on any worker');
+is(slices_on_workers(@kept), 3 * scalar(@kept), 'and every kept row\'s slices are still there');
 
 # Each worker recorded its scrubs of its shards in its own audit log,
 # under the distributed table's name, the shard in the detail; the
