@@ -92,7 +92,9 @@ echo "setup.sh: vecphi built and installed into $("$PG_CONFIG" --pkglibdir)"
 # built from ../shared/citus beside the repository into the same PostgreSQL
 # (its build.sh skips when that version is already installed).  A failed
 # build fails setup: the Citus tests must not silently skip.
-CITUS_DIR=$REPO/../shared/citus
+# VECPHI_SHARED_DIR: where ../shared is when this runs from a copy of the
+# source (the sanitizer and cassert modes of CI).
+CITUS_DIR=${VECPHI_SHARED_DIR:-$REPO/../shared}/citus
 if [[ -f $CITUS_DIR/build.sh ]]; then
 	PG_CONFIG="$PG_CONFIG" bash "$CITUS_DIR/build.sh" ||
 		die "building Citus from $CITUS_DIR failed (the Citus TAP tests need it)"
