@@ -799,7 +799,8 @@ $protect$;
 -- The key state of this node as one jsonb value: the keyring identity, the
 -- rows of vecphi.tenants, vecphi.keyring (wrapped data keys) and
 -- vecphi.shredded_tenants of the tenants named (NULL: all), the positions of
--- the id sequences, and with role_categories, vecphi.role_categories.
+-- the id sequences, the erasure salt (vecphi.track_erasure()), and with
+-- role_categories, vecphi.role_categories.
 -- Only the extension's owner (and superusers) may call it.
 CREATE FUNCTION vecphi.keysync_state(tenant_ids integer[], role_categories boolean)
 	RETURNS jsonb
@@ -826,7 +827,9 @@ CREATE FUNCTION vecphi.keysync_state(tenant_ids integer[], role_categories boole
 				 FROM vecphi.tenant_ids q),
 			'dek_versions',
 				(SELECT pg_catalog.jsonb_build_object('last_value', q.last_value, 'is_called', q.is_called)
-				 FROM vecphi.dek_versions q))
+				 FROM vecphi.dek_versions q),
+			'erasure_salt',
+				(SELECT pg_catalog.encode(s.salt, 'hex') FROM vecphi.erasure_salt s))
 		|| CASE WHEN $2 THEN pg_catalog.jsonb_build_object('role_categories',
 				(SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r.app_role, r.category), '[]')
 				 FROM vecphi.role_categories r))
@@ -879,6 +882,15 @@ BEGIN
 			SET keyring_id = excluded.keyring_id, forked_from = excluded.forked_from,
 				created_at = excluded.created_at
 			WHERE (i.keyring_id, i.forked_from) IS DISTINCT FROM (excluded.keyring_id, excluded.forked_from);
+	END IF;
+
+	-- The erasure salt is written once and never replaced: deletions this
+	-- node already noted under another salt would stop matching their
+	-- subjects.  vecphi.check_cluster() reports a node whose salt differs.
+	IF pg_catalog.jsonb_typeof(state->'erasure_salt') OPERATOR(pg_catalog.=) 'string' THEN
+		INSERT INTO vecphi.erasure_salt (salt)
+			VALUES (pg_catalog.decode(state->>'erasure_salt', 'hex'))
+		ON CONFLICT (id) DO NOTHING;
 	END IF;
 
 	SELECT w.tenant, w.tenant_id AS here, c.tenant_id AS there INTO clash
@@ -966,7 +978,7 @@ CREATE FUNCTION vecphi.sync_node(nodename text, nodeport integer) RETURNS intege
 	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
 	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION vecphi.sync_node(text, integer) IS
-	'Citus: copy the coordinator''s tenants, wrapped data keys, shred records, role categories and id sequence positions to a worker (run after citus_add_node, before moving shards to it); returns the tenants sent';
+	'Citus: copy the coordinator''s tenants, wrapped data keys, shred records, role categories, erasure salt and id sequence positions to a worker (run after citus_add_node, before moving shards to it); returns the tenants sent';
 REVOKE ALL ON FUNCTION vecphi.sync_node(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vecphi.sync_node(text, integer) TO vecphi_key_admin;
 
@@ -999,6 +1011,8 @@ CREATE FUNCTION vecphi.keyring_digest() RETURNS jsonb
 										OPERATOR(pg_catalog.||) r.category, ',' ORDER BY r.app_role, r.category), ''),
 									'UTF8')), 'hex')
 								FROM vecphi.role_categories r),
+			'erasure_salt', (SELECT pg_catalog.encode(pg_catalog.sha256(s.salt), 'hex')
+							 FROM vecphi.erasure_salt s),
 			'tenants', coalesce((
 				SELECT pg_catalog.jsonb_object_agg(t.tenant_id::text, pg_catalog.jsonb_build_object(
 					'tenant', t.tenant,
@@ -1017,13 +1031,14 @@ CREATE FUNCTION vecphi.keyring_digest() RETURNS jsonb
 				FROM vecphi.tenants t), '{}'))
 	$$;
 COMMENT ON FUNCTION vecphi.keyring_digest() IS
-	'internal (Citus): digest of this node''s tenants, wrapped data keys (SHA-256 only), shred records and role categories, compared by vecphi.check_cluster()';
+	'internal (Citus): digest of this node''s tenants, wrapped data keys (SHA-256 only), shred records, role categories and erasure salt, compared by vecphi.check_cluster()';
 REVOKE ALL ON FUNCTION vecphi.keyring_digest() FROM PUBLIC;
 
 -- The row-level security of one relation in a form that compares across
 -- nodes: flags and each policy's command, roles, permissive or restrictive,
 -- and expressions (printed under a pinned search_path, so a shard's and
--- the distributed table's print alike).
+-- the distributed table's print alike), and vecphi.track_erasure()'s
+-- trigger (function, arguments, enabled or not).
 CREATE FUNCTION vecphi.relation_policies(rel regclass) RETURNS jsonb
 	LANGUAGE sql STABLE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -1039,12 +1054,22 @@ CREATE FUNCTION vecphi.relation_policies(rel regclass) RETURNS jsonb
 					'using', pg_catalog.pg_get_expr(p.polqual, p.polrelid),
 					'check', pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)))
 				FROM pg_catalog.pg_policy p
-				WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid), '{}'))
+				WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid), '{}'),
+			'erasure', (SELECT pg_catalog.jsonb_build_object(
+							'function', t.tgfoid::pg_catalog.regprocedure::text,
+							'type', t.tgtype,
+							'enabled', t.tgenabled,
+							'args', pg_catalog.encode(t.tgargs, 'escape'))
+						FROM pg_catalog.pg_trigger t
+						WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid
+						  -- Citus names a shard's copy vecphi_erasure_<shard id>.
+						  AND t.tgname OPERATOR(pg_catalog.~) '^vecphi_erasure(_[0-9]+)?$'
+						ORDER BY t.tgname LIMIT 1))
 		FROM pg_catalog.pg_class c
 		WHERE c.oid OPERATOR(pg_catalog.=) $1
 	$$;
 COMMENT ON FUNCTION vecphi.relation_policies(regclass) IS
-	'internal (Citus): a relation''s row-level security flags and policies, compared across shard placements by vecphi.check_cluster()';
+	'internal (Citus): a relation''s row-level security flags and policies and its erasure trigger, compared across shard placements by vecphi.check_cluster()';
 REVOKE ALL ON FUNCTION vecphi.relation_policies(regclass) FROM PUBLIC;
 
 -- Whether a policy that is restrictive on the distributed table but came
@@ -1085,13 +1110,15 @@ COMMENT ON FUNCTION vecphi.restrictive_loss_is_harmless(jsonb, jsonb, jsonb) IS
 REVOKE ALL ON FUNCTION vecphi.restrictive_loss_is_harmless(jsonb, jsonb, jsonb) FROM PUBLIC;
 
 -- One row per problem found across the Citus cluster; no rows when every
--- node has the coordinator's keys, role categories and vecphi version, and
--- every shard placement of a table with row-level security has the
--- distributed table's flags and policies.  Without Citus, no rows.
+-- node has the coordinator's keys, role categories, erasure salt and vecphi
+-- version, and every shard placement of a table with row-level security or
+-- erasure tracking has the distributed table's flags, policies and
+-- vecphi_erasure trigger.  Without Citus, no rows.
 --   node       host:port of the node with the problem
 --   placement  the shard placement (schema.shard name), NULL for a node problem
 --   item       what differs: 'vecphi version', 'keyring id', 'role categories',
---              'tenant <name>', 'row security', 'policy <name>', 'node'
+--              'erasure salt', 'tenant <name>', 'row security',
+--              'erasure tracking', 'policy <name>', 'node'
 --   problem    what is wrong there, compared with the coordinator
 CREATE FUNCTION vecphi.check_cluster(OUT node text, OUT placement text,
 									 OUT item text, OUT problem text)
@@ -1148,6 +1175,14 @@ BEGIN
 			problem := 'vecphi.role_categories differs from the coordinator''s: run vecphi.sync_node()';
 			RETURN NEXT;
 		END IF;
+		IF theirs->>'erasure_salt' IS DISTINCT FROM mine->>'erasure_salt' THEN
+			item := 'erasure salt';
+			problem := CASE
+				WHEN theirs->>'erasure_salt' IS NULL THEN 'missing here: run vecphi.sync_node()'
+				WHEN mine->>'erasure_salt' IS NULL THEN 'exists only on this node'
+				ELSE 'differs from the coordinator''s: subject digests noted here do not match the coordinator''s (docs/citus.md)' END;
+			RETURN NEXT;
+		END IF;
 		FOR t IN SELECT k AS id, mine->'tenants'->k AS c, theirs->'tenants'->k AS w
 				 FROM (SELECT pg_catalog.jsonb_object_keys(mine->'tenants') AS k
 					   UNION SELECT pg_catalog.jsonb_object_keys(theirs->'tenants')) ks
@@ -1189,6 +1224,9 @@ BEGIN
 		'JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.logicalrelid '
 		'WHERE c.relrowsecurity OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p '
 		'WHERE p.polrelid OPERATOR(pg_catalog.=) d.logicalrelid) '
+		'OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t '
+		'WHERE t.tgrelid OPERATOR(pg_catalog.=) d.logicalrelid '
+		'AND t.tgname OPERATOR(pg_catalog.=) ''vecphi_erasure'') '
 		'ORDER BY d.logicalrelid::pg_catalog.text'
 	LOOP
 		want := vecphi.relation_policies(tbl);
@@ -1210,6 +1248,17 @@ BEGIN
 				item := 'row security';
 				problem := pg_catalog.format('row security %s, forced %s here; %s, forced %s on %s',
 											 got->>'rls', got->>'force', want->>'rls', want->>'force', tbl);
+				RETURN NEXT;
+			END IF;
+			IF got->'erasure' IS DISTINCT FROM want->'erasure' THEN
+				item := 'erasure tracking';
+				problem := CASE
+					WHEN got->'erasure' IS NULL THEN pg_catalog.format(
+						'no vecphi_erasure trigger here: deletions on this placement of %s are not noted', tbl)
+					WHEN want->'erasure' IS NULL THEN pg_catalog.format(
+						'a vecphi_erasure trigger here that %s does not have', tbl)
+					ELSE pg_catalog.format('vecphi_erasure trigger %s here, %s on %s',
+										   got->'erasure', want->'erasure', tbl) END;
 				RETURN NEXT;
 			END IF;
 			FOR pname IN SELECT k FROM (SELECT pg_catalog.jsonb_object_keys(want->'policies') AS k
@@ -1247,6 +1296,147 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION vecphi.check_cluster() IS
-	'Citus: one row per problem on a node or shard placement (keys, role categories, vecphi version, row-level security policies) compared with the coordinator; no rows when consistent';
+	'Citus: one row per problem on a node or shard placement (keys, role categories, erasure salt, vecphi version, row-level security policies, erasure tracking) compared with the coordinator; no rows when consistent';
 REVOKE ALL ON FUNCTION vecphi.check_cluster() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vecphi.check_cluster() TO vecphi_key_admin, vecphi_security_officer;
+
+-- #16 track_erasure on Citus (docs/citus.md, "Erasure").  On a distributed
+-- table vecphi.track_erasure() puts its trigger on the shell table, and
+-- Citus creates it on every shard placement (and on the new placement of a
+-- shard move): deletions are noted on the worker that holds the rows,
+-- whose scrub or VACUUM certifies them.  Citus refuses triggers on
+-- distributed tables unless citus.enable_unsafe_triggers is on ("they may
+-- access other shards"): track_erasure() turns it on for its own
+-- CREATE TRIGGER only; vecphi.note_erasure() touches nothing but this
+-- node's vecphi tables.  Before that the coordinator's erasure salt reaches
+-- every worker (vecphi.erasure_salt_sync()), so a subject's digest is the
+-- same on every node, and no worker creates a salt during a DELETE.
+
+CREATE FUNCTION vecphi.erasure_salt_sync() RETURNS void
+	AS 'MODULE_PATHNAME', 'vecphi_erasure_salt_sync'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION vecphi.erasure_salt_sync() IS
+	'internal (Citus): create the erasure salt on the coordinator if missing and send it to every worker in this transaction';
+REVOKE ALL ON FUNCTION vecphi.erasure_salt_sync() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION vecphi.note_erasure() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+	AS $note$
+DECLARE
+	subject_type oid;
+	groupid integer;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM vecphi.erasure_salt) THEN
+		-- A Citus worker digests under the coordinator's salt, which
+		-- track_erasure() and sync_node() bring; one of its own would make
+		-- its certificates disagree with the other nodes'.
+		IF pg_catalog.to_regclass('pg_catalog.pg_dist_local_group') IS NOT NULL THEN
+			EXECUTE 'SELECT groupid FROM pg_catalog.pg_dist_local_group' INTO groupid;
+			IF groupid OPERATOR(pg_catalog.<>) 0 THEN
+				RAISE EXCEPTION 'this Citus worker has no erasure salt'
+					USING ERRCODE = '55000',
+						  DETAIL = pg_catalog.format('Deletions from %s are noted under the coordinator''s salt, which has not reached this node.',
+													 TG_RELID::pg_catalog.regclass),
+						  HINT = 'On the coordinator, run vecphi.sync_node() for this node.';
+			END IF;
+		END IF;
+		INSERT INTO vecphi.erasure_salt (salt)
+			SELECT pg_catalog.decode(pg_catalog.replace(
+				pg_catalog.gen_random_uuid()::pg_catalog.text OPERATOR(pg_catalog.||)
+				pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 'hex')
+			WHERE NOT EXISTS (SELECT 1 FROM vecphi.erasure_salt)
+			ON CONFLICT DO NOTHING;
+	END IF;
+	IF TG_NARGS OPERATOR(pg_catalog.>) 0 THEN
+		-- This runs as the extension's owner, and the table's owner may have
+		-- changed the column since track_erasure() checked it.
+		SELECT a.atttypid INTO subject_type FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid OPERATOR(pg_catalog.=) TG_RELID
+		  AND a.attname OPERATOR(pg_catalog.=) TG_ARGV[0]
+		  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'subject column "%" of relation % does not exist',
+				TG_ARGV[0], TG_RELID::pg_catalog.regclass USING ERRCODE = '42703';
+		END IF;
+		IF NOT vecphi.erasure_subject_type_ok(subject_type) THEN
+			RAISE EXCEPTION 'subject column "%" of relation % has type %, not a built-in type',
+				TG_ARGV[0], TG_RELID::pg_catalog.regclass, subject_type::pg_catalog.regtype
+				USING ERRCODE = '42804',
+					  DETAIL = 'The erasure digest of a subject is computed as the extension''s owner, which must not run code of the table''s owner.',
+					  HINT = 'Give the subject column a built-in type such as text, or call vecphi.track_erasure() without a subject column.';
+		END IF;
+		EXECUTE pg_catalog.format(
+			'INSERT INTO vecphi.pending_erasure (relid, subject_digest) '
+			'SELECT $1, pg_catalog.sha256(s.salt OPERATOR(pg_catalog.||) '
+			'pg_catalog.convert_to(o.%I::pg_catalog.text, ''UTF8'')) '
+			'FROM old_rows o, vecphi.erasure_salt s', TG_ARGV[0])
+			USING TG_RELID;
+	ELSE
+		INSERT INTO vecphi.pending_erasure (relid) SELECT TG_RELID FROM old_rows;
+	END IF;
+	RETURN NULL;
+END
+$note$;
+
+CREATE OR REPLACE FUNCTION vecphi.track_erasure(tbl regclass, subject_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $track$
+DECLARE
+	subject_type oid;
+	distributed boolean := false;
+	groupid integer;
+	unsafe_triggers text;
+BEGIN
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', tbl USING ERRCODE = '42809';
+	END IF;
+	IF subject_column IS NOT NULL THEN
+		SELECT atttypid INTO subject_type FROM pg_attribute
+		WHERE attrelid = tbl AND attname = subject_column AND attnum > 0 AND NOT attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'column "%" of relation % does not exist', subject_column, tbl
+				USING ERRCODE = '42703';
+		END IF;
+		IF NOT vecphi.erasure_subject_type_ok(subject_type) THEN
+			RAISE EXCEPTION 'column "%" of relation % has type %, not a built-in type',
+				subject_column, tbl, subject_type::regtype
+				USING ERRCODE = '42804',
+					  DETAIL = 'The erasure digest of a subject is computed as the extension''s owner, which must not run code of the table''s owner.',
+					  HINT = 'Give the subject column a built-in type such as text.';
+		END IF;
+	END IF;
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d '
+				'WHERE d.logicalrelid OPERATOR(pg_catalog.=) $1)'
+			INTO distributed USING tbl;
+	END IF;
+	IF distributed THEN
+		EXECUTE 'SELECT groupid FROM pg_catalog.pg_dist_local_group' INTO groupid;
+		IF groupid <> 0 THEN
+			RAISE EXCEPTION 'vecphi.track_erasure() on a distributed table must run on the Citus coordinator'
+				USING ERRCODE = '55000';
+		END IF;
+		PERFORM vecphi.erasure_salt_sync();
+		unsafe_triggers := pg_catalog.current_setting('citus.enable_unsafe_triggers', true);
+		PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'vecphi_erasure') THEN
+		EXECUTE pg_catalog.format('DROP TRIGGER vecphi_erasure ON %s', tbl);
+	END IF;
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER vecphi_erasure AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+		'FOR EACH STATEMENT EXECUTE FUNCTION vecphi.note_erasure(%s)',
+		tbl, CASE WHEN subject_column IS NULL THEN '' ELSE pg_catalog.quote_literal(subject_column) END);
+	IF distributed THEN
+		PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers',
+									  coalesce(unsafe_triggers, 'off'), true);
+	END IF;
+END
+$track$;

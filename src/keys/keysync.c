@@ -28,6 +28,12 @@
  * tests a shared key directory), and the coordinator alone creates and
  * destroys them.
  *
+ * The erasure salt (vecphi.erasure_salt) travels in the same state: a
+ * subject's erasure digest is then the same on every node, and a worker
+ * never has to create a salt of its own during a DELETE (two multi-shard
+ * deletes creating it on two workers at once waited on each other across
+ * the cluster).
+ *
  * Without Citus every function here returns at once.
  *
  *-------------------------------------------------------------------------
@@ -280,4 +286,40 @@ vecphi_role_categories_changed(PG_FUNCTION_ARGS)
 	send = (CitusSendAllFn) citus_function("SendCommandToWorkersWithMetadataViaSuperUser");
 	send(keysync_command(construct_empty_array(INT4OID), true));
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * vecphi.erasure_salt_sync(): make sure the coordinator has an erasure salt
+ * and send it to every worker with metadata, in this transaction.
+ * vecphi.track_erasure() calls it before putting its trigger on a
+ * distributed table, so every shard's deletions are digested under the one
+ * salt from the first.  Without Citus, or on a worker, it does nothing.
+ */
+PG_FUNCTION_INFO_V1(vecphi_erasure_salt_sync);
+Datum
+vecphi_erasure_salt_sync(PG_FUNCTION_ARGS)
+{
+	PrivSql		ps;
+	int			rc;
+
+	if (!citus_active() || citus_is_worker())
+		PG_RETURN_VOID();
+
+	privsql_begin(&ps, extension_owner_by_name("vecphi"));
+	rc = privsql_execute(&ps,
+						 "INSERT INTO vecphi.erasure_salt (salt) "
+						 "SELECT pg_catalog.decode(pg_catalog.replace("
+						 "pg_catalog.gen_random_uuid()::pg_catalog.text OPERATOR(pg_catalog.||) "
+						 "pg_catalog.gen_random_uuid()::pg_catalog.text, '-', ''), 'hex') "
+						 "WHERE NOT EXISTS (SELECT 1 FROM vecphi.erasure_salt) "
+						 "ON CONFLICT DO NOTHING",
+						 0, NULL, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "vecphi: could not create the erasure salt (%s)",
+			 SPI_result_code_string(rc));
+	privsql_end(&ps);
+
+	/* No tenant named: the keyring identity and the salt only. */
+	keysync_tenant(0);
+	PG_RETURN_VOID();
 }
