@@ -1440,3 +1440,161 @@ BEGIN
 	END IF;
 END
 $track$;
+
+-- #16 old placements after a shard move (docs/citus.md, "Erasure").
+-- citus_move_shard_placement copies a shard's live rows to the new node
+-- and leaves the old placement for Citus's deferred cleanup, which drops
+-- it: its blocks go back to the file system with the ciphertext of every
+-- row the shard held.  vecphi.erase_orphaned_placements() on the
+-- coordinator empties each such old placement in place first (a DELETE
+-- of every row, then vecphi.scrub_local() once that has committed), so
+-- the files Citus then unlinks hold no ciphertext.
+
+-- On a worker: delete every row of an old placement of a shard that is no
+-- longer placed on this node, with triggers off (its rows live on in the
+-- new placement: they are not erasures of their subjects).  Refuses a
+-- relation that is not a shard or is an active placement here.
+CREATE FUNCTION vecphi.erase_orphaned_shard_rows(shard text) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	rel regclass;
+	shard_id bigint;
+	here integer;
+	is_shard boolean;
+	active boolean;
+	manual text;
+	replication_role text;
+	deleted bigint;
+BEGIN
+	IF NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r
+					 WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER), false) THEN
+		RAISE EXCEPTION 'permission denied for function vecphi.erase_orphaned_shard_rows'
+			USING ERRCODE = '42501';
+	END IF;
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_placement') IS NULL THEN
+		RAISE EXCEPTION 'vecphi.erase_orphaned_shard_rows() needs Citus' USING ERRCODE = '0A000';
+	END IF;
+	rel := pg_catalog.to_regclass(shard);
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'relation "%" does not exist', shard USING ERRCODE = '42P01';
+	END IF;
+	-- (Not from pg_class: Citus hides active shards from its scans.  The
+	-- id taken from the name is confirmed below against the shard's name.)
+	shard_id := pg_catalog.substring(rel::text, '_([0-9]+)"?$')::bigint;
+	EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_shard s '
+			'WHERE s.shardid OPERATOR(pg_catalog.=) $1 '
+			'AND pg_catalog.shard_name(s.logicalrelid, s.shardid, false)::pg_catalog.regclass '
+			'OPERATOR(pg_catalog.=) $2)'
+		INTO is_shard USING shard_id, rel;
+	IF shard_id IS NULL OR NOT is_shard THEN
+		RAISE EXCEPTION '% is not a shard of a distributed table', rel USING ERRCODE = '42809';
+	END IF;
+	EXECUTE 'SELECT groupid FROM pg_catalog.pg_dist_local_group' INTO here;
+	EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_placement p '
+			'WHERE p.shardid OPERATOR(pg_catalog.=) $1 AND p.groupid OPERATOR(pg_catalog.=) $2)'
+		INTO active USING shard_id, here;
+	IF active THEN
+		RAISE EXCEPTION '% is an active placement on this node', rel
+			USING ERRCODE = '55000',
+				  DETAIL = 'Only the old placement a shard move left behind may be emptied.';
+	END IF;
+	manual := pg_catalog.current_setting('citus.enable_manual_changes_to_shards', true);
+	replication_role := pg_catalog.current_setting('session_replication_role');
+	PERFORM pg_catalog.set_config('citus.enable_manual_changes_to_shards', 'on', true);
+	PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+	EXECUTE pg_catalog.format('DELETE FROM %s', rel);
+	GET DIAGNOSTICS deleted = ROW_COUNT;
+	PERFORM pg_catalog.set_config('session_replication_role', replication_role, true);
+	PERFORM pg_catalog.set_config('citus.enable_manual_changes_to_shards', coalesce(manual, 'off'), true);
+	RETURN deleted;
+END
+$$;
+COMMENT ON FUNCTION vecphi.erase_orphaned_shard_rows(text) IS
+	'internal (Citus workers, superuser only): delete every row of an old placement a shard move left on this node, before vecphi.scrub_local() erases them';
+REVOKE ALL ON FUNCTION vecphi.erase_orphaned_shard_rows(text) FROM PUBLIC;
+
+-- On the coordinator: every old placement Citus's deferred cleanup is to
+-- drop (pg_dist_cleanup), emptied and scrubbed on its node, one row each.
+-- Each step runs on the node in a transaction of its own
+-- (master_run_on_worker), the scrub after the DELETE committed.  A row
+-- with a problem (the node unreachable, the placement already dropped,
+-- rows still visible to an open transaction there) is not an erasure: run
+-- it again.  Superusers only.  Then CALL citus_cleanup_orphaned_resources().
+CREATE FUNCTION vecphi.erase_orphaned_placements(OUT node text, OUT placement text,
+	OUT rows_deleted bigint, OUT pages bigint, OUT bytes_scrubbed bigint,
+	OUT complete boolean, OUT problem text)
+	RETURNS SETOF record
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	r record;
+	ok boolean;
+	result text;
+	fields text[];
+	groupid integer;
+BEGIN
+	IF NOT coalesce((SELECT a.rolsuper FROM pg_catalog.pg_roles a
+					 WHERE a.rolname OPERATOR(pg_catalog.=) CURRENT_USER), false) THEN
+		RAISE EXCEPTION 'permission denied for function vecphi.erase_orphaned_placements'
+			USING ERRCODE = '42501';
+	END IF;
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_cleanup') IS NULL THEN
+		RAISE EXCEPTION 'vecphi.erase_orphaned_placements() needs Citus' USING ERRCODE = '0A000';
+	END IF;
+	EXECUTE 'SELECT groupid FROM pg_catalog.pg_dist_local_group' INTO groupid;
+	IF groupid OPERATOR(pg_catalog.<>) 0 THEN
+		RAISE EXCEPTION 'vecphi.erase_orphaned_placements() must run on the Citus coordinator'
+			USING ERRCODE = '55000';
+	END IF;
+	-- object_type 1: a shard placement; policy_type 2: dropped after the
+	-- operation that left it (a move, a split) succeeded.
+	FOR r IN EXECUTE
+		'SELECT c.object_name, n.nodename, n.nodeport FROM pg_catalog.pg_dist_cleanup c '
+		'JOIN pg_catalog.pg_dist_node n ON n.groupid OPERATOR(pg_catalog.=) c.node_group_id '
+		'AND n.noderole OPERATOR(pg_catalog.=) ''primary'' '
+		'WHERE c.object_type OPERATOR(pg_catalog.=) 1 AND c.policy_type OPERATOR(pg_catalog.=) 2 '
+		'ORDER BY c.record_id'
+	LOOP
+		node := r.nodename OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) r.nodeport;
+		placement := r.object_name;
+		rows_deleted := NULL;
+		pages := NULL;
+		bytes_scrubbed := NULL;
+		complete := false;
+		problem := NULL;
+		EXECUTE 'SELECT m.success, m.result FROM pg_catalog.master_run_on_worker($1, $2, $3, false) m'
+			INTO ok, result
+			USING ARRAY[r.nodename], ARRAY[r.nodeport],
+				  ARRAY[pg_catalog.format('SELECT vecphi.erase_orphaned_shard_rows(%L)', r.object_name)];
+		IF NOT ok THEN
+			problem := result;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		rows_deleted := result::bigint;
+		EXECUTE 'SELECT m.success, m.result FROM pg_catalog.master_run_on_worker($1, $2, $3, false) m'
+			INTO ok, result
+			USING ARRAY[r.nodename], ARRAY[r.nodeport],
+				  ARRAY[pg_catalog.format('SELECT pg_catalog.concat_ws('','', s.pages, s.bytes_scrubbed, s.complete) '
+										  'FROM vecphi.scrub_local(%L) s', r.object_name)];
+		IF NOT ok THEN
+			problem := result;
+		ELSE
+			fields := pg_catalog.string_to_array(result, ',');
+			pages := fields[1]::bigint;
+			bytes_scrubbed := fields[2]::bigint;
+			complete := fields[3]::boolean;
+			IF NOT complete THEN
+				problem := 'rows still visible to an open transaction on the node: run it again';
+			END IF;
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION vecphi.erase_orphaned_placements() IS
+	'Citus (superuser): empty and scrub every old shard placement awaiting Citus''s deferred drop, so its unlinked files hold no ciphertext; then CALL citus_cleanup_orphaned_resources()';
+REVOKE ALL ON FUNCTION vecphi.erase_orphaned_placements() FROM PUBLIC;

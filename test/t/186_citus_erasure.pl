@@ -32,7 +32,9 @@ my $dims = 784;
 my $slice_len = 32;
 my $claims = VecphiCheck::claims_do(tenant => 't_erase', role => 'clinician', sub => 'dr_e');
 
-my $c = VecphiCitus::new_cluster('c186', workers => 2, conf => "autovacuum = off\n");
+# Citus's deferred cleanup of old placements off: the test drops them.
+my $c = VecphiCitus::new_cluster('c186', workers => 2,
+	conf => "autovacuum = off\ncitus.defer_shard_delete_interval = -1\n");
 my $coord = $c->{coordinator};
 $coord->safe_psql(
 	'postgres', qq{
@@ -71,10 +73,16 @@ is(scalar keys %slices, 40, 'an envelope for each of the 40 rows');
 # (every file under base/: the shards, their TOAST tables and indexes).
 sub slices_on_workers
 {
-	my @ids = @_;
+	return slices_on($c->{workers}, @_);
+}
+
+# The same for the workers listed.
+sub slices_on
+{
+	my ($workers, @ids) = @_;
 	VecphiCitus::on_all($c, 'CHECKPOINT');
 	my $all = '';
-	for my $w (@{ $c->{workers} })
+	for my $w (@{$workers})
 	{
 		for my $file (split /\n/, `find '${\ $w->data_dir}/base' -type f`)
 		{
@@ -178,6 +186,66 @@ is( $coord->safe_psql(
 		'postgres', q{SELECT bytes_scrubbed > 0 AND complete FROM vecphi.scrub('local_notes')}),
 	't',
 	'a local table on the coordinator is scrubbed as on a single node');
+
+# ---- A shard move: the old placement is emptied and scrubbed first ----
+my ($w1, $w2) = @{ $c->{workers} };
+my %on_w1 = map { $_ => 1 } split /\n/, $coord->safe_psql(
+	'postgres', q{SELECT p.shardid FROM pg_dist_shard_placement p
+	  JOIN pg_dist_shard s USING (shardid) WHERE s.logicalrelid = 'notes'::regclass
+	  AND p.nodeport = } . $w1->port);
+my %rows_of;
+for my $line (split /\n/, $coord->safe_psql('postgres',
+	"SELECT get_shard_id_for_distribution_column('notes', id), id FROM notes ORDER BY 2"))
+{
+	my ($sh, $id) = split /\|/, $line;
+	push @{ $rows_of{$sh} }, $id if $on_w1{$sh};
+}
+my ($shard) = sort keys %rows_of;
+my @moved = @{ $rows_of{$shard} };
+cmp_ok(scalar(@moved), '>', 0, "shard $shard on " . $w1->name . ' holds ' . scalar(@moved) . ' rows');
+$coord->safe_psql('postgres',
+	    "SELECT citus_move_shard_placement($shard, '"
+	  . $w1->host . "', " . $w1->port . ", '" . $w2->host . "', " . $w2->port
+	  . ", shard_transfer_mode => 'block_writes')");
+is(slices_on([$w1], @moved), 3 * scalar(@moved),
+	'after the move the old placement on ' . $w1->name . ' still holds every moved row\'s slices');
+is(slices_on([$w2], @moved), 3 * scalar(@moved), 'and the new one on ' . $w2->name . ' holds them too');
+my $orphan = $coord->safe_psql('postgres',
+	'SELECT object_name FROM pg_dist_cleanup WHERE object_type = 1');
+like($orphan, qr/^public\.notes_$shard$/, 'Citus keeps the old placement for its deferred cleanup');
+
+like(
+	VecphiCheck::error_of(
+		$coord, 'postgres', q{SET ROLE app_e; SELECT * FROM vecphi.erase_orphaned_placements()}),
+	qr/^42501: permission denied for function erase_orphaned_placements/,
+	'an application role cannot run vecphi.erase_orphaned_placements()');
+my $active = "public.notes_$shard";
+like(
+	VecphiCheck::error_of(
+		$w2, 'postgres', "SELECT vecphi.erase_orphaned_shard_rows('$active')"),
+	qr/^55000: .* is an active placement on this node/,
+	'on the new node the placement is refused: only an old placement may be emptied');
+like(
+	VecphiCheck::error_of($w1, 'postgres', "SELECT vecphi.erase_orphaned_shard_rows('pg_class')"),
+	qr/^42809: pg_class is not a shard of a distributed table/,
+	'a relation that is not a shard is refused');
+
+my $pending_before = $w1->safe_psql('postgres', 'SELECT count(*) FROM vecphi.pending_erasure');
+is( $coord->safe_psql(
+		'postgres', q{SELECT node || ' ' || placement || ' ' || rows_deleted || ' ' || (bytes_scrubbed > 0)
+		  || ' ' || complete || ' ' || coalesce(problem, '-') FROM vecphi.erase_orphaned_placements()}),
+	$w1->host . ':' . $w1->port . " public.notes_$shard " . scalar(@moved) . ' true true -',
+	'vecphi.erase_orphaned_placements(): the old placement emptied and scrubbed, complete');
+is(slices_on([$w1], @moved), 0, 'no slice of a moved row is left on the old worker');
+is(slices_on([$w2], @moved), 3 * scalar(@moved), 'every one is on the new worker');
+is( $coord->safe_psql(
+		'postgres', "SELECT count(*) FROM notes WHERE get_shard_id_for_distribution_column('notes', id) = $shard"),
+	scalar(@moved), 'the moved rows are all there');
+$coord->safe_psql('postgres', 'CALL citus_cleanup_orphaned_resources()');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM pg_dist_cleanup'), '0',
+	'citus_cleanup_orphaned_resources() then drops it');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM vecphi.erase_orphaned_placements()'), '0',
+	'nothing left to erase');
 
 VecphiCitus::stop_cluster($c);
 done_testing();
