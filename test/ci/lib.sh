@@ -21,7 +21,7 @@ ci_run_suite() {
 	shift
 	set +e
 	# The copy in CI_SRC has no ../shared beside it: point setup.sh (Citus)
-	# at the repository's.
+	# and test/tools/pgvector.sh at the repository's.
 	env "$@" VECPHI_KEEP_TMP=1 VECPHI_SHARED_DIR="$REPO/../shared" \
 		bash "$CI_SRC/test/run_tests.sh" 2>&1 | tee "$log"
 	CI_SUITE_RC=${PIPESTATUS[0]}

@@ -2,7 +2,7 @@
 # Make pgvector available in the PostgreSQL that PG_CONFIG names: nothing
 # to do when its vector.control is installed there; otherwise build
 # $PGVECTOR_TARBALL (default ../shared/bench/pgvector-0.8.6.tar.gz beside
-# the repository) in a temporary directory and install it with the same
+# the repository, or under $VECPHI_SHARED_DIR) in a temporary directory and install it with the same
 # PG_CONFIG (needs write access to that installation: run as its owner or
 # root).  Used by test/bench/side_by_side.sh and the migration TAP tests.
 #
@@ -15,7 +15,9 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PG_CONFIG=${PG_CONFIG:-pg_config}
-PGVECTOR_TARBALL=${PGVECTOR_TARBALL:-$REPO/../shared/bench/pgvector-0.8.6.tar.gz}
+# VECPHI_SHARED_DIR: where ../shared is when this runs from a copy of the
+# source (test/ci/lib.sh sets it for the sanitizer and cassert modes).
+PGVECTOR_TARBALL=${PGVECTOR_TARBALL:-${VECPHI_SHARED_DIR:-$REPO/../shared}/bench/pgvector-0.8.6.tar.gz}
 
 sharedir=$("$PG_CONFIG" --sharedir 2>/dev/null) || {
 	echo "no pgvector: $PG_CONFIG does not run"
