@@ -50,6 +50,7 @@ OBJS = \
 	src/protect/bindingcatalog.o \
 	src/protect/protectddl.o \
 	src/protect/protectstate.o \
+	src/protect/copyload.o \
 	src/erasure/scrub.o \
 	src/migrate/migrateddl.o \
 	src/migrate/migrate.o \

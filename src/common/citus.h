@@ -48,4 +48,10 @@ extern bool vecphi_citus_current_txn(CitusTxn * txn);
  */
 extern Oid	vecphi_citus_shard_table(Oid relid, uint64 *shardid);
 
+/*
+ * Is relid a Citus table (distributed, reference or managed local: the
+ * table Citus itself loads and queries, not one of its shards)?
+ */
+extern bool vecphi_citus_is_table(Oid relid);
+
 #endif							/* VECPHI_CITUS_H */
