@@ -54,4 +54,10 @@ extern Oid	vecphi_citus_shard_table(Oid relid, uint64 *shardid);
  */
 extern bool vecphi_citus_is_table(Oid relid);
 
+/*
+ * Has this transaction executed shard commands locally, so that Citus must
+ * keep doing so (its LOCAL_EXECUTION_REQUIRED)?
+ */
+extern bool vecphi_citus_local_execution_required(void);
+
 #endif							/* VECPHI_CITUS_H */

@@ -37,6 +37,17 @@
  * line, never a value (PostgreSQL's CopyFromErrorCallback prints the
  * line's text, which here would be protected data).
  *
+ * A protected Citus table itself (on the coordinator, or on a worker with
+ * the metadata) is left to Citus, with one change: Citus would load the
+ * shards that the node running the COPY holds itself by calling CopyFrom
+ * directly (local execution, commands/local_multi_copy.c), which checks no
+ * row security at all.  So the handler turns citus.enable_local_execution
+ * off for the statement: Citus then sends those shards' rows over a
+ * connection like any other, and this handler, in that connection's
+ * backend, loads them under the policies.  In a transaction that has
+ * already executed locally Citus must go on doing so; such a COPY is
+ * refused.
+ *
  * Everything else - FROM a file or PROGRAM, WHERE, FREEZE, a table vecphi
  * does not protect, a user row security does not apply to (superuser,
  * owner, BYPASSRLS) - falls through unchanged to Citus or PostgreSQL.
@@ -59,6 +70,7 @@
 #include "storage/lmgr.h"
 #include "tcop/cmdtag.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -70,6 +82,14 @@
 #include "protectint.h"
 
 static int	utility_slot;		/* of copyload_ProcessUtility (hooks.h) */
+
+/* What the handler does with a COPY. */
+typedef enum CopyLoadMode
+{
+	COPYLOAD_PASS,				/* not ours: to Citus or PostgreSQL */
+	COPYLOAD_INSERT,			/* rows as INSERTs, here */
+	COPYLOAD_CITUS_REMOTE		/* to Citus, without local execution */
+} CopyLoadMode;
 
 /* What the error context callback says of the row being loaded. */
 typedef struct CopyLoadErrorArg
@@ -95,34 +115,36 @@ copyload_has_option(List *options, const char *name)
 }
 
 /*
- * The table a COPY statement loads, locked as COPY locks it, when this
- * handler takes it over; InvalidOid when it falls through.
+ * What to do with a COPY statement; for COPYLOAD_INSERT *relid_out is the
+ * table it loads, locked as COPY locks it.
  */
-static Oid
-copyload_target(CopyStmt * stmt)
+static CopyLoadMode
+copyload_mode(CopyStmt * stmt, Oid *relid_out)
 {
 	Oid			relid;
 	char		relkind;
 
+	*relid_out = InvalidOid;
 	if (!stmt->is_from || stmt->filename != NULL || stmt->is_program ||
 		stmt->relation == NULL || stmt->query != NULL ||
 		stmt->whereClause != NULL || copyload_has_option(stmt->options, "freeze"))
-		return InvalidOid;
+		return COPYLOAD_PASS;
 	if (!IsTransactionState())
-		return InvalidOid;
+		return COPYLOAD_PASS;
 	relid = RangeVarGetRelid(stmt->relation, RowExclusiveLock, true);
 	if (!OidIsValid(relid))
-		return InvalidOid;
+		return COPYLOAD_PASS;
 	relkind = get_rel_relkind(relid);
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
-		return InvalidOid;
+		return COPYLOAD_PASS;
 	if (check_enable_rls(relid, InvalidOid, false) != RLS_ENABLED)
-		return InvalidOid;
+		return COPYLOAD_PASS;
 	if (!protect_rel_is_protected(relid))
-		return InvalidOid;
+		return COPYLOAD_PASS;
 	if (vecphi_citus_is_table(relid))
-		return InvalidOid;
-	return relid;
+		return COPYLOAD_CITUS_REMOTE;
+	*relid_out = relid;
+	return COPYLOAD_INSERT;
 }
 
 /* Error context of a row: the table and the line, never a value. */
@@ -268,9 +290,10 @@ copyload_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 	if (IsA(parsetree, CopyStmt))
 	{
 		CopyStmt   *stmt = (CopyStmt *) parsetree;
-		Oid			relid = copyload_target(stmt);
+		Oid			relid;
+		CopyLoadMode mode = copyload_mode(stmt, &relid);
 
-		if (OidIsValid(relid))
+		if (mode == COPYLOAD_INSERT)
 		{
 			uint64		processed;
 
@@ -278,6 +301,26 @@ copyload_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 			processed = copyload_run(relid, stmt, queryString);
 			if (qc)
 				SetQueryCompletion(qc, CMDTAG_COPY, processed);
+			return;
+		}
+		if (mode == COPYLOAD_CITUS_REMOTE)
+		{
+			int			nestlevel;
+
+			if (vecphi_citus_local_execution_required())
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("COPY into protected table \"%s\" after local execution in this transaction is not supported",
+								stmt->relation->relname),
+						 errdetail("Citus would load this node's shards without row-level security."),
+						 errhint("Run the COPY in a transaction of its own, or first in its transaction.")));
+			nestlevel = NewGUCNestLevel();
+			(void) set_config_option("citus.enable_local_execution", "off",
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+			utility_next(utility_slot, pstmt, queryString, readOnlyTree, context,
+						 params, queryEnv, dest, qc);
+			AtEOXact_GUC(true, nestlevel);
 			return;
 		}
 	}

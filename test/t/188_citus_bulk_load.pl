@@ -68,8 +68,14 @@ my %claims = map {
 sub as_app
 {
 	my ($claims_sql, $sql) = @_;
+	return as_app_on($coord, $claims_sql, $sql);
+}
+
+sub as_app_on
+{
+	my ($node, $claims_sql, $sql) = @_;
 	my ($out, $err) = ('', '');
-	my $ret = $coord->psql(
+	my $ret = $node->psql(
 		'postgres', qq{\\set ON_ERROR_STOP 1
 BEGIN;
 $claims_sql
@@ -190,6 +196,33 @@ chmod 0644, $file;
 ($ret, $out, $err) = as_app($claims{t_a}, "COPY docs FROM '$file';");
 isnt($ret, 0, 'COPY from a server file by app is still refused');
 like($err, qr/permission denied|pg_read_server_files|must be superuser/i, '... for lack of the privilege') or diag($err);
+
+# --- COPY through a worker, which holds some of the shards itself: Citus
+# would load those with CopyFrom directly (local execution), checking no
+# row security; vecphi turns local execution off for the COPY, so they are
+# loaded under the policies too.
+my $w1 = $c->{workers}[0];
+my $w1_shards = join ',', map { /_(\d+)$/ } split /\n/, $w1->safe_psql(
+	'postgres', q{SET citus.override_table_visibility TO off;
+	SELECT relname FROM pg_class WHERE relname ~ '^docs_[0-9]+$' AND relkind = 'r'});
+# Rows of tenant B whose ids all fall in the worker's own shards.
+my $wb = $coord->safe_psql(
+	'postgres', qq{SELECT string_agg(format(E'%s\\tt_b\\t%s', g, vec(g)), E'\\n' ORDER BY g)
+	FROM (SELECT g FROM generate_series(5001, 6000) g
+		  WHERE get_shard_id_for_distribution_column('docs', g) IN ($w1_shards) ORDER BY g LIMIT 20) x});
+is(scalar(split /\n/, $wb), 20, '20 rows for the worker\'s own shards');
+($ret, $out, $err) = as_app_on($w1, $claims{t_a}, "COPY docs FROM STDIN;\n$wb\n\\.");
+isnt($ret, 0, 'through a worker: a COPY of tenant B rows, all for its own shards, under tenant A\'s claims is refused');
+like($err, qr/row-level security policy/, '... by the policy') or diag($err);
+is(count_of('id BETWEEN 5001 AND 6000'), 0, '... and leaves nothing');
+my $wa = rows(5101, 5140, 't_a', "\t");
+($ret, $out, $err) = as_app_on($w1, $claims{t_a}, "COPY docs FROM STDIN;\n$wa\n\\.");
+is($ret, 0, 'through a worker: tenant A\'s COPY loads') or diag($err);
+is(count_of("id BETWEEN 5101 AND 5140 AND tenant = 't_a'"), 40, '... all 40 rows');
+my $local = $w1->safe_psql(
+	'postgres', q{SET citus.override_table_visibility TO off;
+	SELECT count(*) FROM pg_class WHERE relname ~ '^docs_[0-9]+$' AND relkind = 'r'});
+cmp_ok($local, '>', 0, 'the worker holds shards of the table');
 
 # --- The superuser's plain COPY still works (and is the reference speed).
 my $su = rows(10001, 10000 + $n_text, 't_b', "\t");
