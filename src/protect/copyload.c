@@ -66,6 +66,8 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "nodes/extensible.h"
+#include "nodes/plannodes.h"
 #include "parser/parse_node.h"
 #include "storage/lmgr.h"
 #include "tcop/cmdtag.h"
@@ -82,6 +84,7 @@
 #include "protectint.h"
 
 static int	utility_slot;		/* of copyload_ProcessUtility (hooks.h) */
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 
 /* What the handler does with a COPY. */
 typedef enum CopyLoadMode
@@ -278,6 +281,77 @@ copyload_run(Oid relid, CopyStmt * stmt, const char *queryString)
 	return processed;
 }
 
+/*
+ * Keep Citus from loading this node's shards of a protected table with its
+ * local copy (CopyFrom without row security): local execution off, as
+ * action (GUC_ACTION_SAVE: for a statement, the caller restores it;
+ * GUC_ACTION_LOCAL: to the end of the transaction).  Refused when the
+ * transaction has executed locally already, as Citus must then go on.
+ */
+static void
+copyload_no_local_copy(const char *relname, GucAction action)
+{
+	if (vecphi_citus_local_execution_required())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("bulk load into protected table \"%s\" after local execution in this transaction is not supported",
+						relname),
+				 errdetail("Citus would load this node's shards of the table without row-level security."),
+				 errhint("Run the COPY or INSERT ... SELECT in a transaction of its own, or first in its transaction.")));
+	(void) set_config_option("citus.enable_local_execution", "off",
+							 PGC_USERSET, PGC_S_SESSION, action, true, 0, false);
+}
+
+/*
+ * An INSERT ... SELECT or MERGE that Citus runs through this node (its
+ * custom scans below) loads the target's shards with its COPY machinery,
+ * the node's own shards by local copy.  When the target is a protected
+ * Citus table whose row security applies, turn local execution off for
+ * the rest of the transaction (the scan runs after ExecutorStart; a
+ * statement-long setting could not be restored on every path), so those
+ * rows go through a connection and copyload_ProcessUtility on the shard.
+ */
+static void
+copyload_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	PlannedStmt *pstmt = queryDesc->plannedstmt;
+
+	if ((pstmt->commandType == CMD_INSERT || pstmt->commandType == CMD_MERGE) &&
+		pstmt->planTree != NULL && IsA(pstmt->planTree, CustomScan) &&
+		!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		CustomScan *scan = (CustomScan *) pstmt->planTree;
+		const char *name = scan->methods ? scan->methods->CustomName : NULL;
+
+		if (name != NULL &&
+			(strcmp(name, "Citus INSERT ... SELECT") == 0 ||
+			 strcmp(name, "Citus MERGE INTO ...") == 0))
+		{
+			ListCell   *lc;
+
+			foreach(lc, pstmt->rtable)
+			{
+				RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+				if (rte->rtekind != RTE_RELATION ||
+					!(rte->requiredPerms & (ACL_INSERT | ACL_UPDATE)))
+					continue;
+				if (vecphi_citus_is_table(rte->relid) &&
+					check_enable_rls(rte->relid, InvalidOid, false) == RLS_ENABLED &&
+					protect_rel_is_protected(rte->relid))
+				{
+					copyload_no_local_copy(get_rel_name(rte->relid), GUC_ACTION_LOCAL);
+					break;
+				}
+			}
+		}
+	}
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
 /* Take over a COPY FROM STDIN that row security would refuse (above). */
 static void
 copyload_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
@@ -305,19 +379,9 @@ copyload_ProcessUtility(PlannedStmt * pstmt, const char *queryString,
 		}
 		if (mode == COPYLOAD_CITUS_REMOTE)
 		{
-			int			nestlevel;
+			int			nestlevel = NewGUCNestLevel();
 
-			if (vecphi_citus_local_execution_required())
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("COPY into protected table \"%s\" after local execution in this transaction is not supported",
-								stmt->relation->relname),
-						 errdetail("Citus would load this node's shards without row-level security."),
-						 errhint("Run the COPY in a transaction of its own, or first in its transaction.")));
-			nestlevel = NewGUCNestLevel();
-			(void) set_config_option("citus.enable_local_execution", "off",
-									 PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
+			copyload_no_local_copy(stmt->relation->relname, GUC_ACTION_SAVE);
 			utility_next(utility_slot, pstmt, queryString, readOnlyTree, context,
 						 params, queryEnv, dest, qc);
 			AtEOXact_GUC(true, nestlevel);
@@ -332,4 +396,6 @@ void
 copyload_init(void)
 {
 	utility_slot = utility_register(copyload_ProcessUtility);
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = copyload_ExecutorStart;
 }

@@ -215,6 +215,28 @@ is(scalar(split /\n/, $wb), 20, '20 rows for the worker\'s own shards');
 isnt($ret, 0, 'through a worker: a COPY of tenant B rows, all for its own shards, under tenant A\'s claims is refused');
 like($err, qr/row-level security policy/, '... by the policy') or diag($err);
 is(count_of('id BETWEEN 5001 AND 6000'), 0, '... and leaves nothing');
+# INSERT ... SELECT through the worker (Citus pulls the rows to that node
+# and loads its own shards with local copy).
+($ret, $out, $err) = as_app_on($w1, $claims{t_a},
+	"INSERT INTO docs SELECT g, 't_b', vec(g)::evector FROM generate_series(5001, 6000) g
+	 WHERE get_shard_id_for_distribution_column('docs', g) IN ($w1_shards);");
+isnt($ret, 0, 'through a worker: INSERT ... SELECT of tenant B rows for its own shards is refused');
+is(count_of('id BETWEEN 5001 AND 6000'), 0, '... and leaves nothing');
+($ret, $out, $err) = as_app_on($w1, $claims{t_a},
+	"INSERT INTO docs SELECT g, 't_a', vec(g)::evector FROM generate_series(6001, 7000) g
+	 WHERE get_shard_id_for_distribution_column('docs', g) IN ($w1_shards);");
+is($ret, 0, 'through a worker: INSERT ... SELECT of tenant A rows for its own shards loads') or diag($err);
+my $local_a = count_of("id BETWEEN 6001 AND 7000 AND tenant = 't_a'");
+cmp_ok($local_a, '>', 0, "... $local_a rows");
+# After a local read in the same transaction Citus must keep executing
+# locally: vecphi refuses the COPY rather than let Citus copy locally.
+my ($local_id) = split /\n/, $coord->safe_psql('postgres',
+	"SELECT g FROM generate_series(6001, 7000) g WHERE get_shard_id_for_distribution_column('docs', g) IN ($w1_shards) LIMIT 1");
+my $one = rows(7001, 7001, 't_a', "\t");
+($ret, $out, $err) = as_app_on($w1, $claims{t_a},
+	"SELECT count(*) FROM docs WHERE id = $local_id;\nCOPY docs FROM STDIN;\n$one\n\\.");
+isnt($ret, 0, 'through a worker: COPY after a local read in the transaction is refused');
+like($err, qr/after local execution in this transaction is not supported/, '... with vecphi\'s error') or diag($err);
 my $wa = rows(5101, 5140, 't_a', "\t");
 ($ret, $out, $err) = as_app_on($w1, $claims{t_a}, "COPY docs FROM STDIN;\n$wa\n\\.");
 is($ret, 0, 'through a worker: tenant A\'s COPY loads') or diag($err);
