@@ -48,6 +48,17 @@
  * already executed locally Citus must go on doing so; such a COPY is
  * refused.
  *
+ * The same local copy serves an INSERT ... SELECT or MERGE that Citus
+ * runs through this node (its "Citus INSERT ... SELECT" and "Citus MERGE
+ * INTO ..." scans); copyload_ExecutorStart turns local execution off for
+ * the rest of the transaction when their target is a protected Citus
+ * table whose row security applies.
+ *
+ * Differences from PostgreSQL's COPY: statement-level triggers fire once
+ * per row (each row is an INSERT statement), and loading is slower (one
+ * executor run per row).  Privileges are those of the INSERT: the listed
+ * columns, as COPY.
+ *
  * Everything else - FROM a file or PROGRAM, WHERE, FREEZE, a table vecphi
  * does not protect, a user row security does not apply to (superuser,
  * owner, BYPASSRLS) - falls through unchanged to Citus or PostgreSQL.
