@@ -99,13 +99,53 @@ SELECT count(*) AS visible_to_b FROM cl_notes;
 COMMIT;
 RESET ROLE;
 
+-- Identity, generated and dropped columns behave as in PostgreSQL's COPY:
+-- an identity column takes a given value (even GENERATED ALWAYS) or its
+-- sequence, a generated column is computed and cannot be listed, a dropped
+-- column is not there.
+SET ROLE regress_cl_owner;
+CREATE TABLE cl_wide (
+	id int PRIMARY KEY,
+	dropme int,
+	seq int GENERATED ALWAYS AS IDENTITY,
+	tenant text NOT NULL DEFAULT vecphi.tenant(),
+	twice int GENERATED ALWAYS AS (id * 2) STORED,
+	emb evector(3)
+);
+ALTER TABLE cl_wide DROP COLUMN dropme;
+SELECT vecphi.protect('cl_wide', 'tenant');
+GRANT SELECT, INSERT ON cl_wide TO regress_cl_app;
+RESET ROLE;
+SET ROLE regress_cl_app;
+BEGIN;
+SELECT vecphi.set_claims(test_token(test_claims('cl_a'))) IS NOT NULL AS claims_set;
+COPY cl_wide (id, emb) FROM STDIN;
+1	[1,0,0]
+2	[0,1,0]
+\.
+COPY cl_wide (id, seq, emb) FROM STDIN;
+3	100	[0,0,1]
+\.
+-- No column list: every column but the generated and dropped ones.
+COPY cl_wide FROM STDIN;
+4	101	cl_a	[1,1,1]
+\.
+SELECT id, seq, tenant, twice, emb IS NULL AS emb_null FROM cl_wide ORDER BY id;
+SAVEPOINT s;
+COPY cl_wide (id, twice) FROM STDIN;
+5	10
+\.
+ROLLBACK TO s;
+COMMIT;
+RESET ROLE;
+
 -- The superuser's COPY (row security does not apply) is PostgreSQL's own.
 COPY cl_notes (id, tenant) FROM STDIN;
 100	cl_b
 \.
 SELECT tenant, count(*) FROM cl_notes GROUP BY tenant ORDER BY tenant;
 
-DROP TABLE cl_notes, cl_plain;
+DROP TABLE cl_notes, cl_plain, cl_wide;
 REVOKE ALL ON SCHEMA public FROM regress_cl_app;
 DROP ROLE regress_cl_app;
 REVOKE ALL ON SCHEMA public FROM regress_cl_owner;
