@@ -50,6 +50,7 @@ OBJS = \
 	src/protect/bindingcatalog.o \
 	src/protect/protectddl.o \
 	src/protect/protectstate.o \
+	src/protect/copyload.o \
 	src/erasure/scrub.o \
 	src/migrate/migrateddl.o \
 	src/migrate/migrate.o \
@@ -63,7 +64,7 @@ DATA = sql/vecphi--0.1.0.sql $(wildcard sql/vecphi--*--*.sql)
 # pg_regress suites (sql/<name>.sql, expected/<name>.out).  They need a
 # server started with shared_preload_libraries = 'vecphi' and test keys, so
 # test/run_tests.sh runs them against a temporary instance; see README.md.
-REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure citus_policies ehnsw_recent claims_json ehnsw_debug_settings ehnsw_shred_vacuum inputs inputs_large tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity binding explain_redaction query_vector migrate monitoring
+REGRESS = setup evector_input etext claims keys distance exact_search ehnsw rls adversarial audit erasure citus_policies ehnsw_recent claims_json ehnsw_debug_settings ehnsw_shred_vacuum inputs inputs_large tokens audit_paths ehnsw_unwind owner_code privsql audit_integrity binding explain_redaction query_vector migrate monitoring copy_load
 REGRESS_OPTS = --inputdir=. --load-extension=pgcrypto
 
 # pg_isolation_regress specs (specs/<name>.spec, expected/<name>.out): the

@@ -576,7 +576,8 @@ COMMIT;
 RESET ROLE;
 
 ---------------------------------------------------------------------------
--- 12. COPY: out, only the claimant's rows; in, refused under RLS.
+-- 12. COPY: out, only the claimant's rows; in, loaded as INSERTs under
+-- the policies (copyload.c): another tenant's row is refused.
 ---------------------------------------------------------------------------
 SET ROLE regress_adv_app;
 BEGIN;
@@ -587,7 +588,9 @@ COPY adv_notes (id, tenant, category, mrn) TO STDOUT;
 COMMIT;
 BEGIN;
 SELECT vecphi.set_claims(adv_token());
-\copy adv_notes (id, tenant, category, mrn) FROM '/dev/null'
+COPY adv_notes (id, tenant, category, mrn) FROM STDIN;
+9001	adv_b	clinical	MRN-PLANTED
+\.
 ROLLBACK;
 RESET ROLE;
 

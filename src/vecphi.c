@@ -23,6 +23,7 @@
 #include "audit.h"
 #include "binding.h"
 #include "claims.h"
+#include "copyload.h"
 #include "ehnsw.h"
 #include "hooks.h"
 #include "keys.h"
@@ -48,6 +49,8 @@ _PG_init(void)
 	keys_settings_init();		/* keys: provider settings */
 	stats_init();				/* monitoring counters: vecphi.stat_max */
 	ehnsw_init();				/* index AM: ef_search */
+	copyload_init();			/* protect: COPY FROM under row security (runs
+								 * last) */
 	claims_init();				/* claims: token settings and hooks */
 	audit_init();				/* audit: settings, hooks, writer, sink */
 	scrub_init();				/* erasure: scrub after VACUUM */

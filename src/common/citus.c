@@ -31,6 +31,8 @@
 #include "citus.h"
 
 /* Citus 13's DistributedTransactionId (transaction_identifier.h). */
+typedef bool (*IsCitusTableFn) (Oid relationId);
+typedef int (*LocalExecStatusFn) (void);
 typedef struct CitusDistributedTransactionId
 {
 	int			initiatorNodeIdentifier;
@@ -136,4 +138,27 @@ vecphi_citus_shard_table(Oid relid, uint64 *shardid)
 	if (*shardid == 0)
 		return InvalidOid;
 	return shard_table((int64) *shardid, true);
+}
+
+bool
+vecphi_citus_is_table(Oid relid)
+{
+	IsCitusTableFn is_table;
+
+	if (!OidIsValid(relid) || !vecphi_citus_active())
+		return false;
+	is_table = (IsCitusTableFn) vecphi_citus_function("IsCitusTable");
+	return is_table != NULL && is_table(relid);
+}
+
+bool
+vecphi_citus_local_execution_required(void)
+{
+	LocalExecStatusFn status;
+
+	if (!vecphi_citus_active())
+		return false;
+	status = (LocalExecStatusFn) vecphi_citus_function("GetCurrentLocalExecutionStatus");
+	/* LOCAL_EXECUTION_REQUIRED is the first value of Citus's enum */
+	return status != NULL && status() == 0;
 }

@@ -48,4 +48,16 @@ extern bool vecphi_citus_current_txn(CitusTxn * txn);
  */
 extern Oid	vecphi_citus_shard_table(Oid relid, uint64 *shardid);
 
+/*
+ * Is relid a Citus table (distributed, reference or managed local: the
+ * table Citus itself loads and queries, not one of its shards)?
+ */
+extern bool vecphi_citus_is_table(Oid relid);
+
+/*
+ * Has this transaction executed shard commands locally, so that Citus must
+ * keep doing so (its LOCAL_EXECUTION_REQUIRED)?
+ */
+extern bool vecphi_citus_local_execution_required(void);
+
 #endif							/* VECPHI_CITUS_H */
