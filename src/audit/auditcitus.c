@@ -74,6 +74,14 @@ static MemoryContext fold_cxt = NULL;
 static List *folded = NIL;
 static List *distributed_queries = NIL;
 
+/*
+ * Runs of recorded distributed SELECTs under way.  A statement started
+ * while one runs is part of it (Citus runs the subqueries it plans apart
+ * - a LIMIT subquery, a CTE - as statements of their own, into
+ * intermediate results): the outer statement's record covers it.
+ */
+static int	distributed_run_depth = 0;
+
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
@@ -242,6 +250,7 @@ auditcitus_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 			fold_emit(true);
+			distributed_run_depth = 0;
 			/* Their executor states are gone (or going) with the abort. */
 			distributed_queries = NIL;
 			break;
@@ -307,6 +316,7 @@ auditcitus_ExecutorStart(QueryDesc *qd, int eflags)
 
 	/* Cheapest tests first: this runs for every statement. */
 	if (!vecphi_audit_enabled || am_audit_writer || IsParallelWorker() ||
+		distributed_run_depth > 0 ||
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) || qd->operation != CMD_SELECT ||
 		!vecphi_citus_preloaded() || claims_peek() == NULL ||
 		!citus_scan_walker(qd->planstate, NULL))
@@ -374,6 +384,7 @@ auditcitus_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 			standard_ExecutorRun(qd, direction, count, execute_once);
 		return;
 	}
+	distributed_run_depth++;
 	PG_TRY();
 	{
 		if (prev_ExecutorRun)
@@ -385,12 +396,14 @@ auditcitus_ExecutorRun(QueryDesc *qd, ScanDirection direction, uint64 count,
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 
+		distributed_run_depth--;
 		if (!dq->recorded)
 			distributed_query_failed(dq);
 		MemoryContextSwitchTo(old);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	distributed_run_depth--;
 	/* ExecutorRun counts a SELECT's rows sent to the receiver afresh. */
 	dq->rows += qd->estate->es_processed;
 }

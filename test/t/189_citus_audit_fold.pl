@@ -235,6 +235,51 @@ check_search('two-phase commit', $gpid, $ids, 1);
 is($coord->safe_psql('postgres', "SELECT count(*) FROM docs WHERE id IN ($id1, $id2)"), '2',
 	'the two-phase transaction committed its rows');
 
+# A search that fails while it runs (on the workers): the coordinator's
+# record says so.
+($out, $err) = ('', '');
+$coord->psql(
+	'postgres', qq{
+	BEGIN;
+	SET LOCAL citus.propagate_set_commands = 'local';
+	SET LOCAL enable_seqscan = off;
+	$claims{t_a}
+	SELECT 'gpid ' || citus_backend_gpid();
+	SELECT id, 1 / (id - id) FROM docs ORDER BY emb <-> '$q'::evector_query LIMIT 10;
+	COMMIT;},
+	stdout => \$out, stderr => \$err, on_error_stop => 1, extra_params => [ '-U', 'app' ]);
+like($err, qr/division by zero/, 'a search failing on the workers fails');
+($gpid) = $out =~ /gpid (\d+)/;
+$coord->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM vecphi.cluster_audit_log() WHERE citus_gpid = $gpid AND action = 'distributed_scan'")
+  or die 'no distributed_scan record of the failed search';
+is( $coord->safe_psql(
+		'postgres', qq{SELECT string_agg(outcome || ' ' || rows_returned || ' ' || relation, ',')
+	FROM vecphi.cluster_audit_log() WHERE citus_gpid = $gpid AND action = 'distributed_scan'}),
+	'error 0 public.docs', 'the coordinator recorded the failed search once, with outcome error');
+
+# A search Citus plans in two steps (the LIMIT subquery first, into an
+# intermediate result, then the aggregate over it): one record of the
+# statement, with the one row the client got.
+my $two_step = "SELECT string_agg(id::text, ',') FROM (SELECT id FROM docs ORDER BY emb <-> '$q'::evector_query LIMIT 10) x;";
+$out = $coord->safe_psql(
+	'postgres', qq{
+	BEGIN;
+	SET LOCAL citus.propagate_set_commands = 'local';
+	SET LOCAL enable_seqscan = off;
+	$claims{t_a}
+	SELECT 'gpid ' || citus_backend_gpid();
+	$two_step
+	COMMIT;}, extra_params => [ '-U', 'app' ]);
+($gpid) = $out =~ /gpid (\d+)/;
+$coord->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM vecphi.cluster_audit_log() WHERE citus_gpid = $gpid AND action = 'distributed_scan'")
+  or die 'no distributed_scan record of the two-step search';
+is( $coord->safe_psql(
+		'postgres', qq{SELECT string_agg(outcome || ' ' || rows_returned || ' ' || relation, ',' ORDER BY seq)
+	FROM vecphi.cluster_audit_log() WHERE citus_gpid = $gpid AND action = 'distributed_scan'}),
+	'ok 1 public.docs', 'a search Citus runs in two steps: one coordinator record, of the row the client got');
+
 # Without claims nothing is decrypted or returned, and the coordinator
 # writes no distributed_scan record.
 my $before = $coord->safe_psql('postgres', q{SELECT count(*) FROM vecphi.audit_log WHERE action = 'distributed_scan'});
