@@ -111,23 +111,28 @@ citus_lookup_functions(void)
 
 /*
  * get_extension_oid() scans pg_extension (no syscache): the answer is kept
- * for the rest of the local transaction, as every audited statement asks.
- * An extension created later in the same transaction is seen from the
- * next one on.
+ * while the local transaction and its command counter stay the same, as
+ * every audited statement asks.  CREATE or DROP EXTENSION advances the
+ * command counter, so the next call looks again; a read-only transaction
+ * (a worker serving a search, one statement per shard) asks once.
  */
 bool
 vecphi_citus_active(void)
 {
 	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+	static CommandId cached_cid = InvalidCommandId;
 	static bool cached_active = false;
+	CommandId	cid;
 
 	if (!IsTransactionState() || !vecphi_citus_preloaded())
 		return false;
-	if (MyProc == NULL || MyProc->lxid != cached_lxid ||
-		cached_lxid == InvalidLocalTransactionId)
+	cid = GetCurrentCommandId(false);
+	if (MyProc == NULL || cached_lxid == InvalidLocalTransactionId ||
+		MyProc->lxid != cached_lxid || cid != cached_cid)
 	{
 		cached_active = OidIsValid(get_extension_oid("citus", true));
 		cached_lxid = MyProc != NULL ? MyProc->lxid : InvalidLocalTransactionId;
+		cached_cid = cid;
 	}
 	return cached_active;
 }
