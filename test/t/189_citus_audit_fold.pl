@@ -109,13 +109,16 @@ sub search_a
 }
 
 # Every node's records of a search (by global PID), once the workers' and
-# the coordinator's have reached their logs.
+# the coordinator's have reached their logs (a folded record queued at
+# abort is not waited for: it may come a little later).
 sub records_of
 {
 	my ($gpid) = @_;
 	$coord->poll_query_until(
 		'postgres', qq{
-		SELECT count(DISTINCT nodeid) = 3 FROM vecphi.cluster_audit_log()
+		SELECT count(DISTINCT nodeid) = 3
+			AND count(DISTINCT nodeid) FILTER (WHERE detail ~ '^citus: [0-9]+ empty scans') = 2
+		FROM vecphi.cluster_audit_log()
 		WHERE citus_gpid = $gpid}, 't')
 	  or die "the records of gpid $gpid did not reach every node's log";
 	my $rows = $coord->safe_psql(
@@ -279,6 +282,37 @@ is( $coord->safe_psql(
 		'postgres', qq{SELECT string_agg(outcome || ' ' || rows_returned || ' ' || relation, ',' ORDER BY seq)
 	FROM vecphi.cluster_audit_log() WHERE citus_gpid = $gpid AND action = 'distributed_scan'}),
 	'ok 1 public.docs', 'a search Citus runs in two steps: one coordinator record, of the row the client got');
+
+# Two claimants in one distributed transaction (claims changed between
+# statements): their empty scans are never folded together.
+$out = $coord->safe_psql(
+	'postgres', qq{
+	BEGIN;
+	SET LOCAL citus.propagate_set_commands = 'local';
+	SET LOCAL enable_seqscan = off;
+	SET LOCAL citus.max_adaptive_executor_pool_size = 1;
+	$claims{t_a}
+	SELECT 'gpid ' || citus_backend_gpid();
+	$search
+	$claims{t_b}
+	$search
+	COMMIT;}, extra_params => [ '-U', 'app' ]);
+($gpid) = $out =~ /gpid (\d+)/;
+is( $coord->safe_psql(
+		'postgres', qq{
+	SELECT string_agg(x, ',' ORDER BY x) FROM (
+		SELECT nodeid || ' ' || tenant || ' '
+			|| sum(coalesce(substring(detail, '^citus: ([0-9]+) empty scans')::int, 1)) || ' '
+			|| (count(*) FILTER (WHERE detail ~ '^citus: [0-9]+ empty scans') <= 1) AS x
+		FROM vecphi.cluster_audit_log()
+		WHERE citus_gpid = $gpid AND action = 'index_scan'
+		GROUP BY nodeid, tenant) y}),
+	join(',', sort map { ("$_ t_a $shards_of{$_} true", "$_ t_b $shards_of{$_} true") } keys %shards_of),
+	'two claimants in one transaction: every shard scan of each counted once under its own tenant, at most one folded record each per worker');
+is( $coord->safe_psql(
+		'postgres', qq{SELECT count(*) FROM vecphi.cluster_audit_log()
+	WHERE citus_gpid = $gpid AND ((tenant = 't_a') <> (subject = 'dr_t_a'))}),
+	'0', 'two claimants in one transaction: no record mixes one\'s tenant with the other\'s subject');
 
 # Without claims nothing is decrypted or returned, and the coordinator
 # writes no distributed_scan record.
