@@ -20,6 +20,11 @@
 #    afterwards, still leaves every record;
 #  - a search in a transaction Citus commits with two-phase commit
 #    (PREPARE TRANSACTION on the workers) leaves them too;
+#  - a search that fails on the workers: the coordinator's record has
+#    outcome error; a search Citus runs in two steps (LIMIT subquery into
+#    an intermediate result): one coordinator record;
+#  - two claimants in one transaction are never folded together; a search
+#    without claims writes no coordinator record;
 #  - every node's chain verifies.
 use strict;
 use warnings;
