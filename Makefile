@@ -38,6 +38,7 @@ OBJS = \
 	src/ehnsw/ehnswvacuum.o \
 	src/audit/audit.o \
 	src/audit/auditchain.o \
+	src/audit/auditcitus.o \
 	src/audit/auditverify.o \
 	src/audit/auditexec.o \
 	src/audit/auditplan.o \

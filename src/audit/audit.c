@@ -451,6 +451,8 @@ audit_init(void)
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = audit_emit_log_hook;
 	utility_slot = utility_register(audit_ProcessUtility);
+	/* Before auditexec_init(): its transaction callback must run first. */
+	auditcitus_init();
 	auditexec_init();
 
 	/* What the layers below report (common/report.h) comes here. */

@@ -32,6 +32,7 @@
 #define AUDIT_ACTION_PERMISSION_ERROR	"permission_error"
 #define AUDIT_ACTION_BIND			"bind"
 #define AUDIT_ACTION_STATS_RESET	"stats_reset"
+#define AUDIT_ACTION_DISTRIBUTED_SCAN	"distributed_scan"	/* Citus coordinator */
 
 /* Outcomes (the audit_log.outcome column). */
 #define AUDIT_OUTCOME_OK			"ok"

@@ -273,6 +273,9 @@ audit_relation_name(Oid relid)
 	return quote_qualified_identifier(nsp, rel);
 }
 
+/* Empty shard scans go to auditcitus.c when it is loaded (auditint.h). */
+AuditFoldHook audit_fold_hook = NULL;
+
 /*
  * On a Citus node: a record of a shard names the shard's distributed table
  * (the shard goes to the detail), and a record made in a distributed
@@ -281,29 +284,29 @@ audit_relation_name(Oid relid)
  * (docs/citus.md).  Appended to the detail, which the chain covers.
  */
 static void
-audit_cluster_context(const AuditEvent *event, AuditRecord *rec)
+audit_cluster_context(const AuditEvent *event, AuditRecord *rec,
+					  Oid *table, uint64 *shardid, CitusTxn * txn, bool *in_txn)
 {
-	uint64		shardid = 0;
-	Oid			table = vecphi_citus_shard_table(event->relid, &shardid);
-	CitusTxn	txn;
-	bool		in_txn = vecphi_citus_current_txn(&txn);
 	StringInfoData buf;
 
-	if (!OidIsValid(table) && !in_txn)
+	*shardid = 0;
+	*table = vecphi_citus_shard_table(event->relid, shardid);
+	*in_txn = vecphi_citus_current_txn(txn);
+	if (!OidIsValid(*table) && !*in_txn)
 		return;
 	initStringInfo(&buf);
 	if (rec->detail != NULL)
 		appendStringInfo(&buf, "%s; ", rec->detail);
 	appendStringInfoString(&buf, "citus:");
-	if (OidIsValid(table))
+	if (OidIsValid(*table))
 	{
-		rec->relation = audit_relation_name(table);
-		appendStringInfo(&buf, " shard " UINT64_FORMAT, shardid);
+		rec->relation = audit_relation_name(*table);
+		appendStringInfo(&buf, " shard " UINT64_FORMAT, *shardid);
 	}
-	if (in_txn)
+	if (*in_txn)
 		appendStringInfo(&buf, "%s transaction %d:" UINT64_FORMAT ", gpid " UINT64_FORMAT,
-						 OidIsValid(table) ? "," : "",
-						 txn.initiator_node, txn.number, txn.gpid);
+						 OidIsValid(*table) ? "," : "",
+						 txn->initiator_node, txn->number, txn->gpid);
 	rec->detail = buf.data;
 }
 
@@ -312,6 +315,10 @@ audit_emit(const AuditEvent *event, bool wait_durable)
 {
 	AuditRecord rec;
 	uint64		ticket;
+	Oid			table;
+	uint64		shardid;
+	CitusTxn	txn;
+	bool		in_txn;
 
 	if (!vecphi_audit_enabled || am_audit_writer)
 		return;
@@ -326,12 +333,17 @@ audit_emit(const AuditEvent *event, bool wait_durable)
 	rec.rows = event->rows;
 	rec.row_ids = (char *) event->row_ids;
 	rec.detail = (char *) event->detail;
-	audit_cluster_context(event, &rec);
+	audit_cluster_context(event, &rec, &table, &shardid, &txn, &in_txn);
 	if (event->query_digest != NULL)
 	{
 		rec.has_digest = true;
 		memcpy(rec.digest, event->query_digest, AUDIT_DIGEST_LEN);
 	}
+	/* An empty scan of a shard in a distributed transaction: folded. */
+	if (OidIsValid(table) && in_txn && event->rows == 0 &&
+		event->detail == NULL && !IsParallelWorker() &&
+		audit_fold_hook != NULL && audit_fold_hook(&rec, shardid, &txn))
+		return;
 	ticket = audit_enqueue_record(&rec, false);
 	if (wait_durable && vecphi_audit_synchronous && !IsParallelWorker())
 		auditqueue_wait(ticket);

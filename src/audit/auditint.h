@@ -138,6 +138,19 @@ extern void audit_count_decrypt(bool is_text);
 extern void audit_note_distance(void);
 extern void auditexec_index_row(int64 *returned);
 
+/*
+ * auditchain.c: where audit_emit() hands an empty scan of a shard made in
+ * a Citus distributed transaction; true when it took the record (set by
+ * auditcitus.c, which sits above; NULL: every scan keeps its record).
+ */
+struct CitusTxn;
+typedef bool (*AuditFoldHook) (const AuditRecord *rec, uint64 shardid,
+							   const struct CitusTxn *txn);
+extern AuditFoldHook audit_fold_hook;
+
+/* auditcitus.c */
+extern void auditcitus_init(void);
+
 /* The chain key's file name in vecphi.key_directory; a purge checkpoint. */
 #define AUDIT_KEY_FILE_DEFAULT "audit.key"
 #define CHECKPOINT_FORMAT "purged through seq=" INT64_FORMAT " hash=%s"

@@ -23,6 +23,7 @@
 #include "access/xact.h"
 #include "commands/extension.h"
 #include "fmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -85,59 +86,98 @@ vecphi_citus_function(const char *name)
 	return (void *) load_external_function("citus", name, false, NULL);
 }
 
+/*
+ * The functions every audit record asks for, looked up once per backend
+ * (load_external_function() stats the library file each time): the
+ * library never unloads, so the addresses stay valid.
+ */
+static GetTxnFn cached_get_txn;
+static GetGpidFn cached_get_gpid;
+static IsShardFn cached_is_shard;
+static ShardIdFn cached_shard_id;
+static ShardTableFn cached_shard_table;
+static bool functions_looked_up = false;
+
+static void
+citus_lookup_functions(void)
+{
+	if (functions_looked_up)
+		return;
+	cached_get_txn = (GetTxnFn) vecphi_citus_function("GetCurrentDistributedTransactionId");
+	cached_get_gpid = (GetGpidFn) vecphi_citus_function("GetGlobalPID");
+	cached_is_shard = (IsShardFn) vecphi_citus_function("RelationIsAKnownShard");
+	cached_shard_id = (ShardIdFn) vecphi_citus_function("ExtractShardIdFromTableName");
+	cached_shard_table = (ShardTableFn) vecphi_citus_function("LookupShardRelationFromCatalog");
+	functions_looked_up = true;
+}
+
+/*
+ * get_extension_oid() scans pg_extension (no syscache): the answer is kept
+ * while the local transaction and its command counter stay the same, as
+ * every audited statement asks.  CREATE or DROP EXTENSION advances the
+ * command counter, so the next call looks again; a read-only transaction
+ * (a worker serving a search, one statement per shard) asks once.
+ */
 bool
 vecphi_citus_active(void)
 {
-	return IsTransactionState() && vecphi_citus_preloaded() &&
-		OidIsValid(get_extension_oid("citus", true));
+	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+	static CommandId cached_cid = InvalidCommandId;
+	static bool cached_active = false;
+	CommandId	cid;
+
+	if (!IsTransactionState() || !vecphi_citus_preloaded())
+		return false;
+	cid = GetCurrentCommandId(false);
+	if (MyProc == NULL || cached_lxid == InvalidLocalTransactionId ||
+		MyProc->lxid != cached_lxid || cid != cached_cid)
+	{
+		cached_active = OidIsValid(get_extension_oid("citus", true));
+		cached_lxid = MyProc != NULL ? MyProc->lxid : InvalidLocalTransactionId;
+		cached_cid = cid;
+	}
+	return cached_active;
 }
 
 bool
 vecphi_citus_current_txn(CitusTxn * txn)
 {
-	GetTxnFn	get_txn;
-	GetGpidFn	get_gpid;
 	CitusDistributedTransactionId *id;
 
 	if (!vecphi_citus_active())
 		return false;
-	get_txn = (GetTxnFn) vecphi_citus_function("GetCurrentDistributedTransactionId");
-	get_gpid = (GetGpidFn) vecphi_citus_function("GetGlobalPID");
-	if (get_txn == NULL || get_gpid == NULL)
+	citus_lookup_functions();
+	if (cached_get_txn == NULL || cached_get_gpid == NULL)
 		return false;
-	id = get_txn();
+	id = cached_get_txn();
 	if (id == NULL || id->transactionNumber == 0)
 		return false;
 	txn->initiator_node = id->initiatorNodeIdentifier;
 	txn->number = id->transactionNumber;
-	txn->gpid = get_gpid();
+	txn->gpid = cached_get_gpid();
 	return true;
 }
 
 Oid
 vecphi_citus_shard_table(Oid relid, uint64 *shardid)
 {
-	IsShardFn	is_shard;
-	ShardIdFn	shard_id;
-	ShardTableFn shard_table;
 	char	   *name;
 
 	if (!OidIsValid(relid) || !vecphi_citus_active())
 		return InvalidOid;
-	is_shard = (IsShardFn) vecphi_citus_function("RelationIsAKnownShard");
-	shard_id = (ShardIdFn) vecphi_citus_function("ExtractShardIdFromTableName");
-	shard_table = (ShardTableFn) vecphi_citus_function("LookupShardRelationFromCatalog");
-	if (is_shard == NULL || shard_id == NULL || shard_table == NULL)
+	citus_lookup_functions();
+	if (cached_is_shard == NULL || cached_shard_id == NULL ||
+		cached_shard_table == NULL)
 		return InvalidOid;
-	if (!is_shard(relid))
+	if (!cached_is_shard(relid))
 		return InvalidOid;
 	name = get_rel_name(relid);
 	if (name == NULL)
 		return InvalidOid;
-	*shardid = shard_id(name, true);
+	*shardid = cached_shard_id(name, true);
 	if (*shardid == 0)
 		return InvalidOid;
-	return shard_table((int64) *shardid, true);
+	return cached_shard_table((int64) *shardid, true);
 }
 
 bool
