@@ -9,12 +9,13 @@
 # apply.  Checked here, through the coordinator:
 #  - the refusal's place, on a distributed table with a row-security policy
 #    of its own (not vecphi's, so vecphi leaves it alone): the worker;
-#  - as app with tenant A's claims: COPY FROM STDIN in text and CSV lands,
+#  - as app with tenant A's claims: COPY FROM STDIN in text, CSV and binary lands,
 #    each row on the shard of its id, the search finds them; INSERT ...
 #    SELECT from generate_series, a local table and VALUES works;
 #  - a COPY with one row of tenant B is refused by the policy and leaves
 #    nothing on any node; without claims refused; COPY from a file refused
-#    as before; the superuser's COPY works; tenant B sees none of A's rows;
+#    as before; tenant B's envelopes labelled as A's rows are refused in
+#    binary; the superuser's COPY works; tenant B sees none of A's rows;
 #  - rows/s of the claimant's COPY against the superuser's (diag only).
 use strict;
 use warnings;
@@ -168,6 +169,33 @@ my $csv = rows(20501, 20600, 't_a', ',');
 is($ret, 0, 'COPY FROM STDIN (csv) succeeds') or diag($err);
 is(count_of("id BETWEEN 20501 AND 20600 AND tenant = 't_a'"), 100, 'its 100 rows are there');
 
+# Binary: psql's \copy sends the file as COPY FROM STDIN.  The envelopes in
+# the file are the claimant's own ciphertext (evector_send), written by a
+# \copy TO under the same claims.
+my $bindir = PostgreSQL::Test::Utils::tempdir;
+($ret, $out, $err) = as_app($claims{t_a},
+	"\\copy (SELECT g + 30000, 't_a'::text, vec(g)::evector FROM generate_series(1, 40) g) TO '$bindir/a.bin' WITH (FORMAT binary)");
+is($ret, 0, 'the claimant writes a binary COPY file of her own ciphertext') or diag($err);
+($ret, $out, $err) = as_app($claims{t_a}, "\\copy docs FROM '$bindir/a.bin' WITH (FORMAT binary)");
+is($ret, 0, 'COPY FROM STDIN (binary) succeeds') or diag($err);
+is(count_of("id BETWEEN 30001 AND 30040 AND tenant = 't_a'"), 40, 'its 40 rows are there');
+my $q3 = $coord->safe_psql('postgres', 'SELECT vec(3)');
+($ret, $out, $err) = as_app($claims{t_a},
+	"SELECT id, emb <-> '$q3'::evector_query FROM docs WHERE id > 30000 ORDER BY 2 LIMIT 1;");
+like($out, qr/^30003\|0$/m, '... and decrypt to the vectors written (row 30003 is vec(3))') or diag($err);
+
+# Tenant B's ciphertext (taken by the superuser) labelled as tenant A's rows,
+# loaded in binary under tenant A's claims: the policy checks whose key the
+# envelope is under, not only the tenant column.
+$coord->safe_psql('postgres', qq{BEGIN;
+$claims{t_b}
+\\copy (SELECT g + 31000, 't_a'::text, vec(g)::evector FROM generate_series(1, 5) g) TO '$bindir/b.bin' WITH (FORMAT binary)
+COMMIT;});
+($ret, $out, $err) = as_app($claims{t_a}, "\\copy docs FROM '$bindir/b.bin' WITH (FORMAT binary)");
+isnt($ret, 0, 'tenant B\'s envelopes labelled tenant A, in binary under A\'s claims: refused');
+like($err, qr/row-level security policy/, "... by the policy (the envelopes are under tenant B's key)");
+is(count_of('id BETWEEN 31001 AND 31005'), 0, '... and nothing of it stays');
+
 # --- INSERT ... SELECT through the coordinator.
 ($ret, $out, $err) = as_app($claims{t_a},
 	"INSERT INTO docs SELECT g, 't_a', vec(g)::evector FROM generate_series(21001, 21100) g;");
@@ -180,7 +208,7 @@ is($ret, 0, 'INSERT ... SELECT from a local table succeeds') or diag($err);
 ($ret, $out, $err) = as_app($claims{t_a},
 	"INSERT INTO docs SELECT * FROM (VALUES (23001, 't_a', vec(23001)::evector), (23002, 't_a', vec(23002)::evector)) v;");
 is($ret, 0, 'INSERT ... SELECT from a VALUES list succeeds') or diag($err);
-is(count_of("id > 21000 AND tenant = 't_a'"), 152, 'the 152 rows of the INSERT ... SELECTs are there');
+is(count_of("id BETWEEN 21001 AND 29999 AND tenant = 't_a'"), 152, 'the 152 rows of the INSERT ... SELECTs are there');
 
 # --- Attacks.
 my $before = count_of('true');
