@@ -583,6 +583,9 @@ auditqueue_wait_anchored(void)
 	TimestampTz deadline;
 	Latch	   *writer_latch = NULL;
 
+	/* Not preloaded: no queue and no writer, so no head file to wait for. */
+	if (audit_shared == NULL)
+		return;
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 	ch = channel_for_database(MyDatabaseId, false);
 	target = ch ? ch->durable_ticket : 0;
