@@ -3,7 +3,10 @@
 -- supported with row-level security"); vecphi loads it row by row as
 -- INSERTs (src/protect/copyload.c), so the policies' WITH CHECK, defaults
 -- and constraints apply as to an INSERT.  Tenant ids and ciphertext differ
--- on every run and are never printed.
+-- on every run and are never printed.  A COPY refused before its data is
+-- read is run as \copy from /dev/null: psql before 15.20 runs the in-line
+-- data after such a refusal as SQL, 15.20 skips it (CVE-2026-6464), and
+-- the suite runs under both (the cassert mode builds its own server).
 
 SELECT vecphi.create_tenant('cl_a') > 0 AS cl_a_created,
 	vecphi.create_tenant('cl_b') > 0 AS cl_b_created;
@@ -85,13 +88,9 @@ ROLLBACK;
 -- vecphi does not protect.
 BEGIN;
 SELECT vecphi.set_claims(test_token(test_claims('cl_a'))) IS NOT NULL AS claims_set;
-COPY cl_notes (id, emb) FROM STDIN WHERE id > 0;
-40	[1,0,0]
-\.
+\copy cl_notes (id, emb) FROM '/dev/null' WHERE id > 0
 ROLLBACK;
-COPY cl_plain FROM STDIN;
-1	x
-\.
+\copy cl_plain FROM '/dev/null'
 -- Tenant B sees none of A's rows.
 BEGIN;
 SELECT vecphi.set_claims(test_token(test_claims('cl_b'))) IS NOT NULL AS claims_set;
@@ -132,9 +131,7 @@ COPY cl_wide FROM STDIN;
 \.
 SELECT id, seq, tenant, twice, emb IS NULL AS emb_null FROM cl_wide ORDER BY id;
 SAVEPOINT s;
-COPY cl_wide (id, twice) FROM STDIN;
-5	10
-\.
+\copy cl_wide (id, twice) FROM '/dev/null'
 ROLLBACK TO s;
 COMMIT;
 RESET ROLE;
