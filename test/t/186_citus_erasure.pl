@@ -219,6 +219,16 @@ like(
 		$coord, 'postgres', q{SET ROLE app_e; SELECT * FROM vecphi.erase_orphaned_placements()}),
 	qr/^42501: permission denied for function erase_orphaned_placements/,
 	'an application role cannot run vecphi.erase_orphaned_placements()');
+# A non-superuser granted EXECUTE on the worker side is still refused by
+# the function's own check (the REVOKE alone would not hold against a grant).
+$w1->safe_psql('postgres', q{SET citus.enable_ddl_propagation TO off;
+	CREATE ROLE grantee_e;
+	GRANT EXECUTE ON FUNCTION vecphi.erase_orphaned_shard_rows(text) TO grantee_e;});
+like(
+	VecphiCheck::error_of(
+		$w1, 'postgres', "SET ROLE grantee_e; SELECT vecphi.erase_orphaned_shard_rows('public.notes_$shard')"),
+	qr/^42501: permission denied for function vecphi\.erase_orphaned_shard_rows/,
+	'a non-superuser granted EXECUTE cannot empty the old placement on its worker');
 my $active = "public.notes_$shard";
 like(
 	VecphiCheck::error_of(
